@@ -1,0 +1,28 @@
+"""drnas: DrNAS (Dirichlet Neural Architecture Search, Chen et al., ICLR 2021) as a library and CLI.
+
+Typical use::
+
+    import drnas
+    config = drnas.preset("nb201")                          # or drnas.SearchConfig(...)
+    config = drnas.apply_overrides(config, {"dataset": "cifar10", "data": "data/cifar10"})
+    search = drnas.Search(config, out="runs/nb201")
+    result = search.run()
+    print(result.architecture)                              # an NB201 architecture string
+    drnas.NB201Table.load("nb201.csv").accuracies(result.architecture)
+"""
+__version__ = "0.1.0"
+
+from .bench.nb201 import BenchmarkError, NB201Table
+from .config import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
+from .data import DataError, load_dataset
+from .relax import DirichletRelaxation, concentration, dirichlet_kl_to_uniform, sample_dirichlet
+from .search import NonFiniteLossError, Search, SearchResult
+from .spaces import ArchitectureError, NB201Arch, SupernetSpec, get_space, space_names
+
+__all__ = [
+    "ArchitectureError", "BenchmarkError", "ConfigError", "DataError", "DirichletRelaxation", "NB201Arch",
+    "NB201Table", "NonFiniteLossError", "Search", "SearchConfig", "SearchResult", "Stage", "SupernetSpec",
+    "apply_overrides", "concentration", "dirichlet_kl_to_uniform", "get_space", "load_config_file",
+    "load_dataset", "preset", "preset_names", "sample_dirichlet", "set_total_epochs", "space_names",
+    "__version__",
+]

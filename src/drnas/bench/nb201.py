@@ -1,0 +1,68 @@
+"""NAS-Bench-201 results: load a table once, query architectures by their cell.
+
+The table is a CSV with one row per architecture string (column ``arch``) and numeric result columns, such
+as the 200-epoch accuracies ``cifar10_valid_acc``, ``cifar10_test_acc``, ``cifar100_valid_acc``,
+``cifar100_test_acc``, ``imagenet16_valid_acc`` and ``imagenet16_test_acc`` (the columns of Table 4 of the
+DrNAS paper). Users bring the file; the package ships none.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from ..spaces.base import ArchitectureError
+from ..spaces.nb201 import NB201Arch
+
+#: The six accuracies of the DrNAS paper's Table 4, in its column order.
+ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc", "cifar100_test_acc",
+                    "imagenet16_valid_acc", "imagenet16_test_acc")
+
+
+class BenchmarkError(ValueError):
+    """A missing or malformed benchmark table, or an architecture the table does not hold."""
+
+
+class NB201Table:
+    """An in-memory NAS-Bench-201 results table keyed by canonical architecture string."""
+
+    def __init__(self, rows: dict[str, dict[str, float]], source: str = "") -> None:
+        self.rows, self.source = rows, source
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "NB201Table":
+        """Read a CSV table (see the module docstring)."""
+        path = Path(path)
+        if not path.is_file():
+            raise BenchmarkError(f"benchmark table {path} does not exist: pass --benchmark FILE with an NB201 CSV")
+        rows: dict[str, dict[str, float]] = {}
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "arch" not in reader.fieldnames:
+                raise BenchmarkError(f"{path} has no 'arch' column: an NB201 table needs one row per architecture "
+                                     "string with result columns")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    key = str(NB201Arch.parse(row.pop("arch")))
+                    rows[key] = {k: float(v) for k, v in row.items() if v not in (None, "")}
+                except (ArchitectureError, ValueError) as err:
+                    raise BenchmarkError(f"{path}, line {line}: {err}") from None
+        if not rows:
+            raise BenchmarkError(f"{path} holds no architectures")
+        return cls(rows, str(path))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def query(self, arch: NB201Arch | str) -> dict[str, float]:
+        """All results of one architecture (a copy)."""
+        key = str(arch if isinstance(arch, NB201Arch) else NB201Arch.parse(arch))
+        try:
+            return dict(self.rows[key])
+        except KeyError:
+            raise BenchmarkError(f"architecture {key} is not in the table {self.source}") from None
+
+    def accuracies(self, arch: NB201Arch | str) -> dict[str, float]:
+        """The Table 4 accuracies of one architecture (those the table has)."""
+        row = self.query(arch)
+        return {k: row[k] for k in ACCURACY_COLUMNS if k in row}

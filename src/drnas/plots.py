@@ -1,0 +1,41 @@
+"""PNG plots of a search: the Dirichlet mean of every op on every edge, epoch by epoch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .runs import atomic_write_bytes
+
+
+def plot_dirichlet_means(records: Sequence[dict[str, Any]], edge_names: Sequence[str], ops: Sequence[str],
+                         path: Path) -> None:
+    """One panel per edge, one line per op, Dirichlet mean (``beta / sum(beta)``) against epoch."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    if not records:
+        return
+    epochs = [r["epoch"] for r in records]
+    cols = min(3, len(edge_names))
+    rows = (len(edge_names) + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 2.8 * rows), constrained_layout=True)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for e, name in enumerate(edge_names):
+        ax = axes[e // cols][e % cols]
+        for o, op in enumerate(ops):
+            ax.plot(epochs, [r["dirichlet_mean"][e][o] for r in records], label=op, lw=1.5)
+        ax.set_title(f"edge {name}", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("Dirichlet mean", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for e in range(len(edge_names), rows * cols):
+        axes[e // cols][e % cols].axis("off")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -1,0 +1,407 @@
+"""The bilevel search loop: alternating architecture and weight steps, organised in stages.
+
+Each step (first-order DARTS approximation, paper §2.2): an architecture step on a batch of the arch half
+(``theta ~ Dir(beta)``, gradients only for ``eta``, Adam), then a weight step on a batch of the weight half
+(a fresh sample, no gradient to ``eta``, SGD with gradient clipping). Stages (paper §2.4) are data: at the
+start of each stage after the first the supernet is widened to the stage's ``partial_k`` and each edge is
+pruned to its ``ops_kept`` strongest ops by ``beta``; the SGD momentum and the cosine schedule carry on.
+
+Every epoch ends with validation using the Dirichlet mean as mixing weights, one metrics line, the current
+architecture, and an atomic checkpoint that makes ``Search.resume`` continue bit-for-bit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .bench.nb201 import BenchmarkError, NB201Table
+from .config import SearchConfig
+from .data import DeviceLoader, ImageArrays, load_dataset, split_halves
+from .relax import RELAXATIONS, Relaxation, RegulariserSpec
+from .runs import RunDir, RunError, atomic_write_json
+from .spaces import Architecture, SupernetSpec, get_space
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
+    return device
+
+
+@dataclass
+class SearchResult:
+    """What a finished (or stopped) search produced."""
+
+    architecture: Architecture
+    eta: torch.Tensor
+    beta: torch.Tensor
+    expected_weights: torch.Tensor
+    epochs_done: int
+    metrics: list[dict[str, Any]]
+    run_dir: Path | None
+
+
+def _lr_at(config: SearchConfig, epoch: int) -> float:
+    """Cosine annealing from ``lr`` to ``lr_min`` over all epochs of all stages (stepped per epoch)."""
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * epoch / config.epochs))
+
+
+def _stats(t: torch.Tensor) -> dict[str, float]:
+    return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
+
+
+class Search:
+    """A DrNAS search: build it from a config, ``run()`` it, read the derived architecture.
+
+    >>> cfg = drnas.preset("demo")                              # doctest: +SKIP
+    >>> result = drnas.Search(cfg, out="runs/demo").run()       # doctest: +SKIP
+    >>> print(result.architecture)                              # doctest: +SKIP
+    """
+
+    def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
+                 progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
+        self.config = config.validate()
+        self.space = get_space(config.space)
+        self.device = resolve_device(config.device)
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.run_dir = RunDir(out) if out is not None else None
+        if self.run_dir is not None and not _resuming:
+            self.run_dir.create()
+        self.table = NB201Table.load(config.benchmark) if config.benchmark else None
+        if self.table is not None and config.space != "nb201":
+            raise ValueError("--benchmark holds NB201 results: it only applies to --space nb201")
+
+        torch.manual_seed(config.seed)
+        arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
+        self.info = arrays.info
+        self._build_loaders(arrays)
+        self.relax: Relaxation = RELAXATIONS[config.relaxation](
+            self.space.num_edges, len(self.space.ops), init_std=config.eta_init_std,
+            regulariser=RegulariserSpec(config.regulariser, config.reg_scale)).to(self.device)
+        self.stage_index = 0
+        self._build_network(config.stages[0].partial_k)
+        self.arch_optimizer = torch.optim.Adam([self.relax.eta], lr=config.arch_lr, betas=config.arch_betas,
+                                               weight_decay=self.relax.adam_weight_decay)
+        self.epoch = 0  # epochs completed
+        self.metrics: list[dict[str, Any]] = []
+        if self.run_dir is not None and not _resuming:
+            self.run_dir.write_config({"drnas_version": __version__, **config.to_json()})
+
+    # ------------------------------------------------------------------------------------------ building
+    def _build_loaders(self, arrays: ImageArrays) -> None:
+        cfg = self.config
+        x, y = arrays.x_train, arrays.y_train
+        if cfg.train_images is not None:
+            x, y = x[: cfg.train_images], y[: cfg.train_images]
+        weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
+        if len(weight_idx) == 0 or len(arch_idx) == 0:
+            raise ValueError(f"{len(x)} training images cannot be split into a weight and an arch half")
+        common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device)
+        self.weight_loader = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=cfg.cutout,
+                                          seed=cfg.seed, **common)
+        self.arch_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=cfg.cutout,
+                                        seed=cfg.seed + 1, **common)
+        self.valid_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=False, shuffle=False, drop_last=False,
+                                         **common)
+
+    def _build_network(self, partial_k: int) -> None:
+        cfg = self.config
+        spec = SupernetSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, partial_k=partial_k,
+                            in_channels=self.info.channels, num_classes=self.info.num_classes)
+        self.net = self.space.build_supernet(spec).to(self.device)
+        self.net.set_kept(self.relax.kept_ops())
+        self.weight_optimizer = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                                weight_decay=cfg.weight_decay)
+
+    # ------------------------------------------------------------------------------------------ stages
+    def stage_at(self, epoch: int) -> tuple[int, int]:
+        """(stage index, epoch within the stage) of a 0-based global epoch."""
+        start = 0
+        for index, stage in enumerate(self.config.stages):
+            if epoch < start + stage.epochs:
+                return index, epoch - start
+            start += stage.epochs
+        raise IndexError(f"epoch {epoch} is past the {self.config.epochs} epochs of this search")
+
+    def _enter_stage(self, index: int) -> None:
+        """Widen (eq. 8-9) then prune by beta, as paper §2.4 orders them; optimizer state carries over."""
+        stage = self.config.stages[index]
+        if stage.partial_k != self.net.partial_k:
+            generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
+            self.net.widen(stage.partial_k, generator, self.weight_optimizer)
+        if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
+            self.relax.prune(stage.ops_kept)
+            self.net.set_kept(self.relax.kept_ops())
+        self.stage_index = index
+        self.log(f"stage {index}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
+
+    # ------------------------------------------------------------------------------------------ steps
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed."""
+        theta = self.relax.sample()
+        logits = self.net(x, theta)
+        loss = F.cross_entropy(logits, y)
+        objective = loss
+        penalty = self.relax.penalty()
+        if penalty is not None:
+            objective = objective + penalty
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        objective.backward(inputs=[self.relax.eta])
+        self.arch_optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
+        with torch.no_grad():
+            theta = self.relax.sample()
+        logits = self.net(x, theta)
+        loss = F.cross_entropy(logits, y)
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        self.weight_optimizer.step()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
+        """Loss and accuracy (%) with the Dirichlet mean as mixing weights (deterministic), in eval mode."""
+        loader = loader or self.valid_loader
+        self.net.eval()
+        theta = self.relax.expected_weights()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        count = 0
+        for x, y in loader.epoch(0):
+            logits = self.net(x, theta)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            count += len(y)
+        self.net.train()
+        return float(loss_sum) / count, 100.0 * float(correct) / count
+
+    def derive(self) -> Architecture:
+        """The current architecture: per edge, the strongest kept op by Dirichlet mean (eq. 6)."""
+        with torch.no_grad():
+            return self.space.derive(self.relax.expected_weights().cpu())
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self, max_epochs: int | None = None) -> SearchResult:
+        """Run (or continue) the search; ``max_epochs`` stops early after that many more epochs."""
+        stop = self.config.epochs if max_epochs is None else min(self.config.epochs, self.epoch + max_epochs)
+        while self.epoch < stop:
+            index, epoch_in_stage = self.stage_at(self.epoch)
+            while self.stage_index < index:
+                self._enter_stage(self.stage_index + 1)
+            arch_on = epoch_in_stage >= self.config.stages[index].arch_warmup
+            record = self._train_epoch(arch_on)
+            self.epoch += 1
+            self.metrics.append(record)
+            self._save(record)
+        return self.result()
+
+    def _train_epoch(self, arch_on: bool) -> dict[str, Any]:
+        cfg, epoch = self.config, self.epoch
+        started = time.perf_counter()
+        lr = _lr_at(cfg, epoch)
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        sums = torch.zeros(4, device=self.device)  # weight loss, weight correct, arch loss, arch correct
+        seen = 0
+        steps = len(self.weight_loader)
+        bar = self._progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})")
+        batches = zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch))
+        for step, ((xw, yw), (xa, ya)) in enumerate(batches, start=1):
+            if arch_on:
+                a_loss, a_correct = self.arch_step(xa, ya)
+                sums[2] += a_loss * len(ya)
+                sums[3] += a_correct
+            w_loss, w_correct = self.weight_step(xw, yw)
+            sums[0] += w_loss * len(yw)
+            sums[1] += w_correct
+            seen += len(yw)
+            if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
+                values = sums.tolist()
+                if not all(math.isfinite(v) for v in values):
+                    self._fail_non_finite(step)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        values = sums.tolist()
+        valid_loss, valid_acc = self.evaluate()
+        if not math.isfinite(valid_loss):
+            self._fail_non_finite(steps)
+        return self._epoch_record(values, seen, arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
+
+    def _fail_non_finite(self, step: int) -> None:
+        where = f" in {self.run_dir.path}" if self.run_dir is not None else ""
+        raise NonFiniteLossError(
+            f"the loss became NaN/inf in epoch {self.epoch + 1} (step {step}); the last good checkpoint "
+            f"(after epoch {self.epoch}) is intact{where}: lower lr/arch_lr (e.g. --set lr={self.config.lr / 2:g}) "
+            "and resume, or check the data")
+
+    def _progress_bar(self, total: int, desc: str):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
+                      valid_acc: float, seconds: float) -> dict[str, Any]:
+        with torch.no_grad():
+            beta = self.relax.scores().cpu() if hasattr(self.relax, "beta") else None
+            mean = self.relax.expected_weights().cpu()
+            eta = self.relax.eta.detach().cpu()
+        entropy = -(mean.clamp_min(1e-12).log() * mean).sum(-1)
+        arch = self.space.derive(mean)
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "stage": self.stage_index,
+            "lr": lr,
+            "train_loss": sums[0] / seen,
+            "train_acc": 100.0 * sums[1] / seen,
+            "arch_loss": sums[2] / seen if arch_on else None,
+            "arch_acc": 100.0 * sums[3] / seen if arch_on else None,
+            "valid_loss": valid_loss,
+            "valid_acc": valid_acc,
+            "arch": str(arch),
+            "dirichlet_mean": [[round(v, 6) for v in row] for row in mean.tolist()],
+            "entropy": [round(v, 6) for v in entropy.tolist()],
+            "eta": _stats(eta),
+            "beta": _stats(beta) if beta is not None else None,
+            "seconds": round(seconds, 3),
+        }
+        if self.table is not None:
+            try:
+                record["nb201"] = self.table.accuracies(arch)  # type: ignore[arg-type]
+            except BenchmarkError:
+                record["nb201"] = None
+        summary = (f"epoch {record['epoch']}/{self.config.epochs} stage {self.stage_index} lr {lr:.4g} "
+                   f"train {record['train_loss']:.3f}/{record['train_acc']:.1f}% valid {valid_loss:.3f}/"
+                   f"{valid_acc:.1f}% {seconds:.1f}s  {arch}")
+        if record.get("nb201"):
+            summary += "  nb201 " + " ".join(f"{k}={v:.2f}" for k, v in record["nb201"].items())
+        self.log(summary)
+        return record
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "stage_index": self.stage_index,
+            "partial_k": self.net.partial_k,
+            "net": self.net.state_dict(),
+            "relax": self.relax.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise RunError(f"checkpoint format {state.get('format')} is not supported by this drnas "
+                           f"(expects {CHECKPOINT_FORMAT})")
+        self.relax.load_state_dict(state["relax"])
+        self._build_network(int(state["partial_k"]))
+        self.net.load_state_dict(state["net"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+
+    def _save(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.save_checkpoint(self.state_dict())
+        self.run_dir.append_metrics(record)
+        atomic_write_json(self.run_dir.architecture, self.architecture_json())
+        try:
+            from .plots import plot_dirichlet_means
+
+            plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot)
+        except Exception as err:  # noqa: BLE001 - a plot must never stop a search
+            self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}")
+
+    def architecture_json(self) -> dict[str, Any]:
+        """The derived architecture plus eta, beta and the Dirichlet mean of every edge."""
+        with torch.no_grad():
+            mean = self.relax.expected_weights().cpu()
+            eta = self.relax.eta.detach().cpu()
+            beta = self.relax.scores().cpu()
+        arch = self.space.derive(mean)
+        edges = []
+        for e, name in enumerate(self.space.edge_names()):
+            edges.append({"edge": name, "op": self.space.ops[int(mean[e].argmax())],
+                          "kept": [self.space.ops[i] for i in self.relax.kept_ops()[e]],
+                          "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
+        return {"space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
+                "epochs_done": self.epoch, "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
+                "edges": edges}
+
+    def result(self) -> SearchResult:
+        with torch.no_grad():
+            mean = self.relax.expected_weights().cpu()
+            return SearchResult(self.space.derive(mean), self.relax.eta.detach().cpu().clone(),
+                                self.relax.scores().cpu(), mean, self.epoch, list(self.metrics),
+                                self.run_dir.path if self.run_dir is not None else None)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, data: ImageArrays | None = None, progress: bool = True,
+               log: Callable[[str], None] | None = None, **overrides: Any) -> "Search":
+        """Reopen a run directory and restore its last checkpoint (``overrides``: e.g. ``device="cpu"``)."""
+        run = RunDir(run_dir)
+        run.require()
+        saved = run.read_config()
+        saved.pop("drnas_version", None)
+        config = SearchConfig.from_json({**saved, **overrides})
+        search = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)
+        state = run.load_checkpoint(map_location=search.device)
+        if state is not None:
+            search.load_state_dict(state)
+        metrics = run.read_metrics()
+        search.metrics = [m for m in metrics if m.get("epoch", 0) <= search.epoch]
+        if len(search.metrics) != len(metrics):
+            run.write_metrics(search.metrics)  # drop lines written after the last checkpoint
+        search.log(f"resumed {run.path} after epoch {search.epoch}/{config.epochs}")
+        return search
+
+
+def search_from_config(config: SearchConfig, out: str | Path | None = None, **kwargs: Any) -> SearchResult:
+    """Convenience: build a :class:`Search` and run it to the end."""
+    return Search(config, out, **kwargs).run()
+
+
+__all__ = ["NonFiniteLossError", "Search", "SearchResult", "resolve_device", "search_from_config"]
+_ = dataclasses  # kept for type users that replace configs

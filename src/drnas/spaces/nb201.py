@@ -1,0 +1,179 @@
+"""The NAS-Bench-201 space (Dong & Yang, ICLR 2020).
+
+A cell has 4 nodes; node ``i`` sums one op applied to every earlier node, giving 6 edges in the order of
+NB201's architecture strings ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2).
+The macro network: a 3x3 stem, three stages of ``N`` cells at C, 2C and 4C channels separated by stride-2
+ResNet basic blocks, then BN-ReLU, global pooling and a linear classifier. All cells share one set of
+architecture parameters. Search cells use BatchNorm without affine parameters, as NB201 and DrNAS do.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..supernet import MixedOp, Supernet
+from .base import ArchitectureError, SupernetSpec, register_space
+from .ops import ReLUConvBN
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NUM_NODES = 4
+#: (target node, source node) of each edge, in architecture-string order.
+EDGES: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(1, NUM_NODES) for j in range(i))
+_TOKEN = re.compile(r"^([A-Za-z0-9_]+)~(\d+)$")
+
+
+@dataclass(frozen=True)
+class NB201Arch:
+    """An NB201 cell: the op of each of the 6 edges, in string order."""
+
+    ops: tuple[str, ...]
+    space: str = "nb201"
+
+    def __post_init__(self) -> None:
+        if len(self.ops) != len(EDGES):
+            raise ArchitectureError(f"an NB201 cell has {len(EDGES)} edges, got {len(self.ops)} ops")
+        bad = [op for op in self.ops if op not in NB201_OPS]
+        if bad:
+            raise ArchitectureError(f"unknown NB201 op {bad[0]!r}; ops are {', '.join(NB201_OPS)}")
+
+    def __str__(self) -> str:
+        nodes = []
+        for node in range(1, NUM_NODES):
+            tokens = [f"{self.ops[e]}~{j}" for e, (i, j) in enumerate(EDGES) if i == node]
+            nodes.append("|" + "|".join(tokens) + "|")
+        return "+".join(nodes)
+
+    @classmethod
+    def parse(cls, text: str) -> "NB201Arch":
+        """Parse ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (surrounding whitespace ignored)."""
+        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+        text = text.strip()
+        groups = text.split("+")
+        if len(groups) != NUM_NODES - 1:
+            raise ArchitectureError(f"NB201 string {text!r} has {len(groups)} node groups, expected "
+                                    f"{NUM_NODES - 1} separated by '+', like {example}")
+        ops: list[str] = []
+        for node, group in enumerate(groups, start=1):
+            if not (group.startswith("|") and group.endswith("|")) or len(group) < 2:
+                raise ArchitectureError(f"node group {group!r} of {text!r} must look like |op~0|op~1|")
+            tokens = group[1:-1].split("|")
+            if len(tokens) != node:
+                raise ArchitectureError(f"node {node} of {text!r} must have {node} inputs, got {len(tokens)}")
+            for source, token in enumerate(tokens):
+                match = _TOKEN.match(token)
+                if not match:
+                    raise ArchitectureError(f"token {token!r} of {text!r} must look like op~{source}")
+                op, index = match.group(1), int(match.group(2))
+                if index != source:
+                    raise ArchitectureError(f"token {token!r} of node {node} in {text!r}: input index "
+                                            f"must be {source}")
+                ops.append(op)
+        return cls(tuple(ops))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space, "arch": str(self), "ops": list(self.ops)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "NB201Arch":
+        if not isinstance(data, dict) or "arch" not in data:
+            raise ArchitectureError("an NB201 architecture in JSON needs an 'arch' string field")
+        if data.get("space", "nb201") != "nb201":
+            raise ArchitectureError(f"architecture is for space {data.get('space')!r}, not nb201")
+        return cls.parse(str(data["arch"]))
+
+
+class NB201Cell(nn.Module):
+    """Search cell: node i = sum over j < i of mixed_op(i<-j)(node j); output = last node."""
+
+    def __init__(self, channels: int, partial_k: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(
+            MixedOp(NB201_OPS, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        e = 0
+        for i in range(1, NUM_NODES):
+            total = None
+            for j in range(i):
+                y = self.edges[e](nodes[j], theta[e])
+                total = y if total is None else total + y
+                e += 1
+            nodes.append(total)
+        return nodes[-1]
+
+
+class ResNetBasicBlock(nn.Module):
+    """NB201's stride-2 residual block between stages."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x)) + self.shortcut(x)
+
+
+class NB201Supernet(Supernet):
+    """The NB201 macro network with a mixed op on every cell edge."""
+
+    def __init__(self, spec: SupernetSpec) -> None:
+        super().__init__()
+        c, n = spec.channels, spec.cells_per_stage
+        self.stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        layers: list[nn.Module] = []
+        widths = [c, 2 * c, 4 * c]
+        for stage, width in enumerate(widths):
+            if stage > 0:
+                layers.append(ResNetBasicBlock(widths[stage - 1], width))
+            layers.extend(NB201Cell(width, spec.partial_k) for _ in range(n))
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
+
+    def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
+        for layer in self.layers:
+            if isinstance(layer, NB201Cell):
+                yield from enumerate(layer.edges)
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x, theta) if isinstance(layer, NB201Cell) else layer(x)
+        return self.head(x)
+
+
+class NB201Space:
+    """The registered ``nb201`` space."""
+
+    name = "nb201"
+    ops = NB201_OPS
+    num_edges = len(EDGES)
+    excluded_from_derivation: tuple[str, ...] = ()
+
+    def build_supernet(self, spec: SupernetSpec) -> NB201Supernet:
+        return NB201Supernet(spec)
+
+    def derive(self, weights: torch.Tensor) -> NB201Arch:
+        """Per edge, the op with the largest expected weight (eq. 6); pruned ops have weight 0."""
+        if tuple(weights.shape) != (self.num_edges, len(self.ops)):
+            raise ValueError(f"expected weights of shape {(self.num_edges, len(self.ops))}, got {tuple(weights.shape)}")
+        return NB201Arch(tuple(self.ops[i] for i in weights.argmax(-1).tolist()))
+
+    def parse(self, text: str) -> NB201Arch:
+        return NB201Arch.parse(text)
+
+    def from_json(self, data: dict[str, Any]) -> NB201Arch:
+        return NB201Arch.from_json(data)
+
+    def edge_names(self) -> Sequence[str]:
+        return [f"{i}<-{j}" for i, j in EDGES]
+
+
+register_space("nb201")(NB201Space)

@@ -1,0 +1,129 @@
+"""Candidate operations, registered by name.
+
+Every op is built by ``build_op(name, c_in, c_out, stride, affine, track_running_stats)``. Names follow the
+NAS-Bench-201 and DARTS papers. ``none`` is a zero op: mixed ops skip it exactly (its output is zero, so it
+contributes nothing to the sum and nothing to any gradient), which is why it is marked ``is_zero``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
+_OPS: dict[str, OpFactory] = {}
+
+
+def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
+    """Decorator adding an op factory to the registry; names are unique."""
+
+    def add(factory: OpFactory) -> OpFactory:
+        if name in _OPS:
+            raise ValueError(f"op {name!r} is already registered")
+        _OPS[name] = factory
+        return factory
+
+    return add
+
+
+def op_names() -> tuple[str, ...]:
+    return tuple(_OPS)
+
+
+def build_op(name: str, c_in: int, c_out: int, stride: int = 1, affine: bool = True,
+             track_running_stats: bool = True) -> nn.Module:
+    """Instantiate a registered op."""
+    try:
+        factory = _OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(_OPS)}") from None
+    return factory(c_in, c_out, stride, affine, track_running_stats)
+
+
+def is_zero_op(name: str) -> bool:
+    return name == "none"
+
+
+class Zero(nn.Module):
+    """The ``none`` op: a zero tensor of the output shape."""
+
+    def __init__(self, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        return x.new_zeros(n, self.c_out, (h + self.stride - 1) // self.stride, (w + self.stride - 1) // self.stride)
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv (no bias) -> BatchNorm, the conv unit of NAS-Bench-201 and DARTS."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convs (DARTS' skip_connect at stride 2)."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+@register_op("none")
+def _none(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    return Zero(c_out, stride)
+
+
+@register_op("skip_connect")
+def _skip(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return FactorizedReduce(c_in, c_out, affine, track)
+
+
+@register_op("nor_conv_1x1")
+def _conv1(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    return ReLUConvBN(c_in, c_out, 1, stride, 0, 1, affine, track)
+
+
+@register_op("nor_conv_3x3")
+def _conv3(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    return ReLUConvBN(c_in, c_out, 3, stride, 1, 1, affine, track)
+
+
+class _PoolThenProject(nn.Sequential):
+    """Pooling, preceded by a 1x1 ReLUConvBN when the channel count changes (as NAS-Bench-201 does)."""
+
+    def __init__(self, pool: nn.Module, c_in: int, c_out: int, affine: bool, track: bool) -> None:
+        layers: list[nn.Module] = []
+        if c_in != c_out:
+            layers.append(ReLUConvBN(c_in, c_out, 1, 1, 0, 1, affine, track))
+        layers.append(pool)
+        super().__init__(*layers)
+
+
+@register_op("avg_pool_3x3")
+def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    return _PoolThenProject(nn.AvgPool2d(3, stride, padding=1, count_include_pad=False), c_in, c_out, affine, track)
+
+
+@register_op("max_pool_3x3")
+def _max_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    return _PoolThenProject(nn.MaxPool2d(3, stride, padding=1), c_in, c_out, affine, track)

@@ -1,0 +1,162 @@
+"""The mixed op and the supernet machinery shared by every search space.
+
+* :class:`MixedOp` is one edge of a cell: the weighted sum of its candidate ops, with partial channels
+  (PC-DARTS style, paper §2.4): only the first ``1/K`` of the channels go through the ops, the rest bypass
+  them, and a channel shuffle mixes the two parts for the next layer.
+* Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
+  changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
+* Widening (eq. 8-9): when ``K`` shrinks, every op is rebuilt with more channels and its parameters and
+  buffers are filled with ``U[o, i, ...] = W[g(o), g(i), ...]`` where ``g(j) = j`` for old channels and a
+  random old channel otherwise, without Net2Net's division by the replication factor. The SGD momentum of
+  each widened tensor is mapped the same way, so the optimizer keeps its state across stages.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .spaces.ops import build_op, is_zero_op
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups (ShuffleNet), so the next layer's partial slice mixes both parts."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def widen_mapping(old: int, new: int, generator: torch.Generator) -> torch.Tensor:
+    """The random mapping g of eq. (8): identity on the first ``old`` indices, random old ones after."""
+    if new < old:
+        raise ValueError(f"cannot widen from {old} to {new} channels")
+    extra = torch.randint(0, old, (new - old,), generator=generator)
+    return torch.cat([torch.arange(old), extra])
+
+
+def widen_tensor(old: torch.Tensor, new_shape: Sequence[int], old_width: int, mapping: torch.Tensor) -> torch.Tensor:
+    """Eq. (9) for any tensor: every dim that grows from ``old_width`` to ``len(mapping)`` is indexed by g."""
+    out = old
+    for dim, (before, after) in enumerate(zip(old.shape, new_shape)):
+        if before == after:
+            continue
+        if before != old_width or after != len(mapping):
+            raise ValueError(f"cannot widen a tensor of shape {tuple(old.shape)} to {tuple(new_shape)}")
+        out = out.index_select(dim, mapping.to(out.device))
+    return out.clone()
+
+
+class MixedOp(nn.Module):
+    """One edge: ``sum_o theta_o * op_o(x)`` over the kept ops, on ``channels // partial_k`` channels."""
+
+    def __init__(self, op_names: Sequence[str], channels: int, stride: int = 1, partial_k: int = 1,
+                 affine: bool = False, track_running_stats: bool = True) -> None:
+        super().__init__()
+        if channels % partial_k:
+            raise ValueError(f"partial_k={partial_k} must divide the {channels} channels of every edge")
+        self.op_names = tuple(op_names)
+        self.channels, self.stride, self.partial_k = channels, stride, partial_k
+        self._affine, self._track = affine, track_running_stats
+        self.ops = nn.ModuleList(self._build_ops(channels // partial_k))
+        # Partial channels bypass the ops; at stride 2 they are pooled to the output resolution (PC-DARTS).
+        self.bypass_pool = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
+        self.active: list[int] = [i for i, n in enumerate(self.op_names) if not is_zero_op(n)]
+
+    def _build_ops(self, width: int) -> list[nn.Module]:
+        return [build_op(name, width, width, self.stride, self._affine, self._track) for name in self.op_names]
+
+    @property
+    def width(self) -> int:
+        return self.channels // self.partial_k
+
+    def set_kept(self, kept: Sequence[int]) -> None:
+        """Run only these ops (pruned and zero ops are skipped exactly)."""
+        self.active = [i for i in kept if not is_zero_op(self.op_names[i])]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        k = self.partial_k
+        part = x if k == 1 else x[:, : self.width]
+        out = None
+        for i in self.active:
+            y = weights[i] * self.ops[i](part)
+            out = y if out is None else out + y
+        if out is None:  # every kept op is the zero op
+            h = (part.shape[2] + self.stride - 1) // self.stride
+            out = part.new_zeros(part.shape[0], self.width, h, h)
+        if k == 1:
+            return out
+        return channel_shuffle(torch.cat([out, self.bypass_pool(x[:, self.width:])], dim=1), k)
+
+    @torch.no_grad()
+    def widen(self, partial_k: int, generator: torch.Generator) -> dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]]:
+        """Rebuild the ops at ``channels // partial_k`` channels, filled by eq. (9).
+
+        Returns ``{old_param: (new_param, g, old_width)}`` so the caller can carry optimizer state.
+        """
+        if self.channels % partial_k:
+            raise ValueError(f"partial_k={partial_k} must divide the {self.channels} channels of every edge")
+        old_width, new_width = self.width, self.channels // partial_k
+        if new_width == old_width:
+            return {}
+        mapping = widen_mapping(old_width, new_width, generator)  # one g per edge, shared by its ops
+        device = next(iter(self.buffers()), torch.empty(0)).device
+        new_ops = [op.to(device).train(self.training) for op in self._build_ops(new_width)]
+        carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]] = {}
+        for old_op, new_op in zip(self.ops, new_ops):
+            for (name, old_p), (_, new_p) in zip(old_op.named_parameters(), new_op.named_parameters()):
+                new_p.copy_(widen_tensor(old_p, new_p.shape, old_width, mapping))
+                carried[old_p] = (new_p, mapping, old_width)
+            for old_b, new_b in zip(old_op.buffers(), new_op.buffers()):
+                new_b.copy_(widen_tensor(old_b, new_b.shape, old_width, mapping))
+        self.ops = nn.ModuleList(new_ops)
+        self.partial_k = partial_k
+        return carried
+
+
+class Supernet(nn.Module):
+    """Base of every space's search network: ``forward(x, theta)`` with ``theta`` of shape ``[edges, ops]``."""
+
+    def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
+        """``(edge index into theta, mixed op)`` for every mixed op of the network."""
+        raise NotImplementedError
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.parameters())
+
+    @property
+    def partial_k(self) -> int:
+        return next(op for _, op in self.mixed_ops()).partial_k
+
+    def set_kept(self, kept_ops: Sequence[Sequence[int]]) -> None:
+        """Tell every mixed op which ops its edge still keeps (``kept_ops[edge]``)."""
+        for edge, op in self.mixed_ops():
+            op.set_kept(kept_ops[edge])
+
+    @torch.no_grad()
+    def widen(self, partial_k: int, generator: torch.Generator,
+              optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Widen every mixed op to ``partial_k`` (eq. 8-9) and move the optimizer's state along."""
+        carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]] = {}
+        for _, op in self.mixed_ops():
+            carried.update(op.widen(partial_k, generator))
+        if optimizer is not None:
+            carry_optimizer_state(optimizer, carried)
+
+
+def carry_optimizer_state(optimizer: torch.optim.Optimizer,
+                          carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]]) -> None:
+    """Swap widened parameters into ``optimizer`` in place, widening their per-parameter state by eq. (9)."""
+    for group in optimizer.param_groups:
+        params = group["params"]
+        for i, p in enumerate(params):
+            if p not in carried:
+                continue
+            new_p, mapping, old_width = carried[p]
+            params[i] = new_p
+            state = optimizer.state.pop(p, None)
+            if state:
+                optimizer.state[new_p] = {
+                    key: widen_tensor(value, new_p.shape, old_width, mapping)
+                    if torch.is_tensor(value) and value.shape == p.shape else value
+                    for key, value in state.items()
+                }
