@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .errors import DrnasError
 
-class ConfigError(ValueError):
+
+class ConfigError(DrnasError, ValueError):
     """An inconsistent or malformed configuration; the message names the field and the fix."""
 
 
@@ -260,4 +262,4 @@ def _nb201_progressive() -> dict[str, Any]:
 def _demo() -> dict[str, Any]:
     return {"space": "nb201", "dataset": "digits", "channels": 8, "cells_per_stage": 1, "batch_size": 64,
             "lr": 0.05, "arch_lr": 3e-3,
-            "stages": [Stage(epochs=6, partial_k=2, arch_warmup=1), Stage(epochs=6, partial_k=1, ops_kept=3, arch_warmup=1)]}
+            "stages": [Stage(epochs=10, partial_k=2, arch_warmup=2), Stage(epochs=10, partial_k=1, ops_kept=3, arch_warmup=2)]}

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import DrnasError
+
 __all__ = [
     "DATASET_NAMES",
     "DataError",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(DrnasError, ValueError):
     """Bad or missing data input; the message is one line naming the problem and the fix."""
 
 

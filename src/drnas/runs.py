@@ -20,8 +20,10 @@ from typing import Any, Iterable
 
 import torch
 
+from .errors import DrnasError
 
-class RunError(ValueError):
+
+class RunError(DrnasError, ValueError):
     """A run directory that cannot be used as asked (missing, not a run, already holds a run)."""
 
 
@@ -67,11 +69,17 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     plot = property(lambda self: self.path / "dirichlet_mean.png")
 
-    def create(self) -> None:
-        """Make a fresh run directory; refuse one that already holds a run (use --resume for that)."""
+    def check_new(self) -> None:
+        """Refuse a directory that already holds a run (``--resume`` continues one)."""
         if self.config.exists():
             raise RunError(f"{self.path} already holds a run: resume it with --resume {self.path} "
                            "or pass another --out")
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} is a file, not a directory")
+
+    def create(self) -> None:
+        """Make a fresh run directory (see :meth:`check_new`)."""
+        self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
 
     def require(self) -> None:

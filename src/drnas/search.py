@@ -11,7 +11,6 @@ architecture, and an atomic checkpoint that makes ``Search.resume`` continue bit
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -24,7 +23,8 @@ import torch.nn.functional as F
 
 from . import __version__
 from .bench.nb201 import BenchmarkError, NB201Table
-from .config import SearchConfig
+from .config import ConfigError, SearchConfig
+from .errors import DrnasError
 from .data import DeviceLoader, ImageArrays, load_dataset, split_halves
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
 from .runs import RunDir, RunError, atomic_write_json
@@ -33,7 +33,7 @@ from .spaces import Architecture, SupernetSpec, get_space
 CHECKPOINT_FORMAT = 1
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DrnasError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
 
 
@@ -43,7 +43,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
     return device
 
 
@@ -88,10 +88,10 @@ class Search:
             torch.set_num_threads(config.threads)
         self.run_dir = RunDir(out) if out is not None else None
         if self.run_dir is not None and not _resuming:
-            self.run_dir.create()
+            self.run_dir.check_new()
         self.table = NB201Table.load(config.benchmark) if config.benchmark else None
         if self.table is not None and config.space != "nb201":
-            raise ValueError("--benchmark holds NB201 results: it only applies to --space nb201")
+            raise ConfigError("--benchmark holds NB201 results: it only applies to --space nb201")
 
         torch.manual_seed(config.seed)
         arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
@@ -106,7 +106,8 @@ class Search:
                                                weight_decay=self.relax.adam_weight_decay)
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
-        if self.run_dir is not None and not _resuming:
+        if self.run_dir is not None and not _resuming:  # only once the inputs are known to be good
+            self.run_dir.create()
             self.run_dir.write_config({"drnas_version": __version__, **config.to_json()})
 
     # ------------------------------------------------------------------------------------------ building
@@ -117,7 +118,7 @@ class Search:
             x, y = x[: cfg.train_images], y[: cfg.train_images]
         weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
         if len(weight_idx) == 0 or len(arch_idx) == 0:
-            raise ValueError(f"{len(x)} training images cannot be split into a weight and an arch half")
+            raise ConfigError(f"{len(x)} training images cannot be split into a weight and an arch half")
         common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device)
         self.weight_loader = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=cfg.cutout,
                                           seed=cfg.seed, **common)
@@ -404,4 +405,3 @@ def search_from_config(config: SearchConfig, out: str | Path | None = None, **kw
 
 
 __all__ = ["NonFiniteLossError", "Search", "SearchResult", "resolve_device", "search_from_config"]
-_ = dataclasses  # kept for type users that replace configs

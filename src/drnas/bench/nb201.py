@@ -11,6 +11,7 @@ import csv
 import os
 from pathlib import Path
 
+from ..errors import DrnasError
 from ..spaces.base import ArchitectureError
 from ..spaces.nb201 import NB201Arch
 
@@ -19,7 +20,7 @@ ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc
                     "imagenet16_valid_acc", "imagenet16_test_acc")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(DrnasError, ValueError):
     """A missing or malformed benchmark table, or an architecture the table does not hold."""
 
 

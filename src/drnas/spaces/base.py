@@ -11,10 +11,11 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
+from ..errors import DrnasError
 from ..supernet import Supernet
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(DrnasError, ValueError):
     """A malformed architecture string or file; the message says what is wrong and what is expected."""
 
 

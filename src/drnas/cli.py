@@ -1,0 +1,197 @@
+"""Command line: argument parsing only; the work is done by the library.
+
+    drnas search --preset NAME [--dataset D] [--data DIR] [...] --out RUN_DIR
+    drnas search --resume RUN_DIR
+    drnas show RUN_DIR
+    drnas nb201 query ARCH --benchmark FILE
+    drnas presets
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import (ConfigError, SearchConfig, apply_overrides, load_config_file, preset, preset_names,
+                     set_total_epochs)
+from .errors import DrnasError
+
+#: flags of ``drnas search`` that map one-to-one onto config fields
+_FIELD_FLAGS = {"space": str, "dataset": str, "data": str, "seed": int, "device": str, "benchmark": str,
+                "batch_size": int, "threads": int, "train_images": int}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drnas", description="DrNAS: Dirichlet neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"drnas {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="run (or resume) a DrNAS search",
+                                 description="Run a DrNAS search. Values resolve as: preset < --config file < "
+                                             "flags and --set. The resolved config is saved in the run directory.")
+    search.add_argument("--preset", help="named settings (see `drnas presets`); default nb201")
+    search.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
+    search.add_argument("--space", help="search space (nb201)")
+    search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, digits (embedded) or npz")
+    search.add_argument("--data", help="dataset directory, archive or .npz file")
+    search.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
+    search.add_argument("--epochs", type=int, help="total epochs; stages and warm-ups are rescaled to fit")
+    search.add_argument("--batch-size", type=int, dest="batch_size")
+    search.add_argument("--train-images", type=int, dest="train_images",
+                        help="use only the first N training images (quick runs)")
+    search.add_argument("--seed", type=int)
+    search.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    search.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    search.add_argument("--benchmark", help="NB201 results CSV: log the NB201 accuracies of the current cell each epoch")
+    search.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any config field, e.g. --set lr=0.05 or "
+                             "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]' (repeatable)")
+    search.add_argument("--out", help="run directory (default runs/PRESET-DATASET-TIME)")
+    search.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    show = commands.add_parser("show", help="summarise a run directory")
+    show.add_argument("run_dir")
+    show.add_argument("--json", action="store_true", help="print architecture.json instead of a summary")
+
+    nb201 = commands.add_parser("nb201", help="NAS-Bench-201 tools")
+    nb201_commands = nb201.add_subparsers(dest="nb201_command", required=True)
+    query = nb201_commands.add_parser("query", help="print one architecture's row of an NB201 results table")
+    query.add_argument("arch", help="NB201 architecture string, e.g. '|nor_conv_3x3~0|+|...|'")
+    query.add_argument("--benchmark", required=True, help="NB201 results CSV")
+    query.add_argument("--json", action="store_true")
+
+    commands.add_parser("presets", help="list the named search presets")
+    return parser
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like FIELD=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
+    """preset < config file < flags < --set."""
+    config = preset(args.preset or "nb201")
+    if args.config:
+        config = apply_overrides(config, load_config_file(args.config))
+    flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name) is not None}
+    if args.download:
+        flags["download"] = True
+    if "space" in flags and args.preset and flags["space"] != config.space:
+        raise ConfigError(f"--space {flags['space']} contradicts preset {args.preset} (space {config.space})")
+    config = apply_overrides(config, flags)
+    if args.epochs is not None:
+        config = set_total_epochs(config, args.epochs)
+    config = apply_overrides(config, _parse_set(args.set))
+    return config.validate()
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from .search import Search
+
+    log = (lambda msg: None) if args.quiet else None
+    if args.resume:
+        extra = [f"--{n.replace('_', '-')}" for n in list(_FIELD_FLAGS) + ["preset", "config", "epochs", "out"]
+                 if getattr(args, n) is not None and n not in ("device", "threads")]
+        if extra or args.set:
+            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(extra + ['--set'] * bool(args.set))}")
+        overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+        search = Search.resume(args.resume, progress=not args.quiet, log=log, **overrides)
+    else:
+        config = resolve_search_config(args)
+        out = args.out or f"runs/{config.preset or 'custom'}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        search = Search(config, out, progress=not args.quiet, log=log)
+        if not args.quiet:
+            print(f"run directory: {out}", file=sys.stderr)
+    try:
+        result = search.run()
+    except KeyboardInterrupt:
+        where = search.run_dir.path if search.run_dir is not None else "?"
+        print(f"drnas: interrupted; the last checkpoint (after epoch {search.epoch}) is in {where}: "
+              f"continue with `drnas search --resume {where}`", file=sys.stderr)
+        return 130
+    last = result.metrics[-1] if result.metrics else {}
+    if last.get("nb201"):
+        print("nb201: " + " ".join(f"{k}={v:.2f}" for k, v in last["nb201"].items()))
+    print(f"architecture: {result.architecture}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .runs import RunDir
+
+    run = RunDir(args.run_dir)
+    run.require()
+    arch = json.loads(run.architecture.read_text()) if run.architecture.exists() else None
+    if args.json:
+        print(json.dumps(arch, indent=2))
+        return 0
+    config = run.read_config()
+    metrics = run.read_metrics()
+    total = sum(s["epochs"] for s in config["stages"])
+    print(f"run:      {run.path}")
+    print(f"preset:   {config.get('preset')}  space: {config['space']}  dataset: {config['dataset']}  seed: {config['seed']}")
+    print(f"stages:   " + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
+                                    f"warm-up={s['arch_warmup']}" for s in config["stages"]))
+    print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
+    if metrics:
+        m = metrics[-1]
+        print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
+              f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
+        if m.get("nb201"):
+            print("nb201:    " + "  ".join(f"{k}={v:.2f}" for k, v in m["nb201"].items()))
+    if arch:
+        print(f"arch:     {arch['architecture'].get('arch', arch['architecture'])}")
+        ops = arch["ops"]
+        width = max(len(o) for o in ops)
+        print("Dirichlet mean per edge (pruned ops shown as -):")
+        print("  edge   " + " ".join(f"{o[:width]:>{width}}" for o in ops))
+        for edge in arch["edges"]:
+            cells = [f"{v:>{width}.3f}" if op in edge["kept"] else f"{'-':>{width}}" for op, v in zip(ops, edge["mean"])]
+            print(f"  {edge['edge']:<6} " + " ".join(cells))
+    return 0
+
+
+def _nb201_query(args: argparse.Namespace) -> int:
+    from .bench.nb201 import NB201Table
+    from .spaces.nb201 import NB201Arch
+
+    arch = NB201Arch.parse(args.arch)
+    row = NB201Table.load(args.benchmark).query(arch)
+    if args.json:
+        print(json.dumps({"arch": str(arch), **row}, indent=2))
+    else:
+        print(f"arch: {arch}")
+        for key, value in row.items():
+            print(f"{key:>24}: {value:g}")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    for name, doc in preset_names().items():
+        print(f"{name:<20} {doc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets}
+    try:
+        return handlers[args.command](args)
+    except DrnasError as err:
+        print(f"drnas: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
