@@ -1,0 +1,110 @@
+"""The shared mixed op: exact skipping, partial channels, and widening by eq. (8)-(9) with optimizer state."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drnas.spaces import SupernetSpec, get_space
+from drnas.spaces.nb201 import NB201_OPS
+from drnas.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
+
+
+def _reference(op: MixedOp, x: torch.Tensor, w: torch.Tensor, kept) -> torch.Tensor:
+    """The mixed op written out: every kept op (the zero op included) times its weight, summed."""
+    k = op.partial_k
+    part = x[:, : op.width]
+    mixed = sum(w[i] * op.ops[i](part) for i in kept)
+    if k == 1:
+        return mixed
+    return channel_shuffle(torch.cat([mixed, x[:, op.width:]], 1), k)
+
+
+@pytest.mark.parametrize("partial_k", [1, 2, 4])
+def test_mixed_op_equals_the_written_out_sum(partial_k):
+    torch.manual_seed(0)
+    op = MixedOp(NB201_OPS, 8, partial_k=partial_k).eval()
+    x, w = torch.randn(3, 8, 6, 6), torch.softmax(torch.randn(5), 0)
+    assert torch.allclose(op(x, w), _reference(op, x, w, range(5)), atol=1e-6)
+    op.set_kept([0, 2, 4])  # none, conv1x1, pool: none and pruned ops are skipped, exactly
+    assert op.active == [2, 4]
+    assert torch.allclose(op(x, w), _reference(op, x, w, [0, 2, 4]), atol=1e-6)
+
+
+def test_partial_channels_bypass_the_ops():
+    op = MixedOp(NB201_OPS, 8, partial_k=4).eval()
+    assert all(p.shape[0] == 2 for p in op.parameters() if p.dim() == 4)  # ops see 8 / 4 channels
+    x = torch.randn(1, 8, 4, 4)
+    out = op(x, torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))  # pure skip_connect: output is a shuffle of x
+    assert torch.equal(out, channel_shuffle(x, 4))
+
+
+def test_channel_shuffle_is_a_permutation():
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    assert channel_shuffle(x, 2).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def test_widen_mapping_is_eq8():
+    g = widen_mapping(4, 10, torch.Generator().manual_seed(0))
+    assert g[:4].tolist() == [0, 1, 2, 3]
+    assert len(g) == 10 and int(g.max()) < 4 and int(g.min()) >= 0
+
+
+def test_widen_tensor_is_eq9_without_division():
+    w = torch.randn(4, 4, 3, 3)
+    g = torch.tensor([0, 1, 2, 3, 2, 0])
+    u = widen_tensor(w, (6, 6, 3, 3), 4, g)
+    for o in range(6):
+        for i in range(6):
+            assert torch.equal(u[o, i], w[g[o], g[i]])
+    assert torch.equal(u[:4, :4], w)  # old weights kept as they were, no replication factor
+    with pytest.raises(ValueError):
+        widen_tensor(w, (5, 6, 3, 3), 4, g)
+
+
+def test_supernet_widening_keeps_weights_and_carries_momentum():
+    torch.manual_seed(0)
+    space = get_space("nb201")
+    net = space.build_supernet(SupernetSpec(channels=8, cells_per_stage=1, partial_k=4))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    theta = torch.softmax(torch.randn(6, 5), -1)
+    for _ in range(2):  # build real momentum buffers
+        opt.zero_grad()
+        net(torch.randn(4, 3, 8, 8), theta).sum().backward()
+        opt.step()
+    edge_op = next(op for _, op in net.mixed_ops())
+    conv_old = edge_op.ops[3][1].weight.detach().clone()  # nor_conv_3x3's conv, 2 -> 2 channels
+    bn_mean_old = edge_op.ops[3][2].running_mean.clone()
+    momentum_old = opt.state[edge_op.ops[3][1].weight]["momentum_buffer"].clone()
+    n_params = len(list(net.parameters()))
+
+    net.widen(2, torch.Generator().manual_seed(1), opt)
+
+    assert net.partial_k == 2
+    conv_new = edge_op.ops[3][1].weight
+    assert conv_new.shape == (4, 4, 3, 3)
+    assert torch.equal(conv_new[:2, :2], conv_old)
+    # the extra channels are copies of old ones: every new slice equals some old slice (eq. 9)
+    for o in range(4):
+        for i in range(4):
+            assert any(torch.equal(conv_new[o, i], conv_old[a, b]) for a in range(2) for b in range(2))
+    assert torch.equal(edge_op.ops[3][2].running_mean[:2], bn_mean_old)
+    # the optimizer now holds the new parameters, with widened momentum
+    params_in_opt = [p for g in opt.param_groups for p in g["params"]]
+    assert len(params_in_opt) == n_params and all(a is b for a, b in zip(params_in_opt, net.parameters()))
+    momentum_new = opt.state[conv_new]["momentum_buffer"]
+    assert momentum_new.shape == conv_new.shape and torch.equal(momentum_new[:2, :2], momentum_old)
+    # and the widened network trains on
+    opt.zero_grad()
+    net(torch.randn(4, 3, 8, 8), theta).sum().backward()
+    opt.step()
+
+
+def test_widened_net_state_loads_into_a_net_built_wide():
+    """Resume relies on this: a widened supernet has the same state layout as one built at the new K."""
+    space = get_space("nb201")
+    spec = SupernetSpec(channels=8, cells_per_stage=1, partial_k=4)
+    net = space.build_supernet(spec)
+    net.widen(2, torch.Generator().manual_seed(0))
+    fresh = space.build_supernet(SupernetSpec(channels=8, cells_per_stage=1, partial_k=2))
+    fresh.load_state_dict(net.state_dict())
+    assert [n for n, _ in fresh.named_parameters()] == [n for n, _ in net.named_parameters()]
