@@ -1,0 +1,105 @@
+"""The command line end to end on the embedded demo data, and its one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drnas.cli import main
+
+DRNAS_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def _err_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_demo_search_resume_and_show(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["search", "--preset", "demo", "--epochs", "3", "--train-images", "400", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    arch_line = [l for l in stdout.splitlines() if l.startswith("architecture: ")]
+    assert arch_line, stdout
+    saved = json.loads((out / "architecture.json").read_text())
+    assert arch_line[0].split(": ", 1)[1] == saved["architecture"]["arch"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["preset"] == "demo" and config["train_images"] == 400
+    assert sum(s["epochs"] for s in config["stages"]) == 3
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+    assert main(["search", "--resume", str(out), "--quiet"]) == 0  # already finished: prints the result
+    assert arch_line[0] in capsys.readouterr().out
+
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "3/3 epochs (finished)" in shown and saved["architecture"]["arch"] in shown
+    assert main(["show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == saved
+
+
+def test_overrides_reach_the_saved_config(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"lr": 0.07, "seed": 4}))
+    out = tmp_path / "run"
+    assert main(["search", "--preset", "demo", "--config", str(cfg), "--seed", "5", "--set", "arch_lr=0.002",
+                 "--set", 'stages=[{"epochs": 1, "partial_k": 2}]', "--train-images", "200", "--out", str(out),
+                 "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["lr"] == 0.07 and saved["seed"] == 5 and saved["arch_lr"] == 0.002
+    assert saved["stages"] == [{"epochs": 1, "partial_k": 2, "ops_kept": None, "arch_warmup": 0}]
+
+
+def test_search_with_benchmark_logs_nb201_accuracies(tmp_path, capsys, nb201_csv):
+    out = tmp_path / "run"
+    assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "200", "--benchmark",
+                 str(nb201_csv), "--out", str(out), "--quiet"]) == 0
+    assert "nb201: cifar10_valid_acc=" in capsys.readouterr().out
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(record["nb201"]) >= {"cifar10_valid_acc", "cifar10_test_acc", "cifar100_test_acc"}
+
+
+def test_nb201_query(capsys, nb201_csv):
+    assert main(["nb201", "query", DRNAS_ARCH, "--benchmark", str(nb201_csv)]) == 0
+    assert "cifar10_test_acc: 94.3633" in capsys.readouterr().out
+    assert main(["nb201", "query", DRNAS_ARCH, "--benchmark", str(nb201_csv), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cifar10_test_acc"] == pytest.approx(94.36, abs=0.01)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["nb201", "query", "|bad~0|", "--benchmark", "x.csv"], "node groups"),
+    (["nb201", "query", DRNAS_ARCH, "--benchmark", "/no/such.csv"], "does not exist"),
+    (["search", "--dataset", "cifar10", "--data", "/no/such/dir", "--out", "{tmp}/r"], "does not exist"),
+    (["search", "--preset", "nope"], "unknown preset"),
+    (["search", "--preset", "demo", "--set", "lr=fast", "--out", "{tmp}/r"], "must be a number"),
+    (["search", "--preset", "demo", "--set", "stages=[{\"epochs\": 2, \"partial_k\": 3}]"], "must divide"),
+    (["search", "--preset", "demo", "--config", "/no/such.toml"], "does not exist"),
+    (["search", "--resume", "{tmp}"], "not a drnas run"),
+    (["show", "{tmp}/missing"], "does not exist"),
+])
+def test_bad_input_gives_one_clear_line(argv, needle, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("drnas: error:") and needle in lines[0], lines
+    assert not (tmp_path / "r").exists()  # a failed start leaves no half-made run directory
+
+
+def test_resume_refuses_config_changes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "200", "--out", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out), "--seed", "3"]) == 2
+    assert "drop --seed" in _err_lines(capsys)[0]
+
+
+def test_console_entry_point_runs_as_a_module():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-m", "drnas", "presets"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0 and "nb201-progressive" in done.stdout
