@@ -108,3 +108,18 @@ def test_widened_net_state_loads_into_a_net_built_wide():
     fresh = space.build_supernet(SupernetSpec(channels=8, cells_per_stage=1, partial_k=2))
     fresh.load_state_dict(net.state_dict())
     assert [n for n, _ in fresh.named_parameters()] == [n for n, _ in net.named_parameters()]
+
+
+@pytest.mark.parametrize("stride,size", [(1, 8), (1, 5), (2, 8), (2, 7)])
+def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size):
+    from drnas.spaces.ops import AvgPool3x3
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    reference = torch.nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)
+    ours, theirs = AvgPool3x3(stride)(x), reference(x)
+    assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-6)
+    g = torch.randn_like(theirs)
+    (ga,) = torch.autograd.grad(ours, x, g)
+    (gb,) = torch.autograd.grad(theirs, x, g)
+    assert torch.allclose(ga, gb, atol=1e-6)

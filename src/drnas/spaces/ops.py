@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
@@ -119,9 +120,38 @@ class _PoolThenProject(nn.Sequential):
         super().__init__(*layers)
 
 
+class AvgPool3x3(nn.Module):
+    """3x3 average pooling, padding 1, padded zeros not counted (``count_include_pad=False``).
+
+    Computed as a depthwise convolution with a ones kernel divided by the number of in-image taps: the
+    same numbers as ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)`` (up to float rounding), but
+    PyTorch's CPU pooling kernel is about 10x slower than a depthwise convolution at NB201's sizes
+    (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and pooling was a third of a search step.
+    """
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        self._inv_count: dict[tuple, torch.Tensor] = {}
+
+    def _inverse_count(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
+        inv = self._inv_count.get(key)
+        if inv is None:
+            ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
+            count = F.conv2d(ones, x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1)
+            inv = self._inv_count[key] = count.reciprocal()
+        return inv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        summed = F.conv2d(x, x.new_ones(channels, 1, 3, 3), stride=self.stride, padding=1, groups=channels)
+        return summed * self._inverse_count(x)
+
+
 @register_op("avg_pool_3x3")
 def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
-    return _PoolThenProject(nn.AvgPool2d(3, stride, padding=1, count_include_pad=False), c_in, c_out, affine, track)
+    return _PoolThenProject(AvgPool3x3(stride), c_in, c_out, affine, track)
 
 
 @register_op("max_pool_3x3")
