@@ -101,3 +101,17 @@ def test_kl_regulariser_runs_and_moves_eta():
                     progress=False, log=lambda m: None)
     result = search.run()
     assert torch.isfinite(result.eta).all() and result.eta.abs().max() > 1e-3
+
+
+def test_relative_paths_are_saved_absolute_so_resume_works_elsewhere(tmp_path, monkeypatch):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    (tmp_path / "table.csv").write_text(f"arch,cifar10_test_acc\n{arch},94.36\n")
+    monkeypatch.chdir(tmp_path)
+    data = pattern_images(128)
+    quiet = dict(data=data, progress=False, log=lambda m: None)
+    Search(tiny_config(benchmark="table.csv"), "run", **quiet).run(max_epochs=1)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["benchmark"] == str(tmp_path / "table.csv")
+    monkeypatch.chdir("/")
+    resumed = Search.resume(tmp_path / "run", **quiet)
+    assert resumed.table is not None and resumed.epoch == 1

@@ -27,7 +27,9 @@ def plot_dirichlet_means(records: Sequence[dict[str, Any]], edge_names: Sequence
     for e, name in enumerate(edge_names):
         ax = axes[e // cols][e % cols]
         for o, op in enumerate(ops):
-            ax.plot(epochs, [r["dirichlet_mean"][e][o] for r in records], label=op, lw=1.5)
+            # a pruned op has mean exactly 0 from its stage on: end its line there instead of drawing 0
+            values = [r["dirichlet_mean"][e][o] or float("nan") for r in records]
+            ax.plot(epochs, values, label=op, lw=1.5)
         ax.set_title(f"edge {name}", fontsize=9)
         ax.set_ylim(0, 1)
         ax.set_xlabel("epoch", fontsize=8)

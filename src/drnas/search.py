@@ -11,6 +11,7 @@ architecture, and an atomic checkpoint that makes ``Search.resume`` continue bit
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -65,6 +66,12 @@ def _lr_at(config: SearchConfig, epoch: int) -> float:
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * epoch / config.epochs))
 
 
+def _with_absolute_paths(config: SearchConfig) -> SearchConfig:
+    paths = {name: str(Path(getattr(config, name)).expanduser().resolve())
+             for name in ("data", "benchmark") if getattr(config, name)}
+    return dataclasses.replace(config, **paths)
+
+
 def _stats(t: torch.Tensor) -> dict[str, float]:
     return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
 
@@ -79,6 +86,8 @@ class Search:
 
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
+        if not _resuming:  # a resume from another working directory must find the same files
+            config = _with_absolute_paths(config)
         self.config = config.validate()
         self.space = get_space(config.space)
         self.device = resolve_device(config.device)
