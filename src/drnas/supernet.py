@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -50,20 +50,21 @@ class MixedOp(nn.Module):
     """One edge: ``sum_o theta_o * op_o(x)`` over the kept ops, on ``channels // partial_k`` channels."""
 
     def __init__(self, op_names: Sequence[str], channels: int, stride: int = 1, partial_k: int = 1,
-                 affine: bool = False, track_running_stats: bool = True) -> None:
+                 affine: bool = False, track_running_stats: bool = True,
+                 op_factory: Callable[..., nn.Module] = build_op) -> None:
         super().__init__()
         if channels % partial_k:
             raise ValueError(f"partial_k={partial_k} must divide the {channels} channels of every edge")
         self.op_names = tuple(op_names)
         self.channels, self.stride, self.partial_k = channels, stride, partial_k
-        self._affine, self._track = affine, track_running_stats
+        self._affine, self._track, self._op_factory = affine, track_running_stats, op_factory
         self.ops = nn.ModuleList(self._build_ops(channels // partial_k))
         # Partial channels bypass the ops; at stride 2 they are pooled to the output resolution (PC-DARTS).
         self.bypass_pool = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
         self.active: list[int] = [i for i, n in enumerate(self.op_names) if not is_zero_op(n)]
 
     def _build_ops(self, width: int) -> list[nn.Module]:
-        return [build_op(name, width, width, self.stride, self._affine, self._track) for name in self.op_names]
+        return [self._op_factory(name, width, width, self.stride, self._affine, self._track) for name in self.op_names]
 
     @property
     def width(self) -> int:

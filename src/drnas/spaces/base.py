@@ -31,13 +31,32 @@ class Architecture(Protocol):
 
 @dataclass(frozen=True)
 class SupernetSpec:
-    """Size of a supernet; fields a space does not use are ignored."""
+    """Size of a search network; fields a space does not use are ignored.
+
+    ``cells_per_stage``: NB201's N. ``cells``: the DARTS space's total number of cells. ``imagenet_stem``:
+    the DARTS space's three stride-2 stem convolutions (224 -> 28) instead of the CIFAR stem.
+    """
 
     channels: int = 16
     cells_per_stage: int = 5
+    cells: int = 8
     partial_k: int = 1
     in_channels: int = 3
     num_classes: int = 10
+    imagenet_stem: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Size of an evaluation network built from a discrete architecture (for retraining)."""
+
+    channels: int = 36
+    cells: int = 20
+    cells_per_stage: int = 5
+    in_channels: int = 3
+    num_classes: int = 10
+    auxiliary: bool = False
+    imagenet_stem: bool = False
 
 
 class SearchSpace(Protocol):
@@ -49,6 +68,8 @@ class SearchSpace(Protocol):
 
     def build_supernet(self, spec: SupernetSpec) -> Supernet: ...
 
+    def build_network(self, arch: Any, spec: NetworkSpec) -> torch.nn.Module: ...
+
     def derive(self, weights: torch.Tensor) -> Architecture: ...
 
     def parse(self, text: str) -> Architecture: ...
@@ -58,13 +79,14 @@ class SearchSpace(Protocol):
     def edge_names(self) -> Sequence[str]: ...
 
 
-_SPACES: dict[str, Callable[[], SearchSpace]] = {}
+SpaceFactory = Callable[..., SearchSpace]
+_SPACES: dict[str, SpaceFactory] = {}
 
 
-def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[[], SearchSpace]]:
-    """Decorator registering a space factory under a unique name."""
+def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
+    """Decorator registering a space factory (called with ``ops=None`` or a subset of op names)."""
 
-    def add(factory: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
+    def add(factory: SpaceFactory) -> SpaceFactory:
         if name in _SPACES:
             raise ValueError(f"search space {name!r} is already registered")
         _SPACES[name] = factory
@@ -73,12 +95,13 @@ def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[
     return add
 
 
-def get_space(name: str) -> SearchSpace:
-    """The registered space called ``name``."""
+def get_space(name: str, ops: Sequence[str] | None = None) -> SearchSpace:
+    """The registered space called ``name``, optionally restricted to the candidate ops ``ops``."""
     try:
-        return _SPACES[name]()
+        factory = _SPACES[name]
     except KeyError:
-        raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(_SPACES))}") from None
+        raise ArchitectureError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(_SPACES))}") from None
+    return factory(ops)
 
 
 def space_names() -> tuple[str, ...]:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..supernet import MixedOp, Supernet
-from .base import ArchitectureError, SupernetSpec, register_space
-from .ops import ReLUConvBN
+from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
+from .ops import ReLUConvBN, build_op, is_zero_op
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -89,10 +89,10 @@ class NB201Arch:
 class NB201Cell(nn.Module):
     """Search cell: node i = sum over j < i of mixed_op(i<-j)(node j); output = last node."""
 
-    def __init__(self, channels: int, partial_k: int) -> None:
+    def __init__(self, channels: int, partial_k: int, ops: Sequence[str] = NB201_OPS) -> None:
         super().__init__()
         self.edges = nn.ModuleList(
-            MixedOp(NB201_OPS, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
+            MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -123,7 +123,7 @@ class ResNetBasicBlock(nn.Module):
 class NB201Supernet(Supernet):
     """The NB201 macro network with a mixed op on every cell edge."""
 
-    def __init__(self, spec: SupernetSpec) -> None:
+    def __init__(self, spec: SupernetSpec, ops: Sequence[str] = NB201_OPS) -> None:
         super().__init__()
         c, n = spec.channels, spec.cells_per_stage
         self.stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
@@ -132,7 +132,7 @@ class NB201Supernet(Supernet):
         for stage, width in enumerate(widths):
             if stage > 0:
                 layers.append(ResNetBasicBlock(widths[stage - 1], width))
-            layers.extend(NB201Cell(width, spec.partial_k) for _ in range(n))
+            layers.extend(NB201Cell(width, spec.partial_k, ops) for _ in range(n))
         self.layers = nn.ModuleList(layers)
         self.head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
@@ -149,16 +149,67 @@ class NB201Supernet(Supernet):
         return self.head(x)
 
 
+class NB201InferCell(nn.Module):
+    """A fixed NB201 cell for training from scratch (affine BN, as the benchmark trained it)."""
+
+    def __init__(self, arch: NB201Arch, channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(build_op(op, channels, channels, 1, affine=True) for op in arch.ops)
+        self.zero = [is_zero_op(op) for op in arch.ops]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        e = 0
+        for i in range(1, NUM_NODES):
+            total = None
+            for j in range(i):
+                if not self.zero[e]:
+                    y = self.edges[e](nodes[j])
+                    total = y if total is None else total + y
+                e += 1
+            nodes.append(total if total is not None else torch.zeros_like(x))
+        return nodes[-1]
+
+
+class NB201Network(nn.Module):
+    """The NB201 evaluation network (the benchmark's own macro structure, C=16 and N=5 by default)."""
+
+    def __init__(self, arch: NB201Arch, spec: NetworkSpec) -> None:
+        super().__init__()
+        c, n = spec.channels, spec.cells_per_stage
+        self.stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        layers: list[nn.Module] = []
+        widths = [c, 2 * c, 4 * c]
+        for stage, width in enumerate(widths):
+            if stage > 0:
+                layers.append(ResNetBasicBlock(widths[stage - 1], width))
+            layers.extend(NB201InferCell(arch, width) for _ in range(n))
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(self.stem(x)))
+
+
 class NB201Space:
-    """The registered ``nb201`` space."""
+    """The registered ``nb201`` space; ``ops`` may restrict the candidates to a subset."""
 
     name = "nb201"
-    ops = NB201_OPS
     num_edges = len(EDGES)
     excluded_from_derivation: tuple[str, ...] = ()
 
+    def __init__(self, ops: Sequence[str] | None = None) -> None:
+        ops = tuple(ops) if ops else NB201_OPS
+        if any(o not in NB201_OPS for o in ops) or len(set(ops)) != len(ops):
+            raise ArchitectureError(f"NB201 ops must be distinct names from {', '.join(NB201_OPS)}; got {list(ops)}")
+        self.ops = ops
+
     def build_supernet(self, spec: SupernetSpec) -> NB201Supernet:
-        return NB201Supernet(spec)
+        return NB201Supernet(spec, self.ops)
+
+    def build_network(self, arch: NB201Arch, spec: NetworkSpec) -> "NB201Network":
+        return NB201Network(arch, spec)
 
     def derive(self, weights: torch.Tensor) -> NB201Arch:
         """Per edge, the op with the largest expected weight (eq. 6); pruned ops have weight 0."""

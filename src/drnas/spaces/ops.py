@@ -157,3 +157,48 @@ def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> 
 @register_op("max_pool_3x3")
 def _max_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
     return _PoolThenProject(nn.MaxPool2d(3, stride, padding=1), c_in, c_out, affine, track)
+
+
+class SepConv(nn.Sequential):
+    """DARTS' separable conv: (ReLU, depthwise kxk, pointwise, BN) twice, the first with the stride."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True,
+                 track_running_stats: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_in, 1, bias=False),
+            nn.BatchNorm2d(c_in, affine=affine, track_running_stats=track_running_stats),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, 1, padding, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+
+class DilConv(nn.Sequential):
+    """DARTS' dilated separable conv: ReLU, dilated depthwise kxk, pointwise, BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+
+def _register_separable(name: str, kernel: int, dilation: int) -> None:
+    padding = dilation * (kernel - 1) // 2
+
+    @register_op(name)
+    def factory(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+        if dilation == 1:
+            return SepConv(c_in, c_out, kernel, stride, padding, affine, track)
+        return DilConv(c_in, c_out, kernel, stride, padding, dilation, affine, track)
+
+
+for _name, _kernel, _dilation in (("sep_conv_3x3", 3, 1), ("sep_conv_5x5", 5, 1),
+                                  ("dil_conv_3x3", 3, 2), ("dil_conv_5x5", 5, 2)):
+    _register_separable(_name, _kernel, _dilation)
