@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tarfile
 from pathlib import Path
 
@@ -13,12 +14,18 @@ import torch
 
 from drnas.data import (
     DATASET_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     DataError,
     DatasetInfo,
     DeviceLoader,
+    ImageFolderIndex,
+    ImageFolderLoader,
     load_dataset,
+    sample_per_class,
     split_halves,
 )
+from drnas.errors import DrnasError
 
 CIFAR10_NPZ = Path("/work/shared/data/cifar10/cifar10.npz")
 CPU = torch.device("cpu")
@@ -334,3 +341,215 @@ def test_cutout_zeroes_a_square() -> None:
     out = next(DeviceLoader(x, np.zeros(n), info2, batch_size=n, device=CPU, augment=True,
                             cutout=size, seed=2).epoch(0))[0]
     assert torch.equal(out == 0, torch.from_numpy(px == 0)[:, None])
+
+
+# --------------------------------------------------------------------------- ImageNet-style folders
+
+WNIDS = ("n01440764", "n01443537", "n01484850")
+# (file name, width, height, Pillow mode, format): JPEGs and PNGs of assorted sizes and modes.
+IMAGE_SPECS = (
+    ("a.JPEG", 40, 30, "RGB", "JPEG"),
+    ("b.JPEG", 64, 80, "RGB", "JPEG"),
+    ("c.jpg", 37, 37, "L", "JPEG"),
+    ("d.png", 50, 44, "RGBA", "PNG"),
+    ("e.jpeg", 90, 41, "CMYK", "JPEG"),
+    ("f.PNG", 33, 70, "RGB", "PNG"),
+)
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory: pytest.TempPathFactory, real_images: np.ndarray) -> Path:
+    """ROOT/train/<wnid>/ with 6 images per class, made from upscaled CIFAR-10 pictures."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    k = 0
+    for wnid in WNIDS:
+        folder = root / "train" / wnid
+        folder.mkdir(parents=True)
+        for name, w, h, mode, fmt in IMAGE_SPECS:
+            img = Image.fromarray(real_images[k % len(real_images)]).resize((w, h), Image.BICUBIC)
+            k += 1
+            if mode == "RGBA":
+                img = img.convert("RGBA")
+                img.putalpha(128)
+            elif mode != "RGB":
+                img = img.convert(mode)
+            img.save(folder / name, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        (folder / "notes.txt").write_text("not an image")
+        (folder / "._a.JPEG").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork: skipped
+    return root
+
+
+def _eval_reference(path: Path, size: int) -> np.ndarray:
+    """Shorter side to size*256/224 (bilinear), then the centred size x size crop, straight with Pillow."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    short = round(size * 256 / 224)
+    w, h = img.size
+    scale = short / min(w, h)
+    nw, nh = (short, int(h * scale)) if w <= h else (int(w * scale), short)
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = round((nw - size) / 2), round((nh - size) / 2)
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+def _to_pixels(out: torch.Tensor) -> np.ndarray:
+    """Undo the ImageNet normalisation: NCHW float -> NHWC uint8 values."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return torch.round((out * std + mean) * 255).to(torch.int64).permute(0, 2, 3, 1).numpy()
+
+
+def test_scan_classes_files_labels(image_tree: Path) -> None:
+    idx = ImageFolderIndex.scan(image_tree)
+    assert idx.root == image_tree / "train" and idx.classes == list(WNIDS)
+    names = sorted(spec[0] for spec in IMAGE_SPECS)
+    assert idx.files == [f"{w}/{n}" for w in WNIDS for n in names]
+    assert idx.labels.dtype == np.int64 and idx.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    same = ImageFolderIndex.scan(image_tree / "train")  # ROOT is the split folder itself
+    assert same.root == idx.root and same.files == idx.files and same.classes == idx.classes
+    sub = idx.subset(np.array([17, 0, 6]))
+    assert sub.files == [idx.files[17], idx.files[0], idx.files[6]] and sub.labels.tolist() == [2, 0, 1]
+    assert sub.classes == idx.classes and len(sub) == 3
+
+
+def test_scan_errors(tmp_path: Path, image_tree: Path) -> None:
+    missing = tmp_path / "no" / "imagenet"
+    with pytest.raises(DataError, match="does not exist") as exc:
+        ImageFolderIndex.scan(missing)
+    msg = str(exc.value)
+    assert str(missing) in msg and "<class>" in msg and "\n" not in msg
+    assert isinstance(exc.value, DrnasError)
+    with pytest.raises(DataError, match="no 'val' folder"):
+        ImageFolderIndex.scan(image_tree, "val")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class subfolders"):
+        ImageFolderIndex.scan(tmp_path / "empty")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
+    with pytest.raises(DataError, match="1 images but no class subfolders"):
+        ImageFolderIndex.scan(flat, "val")
+    (tmp_path / "cls" / "n1").mkdir(parents=True)
+    (tmp_path / "cls" / "n1" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "cls" / "n2").mkdir()
+    with pytest.raises(DataError, match="n2 has no"):
+        ImageFolderIndex.scan(tmp_path / "cls")
+
+
+def test_sample_per_class() -> None:
+    sizes = (100, 40, 7, 1)
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(sizes)])
+    labels = labels[np.random.default_rng(0).permutation(len(labels))]  # classes interleaved
+    a, b = sample_per_class(labels, (0.1, 0.025), seed=3)
+    assert a.dtype == np.int64 and np.all(np.diff(a) > 0) and np.all(np.diff(b) > 0)
+    assert not set(a.tolist()) & set(b.tolist())
+    assert np.bincount(labels[a], minlength=4).tolist() == [10, 4, 1, 1]
+    assert np.bincount(labels[b], minlength=4).tolist() == [3, 1, 1, 0]  # 2.5 rounds up; at least 1
+    again = sample_per_class(labels, (0.1, 0.025), seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip((a, b), again))
+    other = sample_per_class(labels, (0.1, 0.025), seed=4)
+    assert not np.array_equal(other[0], a)
+    half = sample_per_class(np.zeros(3, np.int64), (0.5, 0.5), seed=0)
+    assert [len(p) for p in half] == [2, 1] and sorted(np.concatenate(half).tolist()) == [0, 1, 2]
+    for bad in ((), (0.6, 0.5), (0.0,), (1.5,)):
+        with pytest.raises(DataError, match="fractions"):
+            sample_per_class(labels, bad, seed=0)
+
+
+def test_folder_loader_eval_matches_pillow_reference(image_tree: Path) -> None:
+    idx = ImageFolderIndex.scan(image_tree)
+    size = 32
+    refs = np.stack([_eval_reference(idx.root / f, size) for f in idx.files]).astype(np.int64)
+    loader = ImageFolderLoader(idx, batch_size=4, device=CPU, train=False, image_size=size, workers=0)
+    assert (loader.shuffle, loader.drop_last, len(loader)) == (False, False, 5)
+    batches = list(loader.epoch(0))
+    assert [len(y) for _, y in batches] == [4, 4, 4, 4, 2]
+    x = torch.cat([b[0] for b in batches])
+    assert x.shape == (18, 3, size, size) and x.dtype == torch.float32 and x.is_contiguous()
+    assert torch.cat([b[1] for b in batches]).tolist() == idx.labels.tolist()
+    assert np.abs(_to_pixels(x) - refs).max() == 0
+    assert torch.equal(torch.cat([b[0] for b in loader.epoch(5)]), x)  # no randomness in eval
+    # Shuffled, every image still comes with its own label.
+    shuffled = ImageFolderLoader(idx, batch_size=5, device=CPU, train=False, image_size=size, workers=0,
+                                 shuffle=True, seed=1)
+    px = np.concatenate([_to_pixels(xb) for xb, _ in shuffled.epoch(0)])
+    ys = np.concatenate([yb.numpy() for _, yb in shuffled.epoch(0)])
+    where = [next(j for j in range(18) if np.array_equal(p, refs[j])) for p in px]
+    assert sorted(where) == list(range(18)) and where != list(range(18))
+    assert ys.tolist() == idx.labels[where].tolist()
+
+
+def test_folder_loader_train_deterministic_across_workers(image_tree: Path) -> None:
+    idx = ImageFolderIndex.scan(image_tree)
+    torch.manual_seed(11)
+    np.random.seed(12)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+
+    def run(workers: int, epoch: int, **kw: object) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        loader = ImageFolderLoader(idx, batch_size=5, device=CPU, train=True, image_size=24,
+                                   workers=workers, seed=9, **kw)  # type: ignore[arg-type]
+        return list(loader.epoch(epoch))
+
+    a, b, c = run(0, 1), run(0, 1), run(2, 1)
+    assert len(a) == 3  # 18 // 5, drop_last defaults to train
+    for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
+        assert xa.shape == (5, 3, 24, 24) and xa.dtype == torch.float32 and ya.dtype == torch.int64
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert torch.equal(xa, xc) and torch.equal(ya, yc)
+    px = np.concatenate([_to_pixels(x) for x, _ in a])
+    assert px.min() >= 0 and px.max() <= 255
+    d = run(0, 2)
+    assert not all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, d))
+    resumed = list(ImageFolderLoader(idx, batch_size=5, device=CPU, train=True, image_size=24, workers=0,
+                                     seed=9).epoch(1, start=1))
+    assert len(resumed) == 2 and all(torch.equal(r[0], o[0]) for r, o in zip(resumed, a[1:]))
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == np_state[1].tolist()
+    # All labels of the epoch are a permutation-consistent draw of the index's labels.
+    assert sorted(torch.cat([y for _, y in run(0, 1, drop_last=False)]).tolist()) == sorted(idx.labels.tolist())
+
+
+def test_folder_loader_corrupt_file(tmp_path: Path, image_tree: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(image_tree / "train", root)
+    bad = root / WNIDS[1] / "b.JPEG"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated JPEG
+    idx = ImageFolderIndex.scan(root)
+    for workers in (0, 2):
+        loader = ImageFolderLoader(idx, batch_size=6, device=CPU, train=True, image_size=16, workers=workers)
+        with pytest.raises(DataError, match="cannot decode") as exc:
+            list(loader.epoch(0))
+        assert str(bad) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_folder_loader_needs_pillow(monkeypatch: pytest.MonkeyPatch, image_tree: Path) -> None:
+    idx = ImageFolderIndex.scan(image_tree)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(DataError, match=r"pip install 'drnas\[imagenet\]'"):
+        ImageFolderLoader(idx, batch_size=4, device=CPU, train=False)
+
+
+def test_load_dataset_imagenet_points_to_folder_loader() -> None:
+    with pytest.raises(DataError, match="ImageFolderIndex.scan") as exc:
+        load_dataset("imagenet", "/some/where")
+    assert "memory" in str(exc.value)
+
+
+def test_random_resized_box_bounds() -> None:
+    from drnas.data import _random_resized_box
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([_random_resized_box(rng, 500, 375, (0.08, 1.0), (3 / 4, 4 / 3)) for _ in range(2000)])
+    left, top, w, h = boxes.T
+    assert (left >= 0).all() and (top >= 0).all() and (left + w <= 500).all() and (top + h <= 375).all()
+    frac, aspect = w * h / (500 * 375), w / h
+    assert frac.min() > 0.075 and frac.max() <= 1.0 and frac.min() < 0.12 and frac.max() > 0.9
+    assert aspect.min() > 0.74 and aspect.max() < 1.35
+    assert left.max() > 300 and top.max() > 200  # offsets spread over the image
+    # A strip no crop fits in: the centred crop with the aspect clamped to 4/3.
+    assert _random_resized_box(rng, 1000, 10, (0.08, 1.0), (3 / 4, 4 / 3)) == (493, 0, 13, 10)

@@ -54,9 +54,11 @@ class SearchConfig:
     data: str | None = None
     download: bool = False
     stages: list[Stage] = field(default_factory=lambda: [Stage(epochs=100)])
-    # supernet
+    # supernet: NB201 uses cells_per_stage (N), the DARTS space uses cells (total); ops=None keeps all of the space's ops
     channels: int = 16
     cells_per_stage: int = 5
+    cells: int = 8
+    ops: list[str] | None = None
     # weights: SGD with cosine annealing over all epochs (paper §4.1/4.3)
     batch_size: int = 64
     lr: float = 0.025
@@ -67,14 +69,18 @@ class SearchConfig:
     # architecture: Adam on eta; the anchor on beta (eq. 4) as L2 on eta (Adam weight decay) or KL
     relaxation: str = "dirichlet"
     arch_lr: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_betas: tuple[float, ...] = (0.5, 0.999)
     regulariser: str = "l2"
     reg_scale: float = 1e-3
     eta_init_std: float = 1e-3
-    # data
+    # data: train_portion splits the training set by position into weight and arch halves; subset_fractions
+    # instead samples these fractions of every class (seeded) for the two halves (ImageNet: [0.1, 0.025])
     train_portion: float = 0.5
+    subset_fractions: list[float] | None = None
     train_images: int | None = None
     cutout: int = 0
+    image_size: int = 224
+    workers: int = 4
     # run
     seed: int = 0
     device: str = "auto"
@@ -97,12 +103,19 @@ class SearchConfig:
                                   f"got {self.stages[i - 1].partial_k} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
             raise ConfigError("stage 0: ops_kept must be null (all ops); pruning happens between stages")
-        positive = {"batch_size": self.batch_size, "channels": self.channels, "cells_per_stage": self.cells_per_stage}
+        positive = {"batch_size": self.batch_size, "channels": self.channels, "cells_per_stage": self.cells_per_stage,
+                    "cells": self.cells, "image_size": self.image_size}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
+        if self.subset_fractions is not None and (len(self.subset_fractions) != 2 or sum(self.subset_fractions) > 1
+                                                  or min(self.subset_fractions) <= 0):
+            raise ConfigError(f"subset_fractions must be two positive fractions adding up to at most 1, "
+                              f"got {self.subset_fractions}")
+        if self.ops is not None and len(self.ops) < 2:
+            raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
@@ -122,62 +135,79 @@ class SearchConfig:
         return apply_overrides(cls(), data)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(SearchConfig)}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a JSON/TOML/CLI value into the type of field ``name``."""
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Turn a JSON/TOML/CLI value into the declared type of field ``name`` of dataclass ``cls``."""
     if name == "stages":
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, list):
-            raise ConfigError("stages must be a list of {epochs, partial_k, ops_kept, arch_warmup} objects")
-        stages = []
-        for item in value:
-            if isinstance(item, Stage):
-                stages.append(item)
-                continue
-            if not isinstance(item, Mapping):
-                raise ConfigError(f"stage {item!r} must be an object with epochs, partial_k, ops_kept, arch_warmup")
-            unknown = set(item) - {f.name for f in dataclasses.fields(Stage)}
-            if unknown:
-                raise ConfigError(f"unknown stage field(s) {sorted(unknown)}: use epochs, partial_k, ops_kept, arch_warmup")
-            stages.append(Stage(**item))
-        return stages
-    if name == "arch_betas":
-        if isinstance(value, str):
-            value = json.loads(value)
-        return (float(value[0]), float(value[1]))
-    default = getattr(SearchConfig(), name)
+        return _coerce_stages(value)
+    annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[name])
+    optional = "None" in annotation
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-        return None
-    if isinstance(default, bool):
+        if optional:
+            return None
+        raise ConfigError(f"{name} cannot be null")
+    if annotation.startswith(("list", "tuple")):
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b")
+        kind = float if "float" in annotation else str
+        try:
+            items = [kind(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
+        return tuple(items) if annotation.startswith("tuple") else items
+    if annotation.startswith("bool"):
         if isinstance(value, str):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ConfigError(f"{name} must be true or false, got {value!r}")
             return value.lower() in ("true", "1", "yes")
         return bool(value)
-    if isinstance(default, int) or name in ("train_images", "threads"):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    for kind, word in ((int, "an integer"), (float, "a number")):
+        if annotation.startswith(kind.__name__):
+            try:
+                number = kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be {word}, got {value!r}") from None
+            if kind is int and isinstance(value, float) and value != number:
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            return number
     return str(value)
 
 
-def apply_overrides(config: SearchConfig, overrides: Mapping[str, Any]) -> SearchConfig:
-    """A copy of ``config`` with ``overrides`` (field name -> value) applied; unknown names are errors."""
+def _coerce_stages(value: Any) -> list[Stage]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"stages must be a JSON list of stage objects ({err})") from None
+    if not isinstance(value, list):
+        raise ConfigError("stages must be a list of {epochs, partial_k, ops_kept, arch_warmup} objects")
+    stages = []
+    for item in value:
+        if isinstance(item, Stage):
+            stages.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"stage {item!r} must be an object with epochs, partial_k, ops_kept, arch_warmup")
+        unknown = set(item) - {f.name for f in dataclasses.fields(Stage)}
+        if unknown:
+            raise ConfigError(f"unknown stage field(s) {sorted(unknown)}: use epochs, partial_k, ops_kept, arch_warmup")
+        try:
+            stages.append(Stage(**item))
+        except TypeError as err:
+            raise ConfigError(f"stage {dict(item)!r}: {err}") from None
+    return stages
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """A copy of the dataclass ``config`` with ``overrides`` (field name -> value) applied; unknown names are errors."""
+    names = [f.name for f in dataclasses.fields(config)]
     changes = {}
     for name, value in overrides.items():
         key = name.replace("-", "_")
-        if key not in _FIELDS:
-            raise ConfigError(f"unknown config field {name!r}; fields are: {', '.join(_FIELDS)}")
-        changes[key] = _coerce(key, value)
+        if key not in names:
+            raise ConfigError(f"unknown config field {name!r}; fields are: {', '.join(names)}")
+        changes[key] = _coerce(type(config), key, value)
     return dataclasses.replace(config, **changes)
 
 
@@ -215,34 +245,39 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- presets
-_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {}
-_PRESET_DOCS: dict[str, str] = {}
+class PresetRegistry:
+    """Named config presets of one kind: functions returning field overrides of ``config_cls``' defaults."""
+
+    def __init__(self, kind: str, config_cls: type) -> None:
+        self.kind, self.config_cls = kind, config_cls
+        self._presets: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, doc: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+        def add(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+            if name in self._presets:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._presets[name], self._docs[name] = fn, doc
+            return fn
+
+        return add
+
+    def names(self) -> dict[str, str]:
+        """Preset name -> one-line description."""
+        return dict(self._docs)
+
+    def get(self, name: str) -> Any:
+        try:
+            overrides = self._presets[name]()
+        except KeyError:
+            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._presets))}") from None
+        return apply_overrides(self.config_cls(), {**overrides, "preset": name})
 
 
-def register_preset(name: str, doc: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-    """Decorator registering a preset: a function returning field overrides."""
-
-    def add(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-        if name in _PRESETS:
-            raise ValueError(f"preset {name!r} is already registered")
-        _PRESETS[name], _PRESET_DOCS[name] = fn, doc
-        return fn
-
-    return add
-
-
-def preset_names() -> dict[str, str]:
-    """Preset name -> one-line description."""
-    return dict(_PRESET_DOCS)
-
-
-def preset(name: str) -> SearchConfig:
-    """The config of a named preset."""
-    try:
-        overrides = _PRESETS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(sorted(_PRESETS))}") from None
-    return apply_overrides(SearchConfig(), {**overrides, "preset": name})
+SEARCH_PRESETS = PresetRegistry("preset", SearchConfig)
+register_preset = SEARCH_PRESETS.register
+preset_names = SEARCH_PRESETS.names
+preset = SEARCH_PRESETS.get
 
 
 @register_preset("nb201", "NB201 space, 100 epochs, all channels (K=1), arch updates from the first step "
@@ -263,3 +298,39 @@ def _demo() -> dict[str, Any]:
     return {"space": "nb201", "dataset": "digits", "channels": 8, "cells_per_stage": 1, "batch_size": 64,
             "lr": 0.05, "arch_lr": 3e-3,
             "stages": [Stage(epochs=10, partial_k=2, arch_warmup=2), Stage(epochs=10, partial_k=1, ops_kept=3, arch_warmup=2)]}
+
+
+# DARTS space (paper §4.1-4.2). Common: SGD momentum 0.9, weight decay 3e-4, clip 5, batch 64, L2 anchor 1e-3.
+_DARTS_DIRECT = {"space": "darts", "dataset": "cifar10", "cells": 20, "channels": 36, "batch_size": 64,
+                 "lr": 0.1, "lr_min": 0.0, "arch_lr": 6e-4}
+
+
+@register_preset("darts-cifar10", "DARTS space on CIFAR-10, direct progressive search as the paper states it: 20 cells, "
+                                  "36 channels, 2 stages of 25 epochs, K=6 then 3, 8 then 4 ops, 10 warm-up epochs per stage")
+def _darts_cifar10() -> dict[str, Any]:
+    return {**_DARTS_DIRECT, "stages": [Stage(25, 6, None, 10), Stage(25, 3, 4, 10)]}
+
+
+@register_preset("darts-cifar10-code", "as darts-cifar10 but as the authors' released code runs it: no 'none' op "
+                                       "(7 ops, then 4) and K=6 then 4")
+def _darts_cifar10_code() -> dict[str, Any]:
+    ops = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+    return {**_DARTS_DIRECT, "ops": ops, "stages": [Stage(25, 6, None, 10), Stage(25, 4, 4, 10)]}
+
+
+@register_preset("darts-cifar10-proxy", "DARTS space on CIFAR-10 without progressive learning (paper's ablation row): "
+                                        "8 cells, 16 channels, all channels, 50 epochs, DARTS' proxy settings")
+def _darts_cifar10_proxy() -> dict[str, Any]:
+    return {"space": "darts", "dataset": "cifar10", "cells": 8, "channels": 16, "batch_size": 64, "lr": 0.025,
+            "lr_min": 0.001, "arch_lr": 6e-4, "stages": [Stage(50, 1, None, 0)]}
+
+
+@register_preset("darts-imagenet", "DARTS space searched directly on ImageNet (paper §4.2): 14 cells, 48 channels, "
+                                   "ImageNet stem to 28x28, 10%/2.5% of each class for the weight/arch halves, "
+                                   "2 stages of 25 epochs, K=6 then 3, 8 then 4 ops")
+def _darts_imagenet() -> dict[str, Any]:
+    # Batch, lr and arch lr follow PC-DARTS' ImageNet search (which the paper says it follows): batch 1024 over
+    # 8 GPUs, lr 0.5, arch lr 6e-3; scale batch_size and lr together for fewer GPUs.
+    return {"space": "darts", "dataset": "imagenet", "cells": 14, "channels": 48, "batch_size": 1024, "lr": 0.5,
+            "lr_min": 0.0, "arch_lr": 6e-3, "subset_fractions": [0.1, 0.025], "image_size": 224,
+            "stages": [Stage(25, 6, None, 10), Stage(25, 3, 4, 10)]}

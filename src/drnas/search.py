@@ -25,27 +25,15 @@ import torch.nn.functional as F
 from . import __version__
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
-from .errors import DrnasError
-from .data import DeviceLoader, ImageArrays, load_dataset, split_halves
+from .training import (NonFiniteLossError, accuracy_counts, lr_at, non_finite_error, progress_bar,
+                       resolve_device, rng_state, set_rng_state)
+from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
+                   ImageFolderLoader, load_dataset, sample_per_class, split_halves)
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
 from .runs import RunDir, RunError, atomic_write_json
 from .spaces import Architecture, SupernetSpec, get_space
 
 CHECKPOINT_FORMAT = 1
-
-
-class NonFiniteLossError(DrnasError, RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
-    return device
 
 
 @dataclass
@@ -59,11 +47,6 @@ class SearchResult:
     epochs_done: int
     metrics: list[dict[str, Any]]
     run_dir: Path | None
-
-
-def _lr_at(config: SearchConfig, epoch: int) -> float:
-    """Cosine annealing from ``lr`` to ``lr_min`` over all epochs of all stages (stepped per epoch)."""
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * epoch / config.epochs))
 
 
 def _with_absolute_paths(config: SearchConfig) -> SearchConfig:
@@ -89,7 +72,10 @@ class Search:
         if not _resuming:  # a resume from another working directory must find the same files
             config = _with_absolute_paths(config)
         self.config = config.validate()
-        self.space = get_space(config.space)
+        self.space = get_space(config.space, config.ops)
+        too_many = [s.ops_kept for s in config.stages if s.ops_kept is not None and s.ops_kept > len(self.space.ops)]
+        if too_many:
+            raise ConfigError(f"a stage keeps {too_many[0]} ops per edge but the space has only {len(self.space.ops)}")
         self.device = resolve_device(config.device)
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -103,9 +89,11 @@ class Search:
             raise ConfigError("--benchmark holds NB201 results: it only applies to --space nb201")
 
         torch.manual_seed(config.seed)
-        arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
-        self.info = arrays.info
-        self._build_loaders(arrays)
+        if data is None and config.dataset == "imagenet":
+            self._build_folder_loaders()
+        else:
+            arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
+            self._build_loaders(arrays)
         self.relax: Relaxation = RELAXATIONS[config.relaxation](
             self.space.num_edges, len(self.space.ops), init_std=config.eta_init_std,
             regulariser=RegulariserSpec(config.regulariser, config.reg_scale)).to(self.device)
@@ -121,11 +109,16 @@ class Search:
 
     # ------------------------------------------------------------------------------------------ building
     def _build_loaders(self, arrays: ImageArrays) -> None:
+        """In-memory data: uint8 tensors on the device, augmented there."""
         cfg = self.config
+        self.info = arrays.info
         x, y = arrays.x_train, arrays.y_train
         if cfg.train_images is not None:
             x, y = x[: cfg.train_images], y[: cfg.train_images]
-        weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
+        if cfg.subset_fractions is not None:
+            weight_idx, arch_idx = sample_per_class(y, cfg.subset_fractions, cfg.seed)
+        else:
+            weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
         if len(weight_idx) == 0 or len(arch_idx) == 0:
             raise ConfigError(f"{len(x)} training images cannot be split into a weight and an arch half")
         common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device)
@@ -136,10 +129,26 @@ class Search:
         self.valid_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=False, shuffle=False, drop_last=False,
                                          **common)
 
+    def _build_folder_loaders(self) -> None:
+        """ImageNet-style folders: JPEGs decoded by worker processes, a per-class sample for each half."""
+        cfg = self.config
+        if not cfg.data:
+            raise ConfigError("dataset imagenet needs --data ROOT holding train/<class>/*.JPEG")
+        index = ImageFolderIndex.scan(cfg.data, "train")
+        fractions = cfg.subset_fractions or [cfg.train_portion, 1.0 - cfg.train_portion]
+        weight_idx, arch_idx = sample_per_class(index.labels, fractions, cfg.seed)
+        self.info = DatasetInfo("imagenet", len(index.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
+        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers)
+        self.weight_loader = ImageFolderLoader(index.subset(weight_idx), train=True, seed=cfg.seed, **common)
+        self.arch_loader = ImageFolderLoader(index.subset(arch_idx), train=True, seed=cfg.seed + 1, **common)
+        self.valid_loader = ImageFolderLoader(index.subset(arch_idx), train=False, shuffle=False, drop_last=False,
+                                              **common)
+
     def _build_network(self, partial_k: int) -> None:
         cfg = self.config
-        spec = SupernetSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, partial_k=partial_k,
-                            in_channels=self.info.channels, num_classes=self.info.num_classes)
+        spec = SupernetSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, cells=cfg.cells,
+                            partial_k=partial_k, in_channels=self.info.channels, num_classes=self.info.num_classes,
+                            imagenet_stem=self.info.image_size > 64)
         self.net = self.space.build_supernet(spec).to(self.device)
         self.net.set_kept(self.relax.kept_ops())
         self.weight_optimizer = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -180,7 +189,7 @@ class Search:
         self.arch_optimizer.zero_grad(set_to_none=True)
         objective.backward(inputs=[self.relax.eta])
         self.arch_optimizer.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
+        return loss.detach(), accuracy_counts(logits, y)[0]
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
@@ -192,7 +201,7 @@ class Search:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
-        return loss.detach(), (logits.argmax(1) == y).sum()
+        return loss.detach(), accuracy_counts(logits, y)[0]
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
@@ -206,7 +215,7 @@ class Search:
         for x, y in loader.epoch(0):
             logits = self.net(x, theta)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
+            correct += accuracy_counts(logits, y)[0]
             count += len(y)
         self.net.train()
         return float(loss_sum) / count, 100.0 * float(correct) / count
@@ -234,14 +243,14 @@ class Search:
     def _train_epoch(self, arch_on: bool) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
         started = time.perf_counter()
-        lr = _lr_at(cfg, epoch)
+        lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min)
         for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
         sums = torch.zeros(4, device=self.device)  # weight loss, weight correct, arch loss, arch correct
         seen = 0
         steps = len(self.weight_loader)
-        bar = self._progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})")
+        bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})")
         batches = zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch))
         for step, ((xw, yw), (xa, ya)) in enumerate(batches, start=1):
             if arch_on:
@@ -269,18 +278,8 @@ class Search:
         return self._epoch_record(values, seen, arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
 
     def _fail_non_finite(self, step: int) -> None:
-        where = f" in {self.run_dir.path}" if self.run_dir is not None else ""
-        raise NonFiniteLossError(
-            f"the loss became NaN/inf in epoch {self.epoch + 1} (step {step}); the last good checkpoint "
-            f"(after epoch {self.epoch}) is intact{where}: lower lr/arch_lr (e.g. --set lr={self.config.lr / 2:g}) "
-            "and resume, or check the data")
-
-    def _progress_bar(self, total: int, desc: str):
-        if not self.progress:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+        raise non_finite_error(self.epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None,
+                               self.config.lr)
 
     def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
                       valid_acc: float, seconds: float) -> dict[str, Any]:
@@ -331,10 +330,8 @@ class Search:
             "relax": self.relax.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.arch_optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
+            **rng_state(self.device),
         }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -347,9 +344,7 @@ class Search:
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+        set_rng_state(state, self.device)
 
     def _save(self, record: dict[str, Any]) -> None:
         if self.run_dir is None:
