@@ -4,6 +4,9 @@
     drnas search --resume RUN_DIR
     drnas show RUN_DIR
     drnas nb201 query ARCH --benchmark FILE
+    drnas train --arch NAME|FILE|RUN_DIR|TEXT [--protocol P] [--dataset D] [...] --out RUN_DIR
+    drnas train --resume RUN_DIR
+    drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json]
     drnas presets
 """
 from __future__ import annotations
@@ -65,7 +68,41 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--benchmark", required=True, help="NB201 results CSV")
     query.add_argument("--json", action="store_true")
 
-    commands.add_parser("presets", help="list the named search presets")
+    train = commands.add_parser("train", help="retrain an architecture from scratch (or resume a training run)",
+                                description="Train an architecture's evaluation network from scratch. Values resolve "
+                                            "as: protocol < --config file < flags and --set.")
+    train.add_argument("--arch", help="architecture: a name (see `drnas arch --list`), a file, a search run "
+                                      "directory, a Genotype(...) text or an NB201 string")
+    train.add_argument("--protocol", help="training protocol: darts-cifar, darts-imagenet or nb201 "
+                                          "(default: by the architecture's space and the dataset)")
+    train.add_argument("--config", help="JSON or TOML file of training config fields")
+    train.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, imagenet (folders), digits or npz")
+    train.add_argument("--data", help="dataset directory, archive or .npz file")
+    train.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int, dest="batch_size")
+    train.add_argument("--train-images", type=int, dest="train_images", help="use only the first N training images")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--threads", type=int)
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override any training config field, e.g. --set drop_path=0.2 (repeatable)")
+    train.add_argument("--out", help="run directory (default runs/train-ARCH-DATASET-TIME)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the training run in RUN_DIR")
+    train.add_argument("--export", action="append", default=[], metavar="PATH",
+                       help="after training, write the network to PATH: .onnx for ONNX, else TorchScript (repeatable)")
+    train.add_argument("--quiet", action="store_true")
+
+    arch = commands.add_parser("arch", help="print an architecture with its network's parameters and MACs")
+    arch.add_argument("arch", nargs="?", help="a name, a file, a run directory, a Genotype(...) text or an NB201 string")
+    arch.add_argument("--dataset", default="cifar10", help="sets classes and input size (default cifar10)")
+    arch.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
+    arch.add_argument("--channels", type=int)
+    arch.add_argument("--cells", type=int)
+    arch.add_argument("--json", action="store_true")
+    arch.add_argument("--list", action="store_true", help="list the named architectures")
+
+    commands.add_parser("presets", help="list the named search presets and training protocols")
     return parser
 
 
@@ -178,14 +215,122 @@ def _nb201_query(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
+    from .train import PROTOCOLS
+
+    print("search presets (drnas search --preset NAME):")
     for name, doc in preset_names().items():
-        print(f"{name:<20} {doc}")
+        print(f"  {name:<20} {doc}")
+    print("training protocols (drnas train --protocol NAME):")
+    for name, doc in PROTOCOLS.names().items():
+        print(f"  {name:<20} {doc}")
     return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from .resolve import resolve_architecture
+    from .train import PROTOCOLS, default_protocol
+
+    if not args.arch:
+        raise ConfigError("drnas train needs --arch NAME|FILE|RUN_DIR|TEXT (or --resume RUN_DIR)")
+    arch = resolve_architecture(args.arch)
+    dataset = args.dataset or ("imagenet" if args.protocol == "darts-imagenet" else "cifar10")
+    config = PROTOCOLS.get(args.protocol or default_protocol(arch.space, dataset))
+    if args.config:
+        config = apply_overrides(config, load_config_file(args.config))
+    flags = {name: getattr(args, name) for name in ("dataset", "data", "epochs", "batch_size", "train_images", "seed",
+                                                    "device", "threads") if getattr(args, name) is not None}
+    if args.download:
+        flags["download"] = True
+    # a run directory or file is stored as the architecture itself, so the training run does not depend on it
+    config = apply_overrides(config, {**flags, "arch": str(arch) if arch.space == "nb201" else json.dumps(arch.to_json())})
+    return apply_overrides(config, _parse_set(args.set)).validate()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import Trainer
+
+    log = (lambda msg: None) if args.quiet else None
+    if args.resume:
+        given = [f"--{n.replace('_', '-')}" for n in ("arch", "protocol", "config", "dataset", "data", "epochs",
+                                                        "batch_size", "train_images", "seed", "out")
+                 if getattr(args, n) is not None] + (["--set"] if args.set else [])
+        if given:
+            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)}")
+        overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+        trainer = Trainer.resume(args.resume, progress=not args.quiet, log=log, **overrides)
+    else:
+        config = _train_config(args)
+        out = args.out or f"runs/train-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        trainer = Trainer(config, out, progress=not args.quiet, log=log)
+        if not args.quiet:
+            print(f"run directory: {out}", file=sys.stderr)
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        where = trainer.run_dir.path if trainer.run_dir is not None else "?"
+        print(f"drnas: interrupted; the last checkpoint (after epoch {trainer.epoch}) is in {where}: "
+              f"continue with `drnas train --resume {where}`", file=sys.stderr)
+        return 130
+    for path in args.export:
+        print(f"exported: {trainer.export(path)}")
+    r = result.report
+    print(f"top1: {result.top1:.2f}  top5: {result.top5:.2f}  params: {r['params_without_aux'] / 1e6:.3f}M "
+          f"(with auxiliary head {r['params'] / 1e6:.3f}M)  MACs: {r['macs'] / 1e6:.1f}M")
+    return 0
+
+
+def _arch(args: argparse.Namespace) -> int:
+    from .archs import architecture_names, get_architecture
+    from .data import DatasetInfo
+    from .resolve import resolve_architecture
+    from .spaces import get_space
+    from .train import PROTOCOLS, default_protocol, model_report, network_spec
+
+    if args.list or not args.arch:
+        for name in architecture_names():
+            entry = get_architecture(name)
+            print(f"{name:<16} {entry.arch.space:<6} {entry.source}")
+        return 0
+    arch = resolve_architecture(args.arch)
+    config = PROTOCOLS.get(args.protocol or default_protocol(arch.space, args.dataset))
+    sizes = {k: getattr(args, k) for k in ("channels", "cells") if getattr(args, k) is not None}
+    config = apply_overrides(config, sizes)
+    info = _dataset_shape(args.dataset)
+    model = get_space(arch.space).build_network(arch, network_spec(config, info))
+    report = {"space": arch.space, "architecture": arch.to_json(), "text": str(arch), "dataset": args.dataset,
+              "channels": config.channels, "cells": config.cells if arch.space == "darts" else config.cells_per_stage,
+              **model_report(model, info)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"architecture: {arch}")
+    size = f"{config.cells} cells" if arch.space == "darts" else f"N={config.cells_per_stage}"
+    print(f"network:      {arch.space}, {config.channels} channels, {size}, {info.num_classes} classes, "
+          f"{info.image_size}x{info.image_size} input")
+    print(f"parameters:   {report['params_without_aux'] / 1e6:.3f}M without the auxiliary head, "
+          f"{report['params'] / 1e6:.3f}M with it")
+    print(f"MACs:         {report['macs'] / 1e6:.1f}M per image")
+    return 0
+
+
+#: input shape and classes of each dataset, for counting without loading any data
+_DATASET_SHAPES = {"cifar10": (10, 3, 32), "cifar100": (100, 3, 32), "imagenet16-120": (120, 3, 16),
+                   "imagenet": (1000, 3, 224), "digits": (10, 1, 8)}
+
+
+def _dataset_shape(name: str):
+    from .data import DatasetInfo
+
+    if name not in _DATASET_SHAPES:
+        raise ConfigError(f"unknown dataset {name!r} for counting; choose one of {', '.join(_DATASET_SHAPES)}")
+    classes, channels, size = _DATASET_SHAPES[name]
+    return DatasetInfo(name, classes, channels, size, (0.5,) * channels, (0.25,) * channels, True, 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets}
+    handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
+                "arch": _arch}
     try:
         return handlers[args.command](args)
     except DrnasError as err:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .spaces.ops import reference_pooling
+
 
 def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
     """Number of parameters, leaving out those whose name contains any of ``exclude``."""
@@ -14,7 +16,7 @@ def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one eval-mode forward pass (convolutions and linear layers).
 
-    Uses ``torch.utils.flop_counter`` (which counts 2 FLOPs per MAC) on a zero input on the model's device.
+    Pooling is not counted. Uses ``torch.utils.flop_counter`` (which counts 2 FLOPs per MAC) on a zero input on the model's device.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -22,7 +24,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     try:
-        with FlopCounterMode(display=False) as counter:
+        with reference_pooling(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(input_shape, device=parameter.device, dtype=parameter.dtype))
     finally:
         model.train(was_training)

@@ -6,7 +6,8 @@ contributes nothing to the sum and nothing to any gradient), which is why it is 
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,10 @@ class AvgPool3x3(nn.Module):
     (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and pooling was a third of a search step.
     """
 
+    #: When True (inside :func:`reference_pooling`), run PyTorch's pooling op instead: MAC counts then leave
+    #: pooling out, as papers count, and exported graphs hold a plain pooling node.
+    use_reference = False
+
     def __init__(self, stride: int = 1) -> None:
         super().__init__()
         self.stride = stride
@@ -144,9 +149,21 @@ class AvgPool3x3(nn.Module):
         return inv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if AvgPool3x3.use_reference:
+            return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         channels = x.shape[1]
         summed = F.conv2d(x, x.new_ones(channels, 1, 3, 3), stride=self.stride, padding=1, groups=channels)
         return summed * self._inverse_count(x)
+
+
+@contextlib.contextmanager
+def reference_pooling() -> Iterator[None]:
+    """Run average pooling with PyTorch's pooling op inside this block (for counting and exporting)."""
+    previous, AvgPool3x3.use_reference = AvgPool3x3.use_reference, True
+    try:
+        yield
+    finally:
+        AvgPool3x3.use_reference = previous
 
 
 @register_op("avg_pool_3x3")

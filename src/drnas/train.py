@@ -1,0 +1,386 @@
+"""Retraining a derived architecture from scratch (paper §4.1-4.2, and NAS-Bench-201's own recipe).
+
+A :class:`TrainConfig` names the architecture (a registered name, a file, a search run directory or the text
+itself), the dataset and a *protocol* (a preset of training settings). :class:`Trainer` builds the space's
+evaluation network and trains it with checkpoints every epoch and a bit-exact ``resume``, reporting top-1/top-5,
+parameter counts (with and without the auxiliary head) and multiply-accumulates, and exports the trained
+network to TorchScript or ONNX.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .config import ConfigError, PresetRegistry, apply_overrides
+from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
+                   ImageFolderLoader, load_dataset)
+from .errors import DrnasError
+from .flops import count_macs, count_parameters
+from .resolve import resolve_architecture
+from .runs import RunDir, RunError, atomic_write_json
+from .spaces import NetworkSpec, get_space
+from .spaces.ops import reference_pooling
+from .training import (accuracy_counts, lr_at, non_finite_error, progress_bar, resolve_device, rng_state,
+                       set_rng_state)
+
+CHECKPOINT_FORMAT = 1
+#: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
+HOLDOUT_FRACTION = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a retraining run; protocols (presets) fill in the paper's settings."""
+
+    arch: str = ""
+    dataset: str = "cifar10"
+    data: str | None = None
+    download: bool = False
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025
+    lr_min: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float | None = 5.0
+    cutout: int = 16
+    drop_path: float = 0.3
+    auxiliary_weight: float = 0.4
+    label_smoothing: float = 0.0
+    channels: int = 36
+    cells: int = 20
+    cells_per_stage: int = 5
+    image_size: int = 224
+    workers: int = 4
+    train_images: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    preset: str | None = None  # the protocol this config came from
+
+    def validate(self) -> "TrainConfig":
+        if not self.arch:
+            raise ConfigError("no architecture: pass --arch NAME|FILE|RUN_DIR|TEXT")
+        if self.schedule not in ("cosine", "linear"):
+            raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
+        for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROTOCOLS = PresetRegistry("training protocol", TrainConfig)
+
+
+@PROTOCOLS.register("darts-cifar", "DARTS-space network on CIFAR (paper §4.1): 20 cells, 36 channels, 600 epochs, "
+                                   "batch 96, SGD 0.025 cosine, cutout 16, drop-path 0.3, auxiliary 0.4")
+def _darts_cifar() -> dict[str, Any]:
+    return {"epochs": 600, "batch_size": 96, "lr": 0.025, "lr_min": 0.0, "schedule": "cosine", "momentum": 0.9,
+            "weight_decay": 3e-4, "grad_clip": 5.0, "cutout": 16, "drop_path": 0.3, "auxiliary_weight": 0.4,
+            "channels": 36, "cells": 20}
+
+
+@PROTOCOLS.register("darts-imagenet", "DARTS-space network on ImageNet (paper §4.2): 14 cells, 48 channels, 250 "
+                                      "epochs, SGD 0.5 linear decay, 5 warm-up epochs, wd 3e-5, label smoothing 0.1, "
+                                      "auxiliary 0.4")
+def _darts_imagenet() -> dict[str, Any]:
+    # batch 1024 as in PC-DARTS/P-DARTS, which the paper follows for lr 0.5 (on 8 GPUs)
+    return {"epochs": 250, "batch_size": 1024, "lr": 0.5, "lr_min": 0.0, "schedule": "linear", "warmup_epochs": 5,
+            "momentum": 0.9, "weight_decay": 3e-5, "grad_clip": 5.0, "cutout": 0, "drop_path": 0.0,
+            "auxiliary_weight": 0.4, "label_smoothing": 0.1, "channels": 48, "cells": 14, "dataset": "imagenet"}
+
+
+@PROTOCOLS.register("nb201", "NAS-Bench-201's recipe for an NB201 cell: C=16, N=5, 200 epochs, batch 256, "
+                             "SGD 0.1 Nesterov cosine, wd 5e-4, crop+flip only")
+def _nb201() -> dict[str, Any]:
+    return {"epochs": 200, "batch_size": 256, "lr": 0.1, "lr_min": 0.0, "schedule": "cosine", "momentum": 0.9,
+            "nesterov": True, "weight_decay": 5e-4, "grad_clip": None, "cutout": 0, "drop_path": 0.0,
+            "auxiliary_weight": 0.0, "channels": 16, "cells_per_stage": 5}
+
+
+def default_protocol(space: str, dataset: str) -> str:
+    if space == "nb201":
+        return "nb201"
+    return "darts-imagenet" if dataset == "imagenet" else "darts-cifar"
+
+
+def network_spec(config: TrainConfig, info: DatasetInfo) -> NetworkSpec:
+    aux_size = info.image_size // (32 if info.image_size > 64 else 4)  # resolution after the second reduction
+    if config.auxiliary_weight > 0 and aux_size < 5:
+        raise ConfigError(f"the auxiliary head needs at least 5x5 features at 2/3 depth, but {info.image_size}px "
+                          f"images give {aux_size}x{aux_size}: use --set auxiliary_weight=0")
+    return NetworkSpec(channels=config.channels, cells=config.cells, cells_per_stage=config.cells_per_stage,
+                       in_channels=info.channels, num_classes=info.num_classes,
+                       auxiliary=config.auxiliary_weight > 0, imagenet_stem=info.image_size > 64)
+
+
+def model_report(model: torch.nn.Module, info: DatasetInfo) -> dict[str, Any]:
+    """Parameters with and without the auxiliary head, and MACs of one image (auxiliary head excluded)."""
+    return {"params": count_parameters(model), "params_without_aux": count_parameters(model, ("auxiliary",)),
+            "macs": count_macs(model, (1, info.channels, info.image_size, info.image_size))}
+
+
+@dataclass
+class TrainResult:
+    top1: float
+    top5: float
+    epochs_done: int
+    report: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    run_dir: Path | None
+
+
+class Trainer:
+    """Train an architecture's evaluation network from scratch; ``run()``, ``evaluate()``, ``export()``."""
+
+    def __init__(self, config: TrainConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
+                 progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
+        self.config = config.validate()
+        self.arch = resolve_architecture(config.arch)
+        self.space = get_space(self.arch.space)
+        self.device = resolve_device(config.device)
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.run_dir = RunDir(out) if out is not None else None
+        if self.run_dir is not None and not _resuming:
+            self.run_dir.check_new()
+        torch.manual_seed(config.seed)
+        if data is None and config.dataset == "imagenet":
+            self._build_folder_loaders()
+        else:
+            self._build_loaders(data if data is not None else load_dataset(config.dataset, config.data,
+                                                                           download=config.download))
+        self.model = self.space.build_network(self.arch, network_spec(config, self.info)).to(self.device)
+        self.report = model_report(self.model, self.info)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.epoch = 0
+        self.metrics: list[dict[str, Any]] = []
+        if self.run_dir is not None and not _resuming:
+            self.run_dir.create()
+            self.run_dir.write_config({"drnas_version": __version__, "kind": "train", **config.to_json()})
+            atomic_write_json(self.run_dir.architecture, {"space": self.arch.space, "architecture": self.arch.to_json()})
+        self.log(f"{self.space.name} network: {self.report['params_without_aux'] / 1e6:.3f}M parameters without the "
+                 f"auxiliary head ({self.report['params'] / 1e6:.3f}M with), {self.report['macs'] / 1e6:.1f}M MACs")
+
+    # ------------------------------------------------------------------------------------------ data
+    def _build_loaders(self, arrays: ImageArrays) -> None:
+        cfg = self.config
+        self.info = arrays.info
+        x, y = arrays.x_train, arrays.y_train
+        if cfg.train_images is not None:
+            x, y = x[: cfg.train_images], y[: cfg.train_images]
+        if arrays.x_test is not None and arrays.y_test is not None:
+            x_test, y_test = arrays.x_test, arrays.y_test
+        else:  # no test split: hold out the last images of the training set
+            cut = len(x) - max(1, int(len(x) * HOLDOUT_FRACTION))
+            x, y, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
+            self.log(f"{self.info.name} has no test split: holding out the last {len(x_test)} training images")
+        self.train_loader = DeviceLoader(x, y, self.info, batch_size=cfg.batch_size, device=self.device, augment=True,
+                                         cutout=cfg.cutout, seed=cfg.seed)
+        self.test_loader = DeviceLoader(x_test, y_test, self.info, batch_size=max(cfg.batch_size, 256),
+                                        device=self.device, augment=False, shuffle=False, drop_last=False)
+
+    def _build_folder_loaders(self) -> None:
+        cfg = self.config
+        if not cfg.data:
+            raise ConfigError("dataset imagenet needs --data ROOT holding train/ and val/ class folders")
+        train = ImageFolderIndex.scan(cfg.data, "train")
+        val = ImageFolderIndex.scan(cfg.data, "val")
+        if train.classes != val.classes:
+            raise ConfigError(f"{cfg.data}: train/ and val/ hold different class folders")
+        self.info = DatasetInfo("imagenet", len(train.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
+        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers)
+        self.train_loader = ImageFolderLoader(train, train=True, seed=cfg.seed, **common)
+        self.test_loader = ImageFolderLoader(val, train=False, **common)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def _loss(self, output: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, aux = output if isinstance(output, tuple) else (output, None)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        if aux is not None:
+            loss = loss + self.config.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=self.config.label_smoothing)
+        return loss, logits
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, logits = self._loss(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), accuracy_counts(logits, y)[0]
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss, top-1 and top-5 accuracy (%) on the test split, in eval mode."""
+        self.model.eval()
+        sums = torch.zeros(3, device=self.device)
+        count = 0
+        for x, y in self.test_loader.epoch(0):
+            logits = self.model(x)
+            top1, top5 = accuracy_counts(logits, y, (1, 5))
+            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
+            count += len(y)
+        self.model.train()
+        loss, top1, top5 = (sums / count).tolist()
+        return {"test_loss": loss, "top1": 100 * top1, "top5": 100 * top5}
+
+    def run(self, max_epochs: int | None = None) -> TrainResult:
+        cfg = self.config
+        stop = cfg.epochs if max_epochs is None else min(cfg.epochs, self.epoch + max_epochs)
+        while self.epoch < stop:
+            record = self._train_epoch()
+            self.epoch += 1
+            self.metrics.append(record)
+            self._save(record)
+        return self.result()
+
+    def _train_epoch(self) -> dict[str, Any]:
+        cfg, epoch = self.config, self.epoch
+        started = time.perf_counter()
+        lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min, cfg.schedule, cfg.warmup_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if hasattr(self.model, "drop_path_prob"):
+            self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # grows linearly, as in DARTS
+        self.model.train()
+        sums = torch.zeros(2, device=self.device)
+        seen, steps = 0, len(self.train_loader)
+        bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
+        for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
+            loss, correct = self.train_step(x, y)
+            sums[0] += loss * len(y)
+            sums[1] += correct
+            seen += len(y)
+            if step % 10 == 0 or step == steps:
+                values = sums.tolist()
+                if not math.isfinite(values[0]):
+                    raise non_finite_error(epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None, cfg.lr)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        train_loss, train_correct = sums.tolist()
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss / seen, "train_acc": 100 * train_correct / seen,
+                  **self.evaluate(), "seconds": round(time.perf_counter() - started, 3)}
+        self.log(f"epoch {record['epoch']}/{cfg.epochs} lr {lr:.4g} train {record['train_loss']:.3f}/"
+                 f"{record['train_acc']:.1f}% test top1 {record['top1']:.2f}% top5 {record['top5']:.2f}% "
+                 f"{record['seconds']:.1f}s")
+        return record
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), **rng_state(self.device)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise RunError(f"checkpoint format {state.get('format')} is not supported (expects {CHECKPOINT_FORMAT})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        set_rng_state(state, self.device)
+
+    def _save(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.save_checkpoint(self.state_dict())
+        self.run_dir.append_metrics(record)
+        atomic_write_json(self.run_dir.path / "result.json", self._result_json())
+
+    def _result_json(self) -> dict[str, Any]:
+        last = self.metrics[-1] if self.metrics else {}
+        return {"architecture": self.arch.to_json(), "dataset": self.config.dataset, "epochs_done": self.epoch,
+                "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
+                "top1": last.get("top1"), "top5": last.get("top5"), **self.report}
+
+    def result(self) -> TrainResult:
+        last = self.metrics[-1] if self.metrics else {}
+        return TrainResult(last.get("top1", float("nan")), last.get("top5", float("nan")), self.epoch, dict(self.report),
+                           list(self.metrics), self.run_dir.path if self.run_dir else None)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, data: ImageArrays | None = None, progress: bool = True,
+               log: Callable[[str], None] | None = None, **overrides: Any) -> "Trainer":
+        run = RunDir(run_dir)
+        run.require()
+        saved = run.read_config()
+        if saved.pop("kind", None) != "train":
+            raise RunError(f"{run.path} is a search run: continue it with `drnas search --resume {run.path}`")
+        saved.pop("drnas_version", None)
+        config = apply_overrides(TrainConfig(), {**saved, **overrides})
+        trainer = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)
+        state = run.load_checkpoint(map_location=trainer.device)
+        if state is not None:
+            trainer.load_state_dict(state)
+        metrics = run.read_metrics()
+        trainer.metrics = [m for m in metrics if m.get("epoch", 0) <= trainer.epoch]
+        if len(trainer.metrics) != len(metrics):
+            run.write_metrics(trainer.metrics)
+        trainer.log(f"resumed {run.path} after epoch {trainer.epoch}/{config.epochs}")
+        return trainer
+
+    # ------------------------------------------------------------------------------------------ export
+    def export(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write the trained network for deployment: ``torchscript`` (.pt) or ``onnx`` (.onnx), inference only."""
+        return export_model(self.model, self.info, path, fmt)
+
+
+def export_model(model: torch.nn.Module, info: DatasetInfo, path: str | Path, fmt: str | None = None) -> Path:
+    path = Path(path)
+    fmt = fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")
+    if fmt not in ("torchscript", "onnx"):
+        raise ConfigError(f"export format must be torchscript or onnx, got {fmt!r}")
+    parameter = next(model.parameters())
+    example = torch.zeros(1, info.channels, info.image_size, info.image_size, device=parameter.device)
+    was_training = model.training
+    model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings(), reference_pooling():
+            warnings.simplefilter("ignore")  # torch.jit and the TorchScript-based ONNX exporter warn about deprecation
+            if fmt == "torchscript":
+                torch.jit.trace(model, example).save(str(tmp))
+            else:
+                try:
+                    import onnx  # noqa: F401
+                except ImportError:
+                    raise ExportError("ONNX export needs the onnx package: pip install 'drnas[export]'") from None
+                torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["images"],
+                                  output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        model.train(was_training)
+    return path
+
+
+class ExportError(DrnasError, RuntimeError):
+    """An export that cannot be done here (e.g. a missing optional package)."""
+
