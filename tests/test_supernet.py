@@ -52,13 +52,23 @@ def test_widen_mapping_is_eq8():
 def test_widen_tensor_is_eq9_without_division():
     w = torch.randn(4, 4, 3, 3)
     g = torch.tensor([0, 1, 2, 3, 2, 0])
-    u = widen_tensor(w, (6, 6, 3, 3), 4, g)
+    u = widen_tensor(w, (6, 6, 3, 3), lambda old, new: g)
     for o in range(6):
         for i in range(6):
             assert torch.equal(u[o, i], w[g[o], g[i]])
     assert torch.equal(u[:4, :4], w)  # old weights kept as they were, no replication factor
     with pytest.raises(ValueError):
-        widen_tensor(w, (5, 6, 3, 3), 4, g)
+        widen_tensor(w, (5, 6, 3, 3), lambda old, new: g)  # g has 6 entries, not 5
+    with pytest.raises(ValueError):
+        widen_tensor(w, (2, 4, 3, 3), lambda old, new: g)  # narrowing is not widening
+
+
+def test_widen_mapping_is_drawn_once_per_size_and_reused():
+    from drnas.supernet import WidenMapping
+
+    mapping = WidenMapping(torch.Generator().manual_seed(0))
+    g = mapping(4, 8)
+    assert mapping(4, 8) is g and len(mapping(2, 4)) == 4 and mapping(2, 4)[:2].tolist() == [0, 1]
 
 
 def test_supernet_widening_keeps_weights_and_carries_momentum():

@@ -34,15 +34,33 @@ def widen_mapping(old: int, new: int, generator: torch.Generator) -> torch.Tenso
     return torch.cat([torch.arange(old), extra])
 
 
-def widen_tensor(old: torch.Tensor, new_shape: Sequence[int], old_width: int, mapping: torch.Tensor) -> torch.Tensor:
-    """Eq. (9) for any tensor: every dim that grows from ``old_width`` to ``len(mapping)`` is indexed by g."""
+class WidenMapping:
+    """The random maps g of eq. (8) of one edge: one per (old size, new size), drawn once and then reused for
+    weights, BN statistics and momentum alike, so every tensor of the edge is widened consistently."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+        self.maps: dict[tuple[int, int], torch.Tensor] = {}
+
+    def __call__(self, old: int, new: int) -> torch.Tensor:
+        if (old, new) not in self.maps:
+            self.maps[(old, new)] = widen_mapping(old, new, self.generator)
+        return self.maps[(old, new)]
+
+
+def widen_tensor(old: torch.Tensor, new_shape: Sequence[int],
+                 mapping: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+    """Eq. (9) for any tensor: every dim that grows from n to q is indexed by ``mapping(n, q)`` (= g)."""
+    if old.dim() != len(new_shape):
+        raise ValueError(f"cannot widen a tensor of shape {tuple(old.shape)} to {tuple(new_shape)}")
     out = old
     for dim, (before, after) in enumerate(zip(old.shape, new_shape)):
         if before == after:
             continue
-        if before != old_width or after != len(mapping):
+        index = mapping(before, after) if after > before else None
+        if index is None or len(index) != after:
             raise ValueError(f"cannot widen a tensor of shape {tuple(old.shape)} to {tuple(new_shape)}")
-        out = out.index_select(dim, mapping.to(out.device))
+        out = out.index_select(dim, index.to(out.device))
     return out.clone()
 
 
@@ -89,26 +107,27 @@ class MixedOp(nn.Module):
         return channel_shuffle(torch.cat([out, self.bypass_pool(x[:, self.width:])], dim=1), k)
 
     @torch.no_grad()
-    def widen(self, partial_k: int, generator: torch.Generator) -> dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]]:
+    def widen(self, partial_k: int, generator: torch.Generator) -> dict[nn.Parameter, tuple[nn.Parameter, WidenMapping]]:
         """Rebuild the ops at ``channels // partial_k`` channels, filled by eq. (9).
 
-        Returns ``{old_param: (new_param, g, old_width)}`` so the caller can carry optimizer state.
+        Returns ``{old_param: (new_param, mapping)}`` so the caller can carry optimizer state.
         """
         if self.channels % partial_k:
             raise ValueError(f"partial_k={partial_k} must divide the {self.channels} channels of every edge")
         old_width, new_width = self.width, self.channels // partial_k
         if new_width == old_width:
             return {}
-        mapping = widen_mapping(old_width, new_width, generator)  # one g per edge, shared by its ops
+        mapping = WidenMapping(generator)  # one g per edge (and size), shared by its ops
+        mapping(old_width, new_width)      # the edge's channel map is drawn first
         device = next(iter(self.buffers()), torch.empty(0)).device
         new_ops = [op.to(device).train(self.training) for op in self._build_ops(new_width)]
-        carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]] = {}
+        carried: dict[nn.Parameter, tuple[nn.Parameter, WidenMapping]] = {}
         for old_op, new_op in zip(self.ops, new_ops):
-            for (name, old_p), (_, new_p) in zip(old_op.named_parameters(), new_op.named_parameters()):
-                new_p.copy_(widen_tensor(old_p, new_p.shape, old_width, mapping))
-                carried[old_p] = (new_p, mapping, old_width)
+            for old_p, new_p in zip(old_op.parameters(), new_op.parameters()):
+                new_p.copy_(widen_tensor(old_p, new_p.shape, mapping))
+                carried[old_p] = (new_p, mapping)
             for old_b, new_b in zip(old_op.buffers(), new_op.buffers()):
-                new_b.copy_(widen_tensor(old_b, new_b.shape, old_width, mapping))
+                new_b.copy_(widen_tensor(old_b, new_b.shape, mapping))
         self.ops = nn.ModuleList(new_ops)
         self.partial_k = partial_k
         return carried
@@ -137,7 +156,7 @@ class Supernet(nn.Module):
     def widen(self, partial_k: int, generator: torch.Generator,
               optimizer: torch.optim.Optimizer | None = None) -> None:
         """Widen every mixed op to ``partial_k`` (eq. 8-9) and move the optimizer's state along."""
-        carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]] = {}
+        carried: dict[nn.Parameter, tuple[nn.Parameter, WidenMapping]] = {}
         for _, op in self.mixed_ops():
             carried.update(op.widen(partial_k, generator))
         if optimizer is not None:
@@ -145,19 +164,19 @@ class Supernet(nn.Module):
 
 
 def carry_optimizer_state(optimizer: torch.optim.Optimizer,
-                          carried: dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor, int]]) -> None:
+                          carried: dict[nn.Parameter, tuple[nn.Parameter, WidenMapping]]) -> None:
     """Swap widened parameters into ``optimizer`` in place, widening their per-parameter state by eq. (9)."""
     for group in optimizer.param_groups:
         params = group["params"]
         for i, p in enumerate(params):
             if p not in carried:
                 continue
-            new_p, mapping, old_width = carried[p]
+            new_p, mapping = carried[p]
             params[i] = new_p
             state = optimizer.state.pop(p, None)
             if state:
                 optimizer.state[new_p] = {
-                    key: widen_tensor(value, new_p.shape, old_width, mapping)
+                    key: widen_tensor(value, new_p.shape, mapping)
                     if torch.is_tensor(value) and value.shape == p.shape else value
                     for key, value in state.items()
                 }
