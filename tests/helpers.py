@@ -16,7 +16,7 @@ def pattern_images(n: int = 256, size: int = 8, classes: int = 4, seed: int = 0)
     for c in range(classes):
         r, col = divmod(c, 2)
         x[y == c, r * half:(r + 1) * half, col * half:(col + 1) * half, :] += 120
-    info = DatasetInfo("patterns", classes, 3, size, (0.4, 0.4, 0.4), (0.25, 0.25, 0.25), True, 1)
+    info = DatasetInfo("patterns", classes, 3, size, (0.4, 0.4, 0.4), (0.25, 0.25, 0.25), False, 1)  # a flip would swap classes
     return ImageArrays(x, y.astype(np.int64), None, None, info)
 
 

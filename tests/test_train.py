@@ -1,0 +1,125 @@
+"""Retraining: protocols, the loop with exact resume, export, reports, and search -> retrain end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from drnas.config import Stage, apply_overrides
+from drnas.data import ImageArrays, load_dataset
+from drnas.flops import count_macs, count_parameters
+from drnas.search import Search
+from drnas.spaces import NB201Arch, NetworkSpec, get_space
+from drnas.train import PROTOCOLS, Trainer, TrainConfig, default_protocol
+from drnas.training import lr_at
+from conftest import CIFAR_NPZ
+from helpers import pattern_images
+
+QUIET = dict(progress=False, log=lambda m: None)
+
+
+def tiny_train_config(**changes) -> TrainConfig:
+    base = {"arch": "DARTS_V2", "dataset": "npz", "epochs": 3, "batch_size": 32, "channels": 8, "cells": 3,
+            "cutout": 4, "drop_path": 0.2, "auxiliary_weight": 0.4, "lr": 0.05, "device": "cpu"}
+    return apply_overrides(PROTOCOLS.get("darts-cifar"), {**base, **changes})
+
+
+def test_protocols_hold_the_papers_settings():
+    cifar = PROTOCOLS.get("darts-cifar")
+    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.schedule, cifar.momentum, cifar.weight_decay,
+            cifar.grad_clip, cifar.cutout, cifar.drop_path, cifar.auxiliary_weight, cifar.channels, cifar.cells) == \
+        (600, 96, 0.025, "cosine", 0.9, 3e-4, 5.0, 16, 0.3, 0.4, 36, 20)
+    imagenet = PROTOCOLS.get("darts-imagenet")
+    assert (imagenet.epochs, imagenet.lr, imagenet.schedule, imagenet.warmup_epochs, imagenet.weight_decay,
+            imagenet.label_smoothing, imagenet.auxiliary_weight, imagenet.channels, imagenet.cells) == \
+        (250, 0.5, "linear", 5, 3e-5, 0.1, 0.4, 48, 14)
+    assert default_protocol("nb201", "cifar10") == "nb201"
+    assert default_protocol("darts", "imagenet") == "darts-imagenet"
+
+
+def test_learning_rate_schedules():
+    assert lr_at(0, 10, 0.1, 0.0, "cosine") == pytest.approx(0.1)
+    assert lr_at(5, 10, 0.1, 0.0, "cosine") == pytest.approx(0.05)
+    assert [round(lr_at(e, 10, 0.5, 0.0, "linear", 5), 4) for e in range(10)] == \
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
+def test_training_learns_resumes_exactly_and_exports(tmp_path):
+    data = pattern_images(384, size=32)
+    full = Trainer(tiny_train_config(), tmp_path / "full", data=data, **QUIET).run()
+    assert full.epochs_done == 3 and full.top1 > 40.0  # 4 classes
+    assert full.report["params"] > full.report["params_without_aux"] > 0 and full.report["macs"] > 0
+
+    Trainer(tiny_train_config(), tmp_path / "parts", data=data, **QUIET).run(max_epochs=1)
+    trainer = Trainer.resume(tmp_path / "parts", data=data, **QUIET)
+    parts = trainer.run()
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731
+    assert strip(full.metrics) == strip(parts.metrics)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    result = json.loads((tmp_path / "parts" / "result.json").read_text())
+    assert result["final"] and result["top1"] == parts.top1 and result["params_without_aux"] == parts.report["params_without_aux"]
+
+    x = next(iter(trainer.test_loader.epoch(0)))[0][:4]
+    trainer.model.eval()
+    expected = trainer.model(x)
+    scripted = torch.jit.load(str(trainer.export(tmp_path / "net.pt")))
+    assert torch.allclose(scripted(x), expected, atol=1e-5)
+    onnx = pytest.importorskip("onnx")
+    path = trainer.export(tmp_path / "net.onnx")
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def test_search_resume_refuses_a_training_run(tmp_path):
+    from drnas.runs import RunError
+
+    Trainer(tiny_train_config(epochs=1), tmp_path / "t", data=pattern_images(64, size=32), **QUIET).run()
+    with pytest.raises(RunError):
+        Trainer.resume(tmp_path / "missing")
+    with pytest.raises(Exception, match="train"):
+        Search.resume(tmp_path / "t", data=pattern_images(64, size=32), **QUIET)
+
+
+def test_nb201_protocol_trains_an_nb201_cell_and_matches_benchmark_costs(nb201_csv):
+    from drnas.bench.nb201 import NB201Table
+
+    table = NB201Table.load(nb201_csv)
+    space = get_space("nb201")
+    for arch in ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+                 "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+                 "|none~0|+|avg_pool_3x3~0|none~1|+|nor_conv_1x1~0|none~1|avg_pool_3x3~2|"]:
+        net = space.build_network(NB201Arch.parse(arch), NetworkSpec(channels=16, cells_per_stage=5, num_classes=10))
+        row = table.query(arch)
+        assert count_parameters(net) / 1e6 == pytest.approx(row["params_mb_cifar10"], abs=1e-6)
+        assert count_macs(net, (1, 3, 32, 32)) / 1e6 == pytest.approx(row["flops_m_cifar10"], abs=0.01)
+
+
+def test_nb201_protocol_on_digits():
+    config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", "dataset": "digits", "epochs": 2,
+                                                      "channels": 8, "cells_per_stage": 1, "batch_size": 64,
+                                                      "device": "cpu"})
+    trainer = Trainer(config, **QUIET)
+    assert trainer.optimizer.param_groups[0]["nesterov"]
+    result = trainer.run()
+    assert result.top1 > 30.0  # 10 classes
+
+
+def test_search_then_retrain_on_real_cifar_beats_chance(tmp_path):
+    if not CIFAR_NPZ.is_file():
+        pytest.skip(f"CIFAR-10 arrays not found at {CIFAR_NPZ}")
+    full = load_dataset("cifar10", CIFAR_NPZ)
+    small = ImageArrays(full.x_train[:800], full.y_train[:800], full.x_test[:500], full.y_test[:500], full.info)
+    from helpers import tiny_config
+
+    search_cfg = tiny_config(space="darts", dataset="cifar10", cells=3, channels=4, batch_size=32, lr=0.05,
+                             train_images=384, stages=[Stage(1, 2, None, 0), Stage(1, 1, 4, 0)])
+    found = Search(search_cfg, tmp_path / "search", data=small, **QUIET).run()
+    assert all(op != "none" for op, _ in found.architecture.normal + found.architecture.reduce)
+    config = tiny_train_config(arch=str(tmp_path / "search"), dataset="cifar10", epochs=6, batch_size=32, lr=0.05)
+    result = Trainer(config, tmp_path / "train", data=small, **QUIET).run()
+    assert result.top1 > 20.0, result.top1  # chance is 10%
+    saved = json.loads((tmp_path / "train" / "architecture.json").read_text())
+    assert saved["architecture"] == found.architecture.to_json()
