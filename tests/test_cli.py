@@ -103,3 +103,41 @@ def test_console_entry_point_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "drnas", "presets"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert done.returncode == 0 and "nb201-progressive" in done.stdout
+
+
+def test_arch_command_reports_parameters_and_macs(capsys):
+    assert main(["arch", "DrNAS_imagenet", "--dataset", "imagenet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert round(report["params_without_aux"] / 1e6, 1) == 5.7 and round(report["macs"] / 1e6) == 624
+    assert main(["arch", "DrNAS_cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert "4.099M without the auxiliary head" in out and "20 cells" in out
+    assert main(["arch", "--list"]) == 0
+    assert "DARTS_V2" in capsys.readouterr().out
+    assert main(["arch", "Genotype(normal=[('conv', 0)])"]) == 2
+    assert "drnas: error:" in capsys.readouterr().err
+
+
+def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
+    out = tmp_path / "train"
+    argv = ["train", "--arch", "DrNAS_nb201", "--dataset", "digits", "--epochs", "2", "--set", "channels=8",
+            "--set", "cells_per_stage=1", "--batch-size", "64", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "top1:" in stdout and "MACs:" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "train" and config["preset"] == "nb201" and config["epochs"] == 2
+    assert main(["train", "--resume", str(out), "--export", str(tmp_path / "net.pt"), "--quiet"]) == 0
+    assert (tmp_path / "net.pt").is_file()
+    assert main(["train", "--resume", str(out), "--epochs", "5"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+
+
+def test_train_from_a_search_run_directory(tmp_path, capsys):
+    search = tmp_path / "search"
+    assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "200", "--out", str(search),
+                 "--quiet"]) == 0
+    found = json.loads((search / "architecture.json").read_text())["architecture"]["arch"]
+    assert main(["train", "--arch", str(search), "--dataset", "digits", "--epochs", "1", "--set", "channels=4",
+                 "--set", "cells_per_stage=1", "--out", str(tmp_path / "t"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "t" / "architecture.json").read_text())["architecture"]["arch"] == found

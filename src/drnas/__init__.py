@@ -17,10 +17,13 @@ from .config import ConfigError, SearchConfig, Stage, apply_overrides, load_conf
 from .data import DataError, load_dataset
 from .relax import DirichletRelaxation, concentration, dirichlet_kl_to_uniform, sample_dirichlet
 from .search import NonFiniteLossError, Search, SearchResult
-from .spaces import ArchitectureError, NB201Arch, SupernetSpec, get_space, space_names
+from .archs import architecture_names, get_architecture
+from .spaces import ArchitectureError, DartsGenotype, NB201Arch, NetworkSpec, SupernetSpec, get_space, space_names
+from . import train
 
 __all__ = [
-    "ArchitectureError", "BenchmarkError", "ConfigError", "DataError", "DirichletRelaxation", "NB201Arch",
+    "ArchitectureError", "BenchmarkError", "ConfigError", "DartsGenotype", "DataError", "DirichletRelaxation",
+    "NB201Arch", "NetworkSpec", "architecture_names", "get_architecture", "train",
     "NB201Table", "NonFiniteLossError", "Search", "SearchConfig", "SearchResult", "Stage", "SupernetSpec",
     "apply_overrides", "concentration", "dirichlet_kl_to_uniform", "get_space", "load_config_file",
     "load_dataset", "preset", "preset_names", "sample_dirichlet", "set_total_epochs", "space_names",
