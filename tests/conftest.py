@@ -21,3 +21,22 @@ def nb201_csv() -> Path:
     if not NB201_CSV.is_file():
         pytest.skip(f"NB201 table not found at {NB201_CSV} (../shared/data/nb201/nb201.csv)")
     return NB201_CSV
+
+
+@pytest.fixture(scope="session")
+def imagenet_tree(tmp_path_factory) -> Path:
+    """A tiny ImageNet-style folder: train/ and val/ with 3 classes of JPEGs whose colour tells the class."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for c, wnid in enumerate(("n01", "n02", "n03")):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 90, (100, 120, 3), dtype=np.uint8)
+                pixels[..., c] += 150
+                Image.fromarray(pixels).save(folder / f"{i:04d}.JPEG", quality=90)
+    return root

@@ -123,3 +123,28 @@ def test_search_then_retrain_on_real_cifar_beats_chance(tmp_path):
     assert result.top1 > 20.0, result.top1  # chance is 10%
     saved = json.loads((tmp_path / "train" / "architecture.json").read_text())
     assert saved["architecture"] == found.architecture.to_json()
+
+
+def test_imagenet_folders_for_search_and_retraining(tmp_path, imagenet_tree):
+    from drnas.config import ConfigError
+    from helpers import tiny_config
+
+    search_cfg = tiny_config(space="darts", dataset="imagenet", data=str(imagenet_tree), cells=3, channels=8,
+                             batch_size=4, image_size=96, workers=0, subset_fractions=[0.5, 0.5],
+                             stages=[Stage(1, 2, None, 0)])
+    search = Search(search_cfg, **QUIET)
+    assert search.info.num_classes == 3 and len(search.weight_loader) == 3  # 12 of the 24 images, batch 4
+    assert search.net.stem1 is not None  # ImageNet stem: 96 -> 12
+    found = search.run().architecture
+    assert found.space == "darts"
+
+    config = apply_overrides(PROTOCOLS.get("darts-imagenet"), {"arch": "DrNAS_imagenet", "data": str(imagenet_tree),
+                                                               "epochs": 2, "batch_size": 6, "channels": 8, "cells": 3,
+                                                               "image_size": 96, "workers": 0, "warmup_epochs": 1,
+                                                               "auxiliary_weight": 0.0, "device": "cpu"})
+    trainer = Trainer(config, **QUIET)
+    assert trainer.info.num_classes == 3 and len(trainer.train_loader) == 4
+    result = trainer.run()
+    assert 0.0 <= result.top1 <= 100.0 and result.top5 == pytest.approx(100.0)  # 3 classes: top-5 is everything
+    with pytest.raises(ConfigError, match="auxiliary head"):
+        Trainer(apply_overrides(config, {"auxiliary_weight": 0.4}), **QUIET)
