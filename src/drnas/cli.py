@@ -133,29 +133,41 @@ def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
     return config.validate()
 
 
+def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Sequence[str], make_config: Any,
+                     default_out: Any, jobs: list[Any] | None = None) -> Any:
+    """Build (or resume) a search or training job and run it; None when interrupted by Ctrl-C."""
+    log = (lambda msg: None) if args.quiet else None
+    if args.resume:
+        given = [f"--{n.replace('_', '-')}" for n in config_flags if getattr(args, n, None) is not None]
+        given += ["--set"] if args.set else []
+        if given:
+            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)}")
+        overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+        job = job_class.resume(args.resume, progress=not args.quiet, log=log, **overrides)
+    else:
+        config = make_config()
+        out = args.out or default_out(config)
+        job = job_class(config, out, progress=not args.quiet, log=log)
+        if not args.quiet:
+            print(f"run directory: {out}", file=sys.stderr)
+    if jobs is not None:
+        jobs.append(job)
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        where = job.run_dir.path if job.run_dir is not None else "?"
+        print(f"drnas: interrupted; the last checkpoint (after epoch {job.epoch}) is in {where}: "
+              f"continue with `drnas {job.kind} --resume {where}`", file=sys.stderr)
+        return None
+
+
 def _run_search(args: argparse.Namespace) -> int:
     from .search import Search
 
-    log = (lambda msg: None) if args.quiet else None
-    if args.resume:
-        extra = [f"--{n.replace('_', '-')}" for n in list(_FIELD_FLAGS) + ["preset", "config", "epochs", "out"]
-                 if getattr(args, n) is not None and n not in ("device", "threads")]
-        if extra or args.set:
-            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(extra + ['--set'] * bool(args.set))}")
-        overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
-        search = Search.resume(args.resume, progress=not args.quiet, log=log, **overrides)
-    else:
-        config = resolve_search_config(args)
-        out = args.out or f"runs/{config.preset or 'custom'}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        search = Search(config, out, progress=not args.quiet, log=log)
-        if not args.quiet:
-            print(f"run directory: {out}", file=sys.stderr)
-    try:
-        result = search.run()
-    except KeyboardInterrupt:
-        where = search.run_dir.path if search.run_dir is not None else "?"
-        print(f"drnas: interrupted; the last checkpoint (after epoch {search.epoch}) is in {where}: "
-              f"continue with `drnas search --resume {where}`", file=sys.stderr)
+    flags = list(_FIELD_FLAGS) + ["preset", "config", "epochs", "out"]
+    result = _start_or_resume(args, Search, flags, lambda: resolve_search_config(args),
+                              lambda c: f"runs/{c.preset or 'custom'}-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if result is None:
         return 130
     last = result.metrics[-1] if result.metrics else {}
     if last.get("nb201"):
@@ -249,30 +261,14 @@ def _train_config(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     from .train import Trainer
 
-    log = (lambda msg: None) if args.quiet else None
-    if args.resume:
-        given = [f"--{n.replace('_', '-')}" for n in ("arch", "protocol", "config", "dataset", "data", "epochs",
-                                                        "batch_size", "train_images", "seed", "out")
-                 if getattr(args, n) is not None] + (["--set"] if args.set else [])
-        if given:
-            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)}")
-        overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
-        trainer = Trainer.resume(args.resume, progress=not args.quiet, log=log, **overrides)
-    else:
-        config = _train_config(args)
-        out = args.out or f"runs/train-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer = Trainer(config, out, progress=not args.quiet, log=log)
-        if not args.quiet:
-            print(f"run directory: {out}", file=sys.stderr)
-    try:
-        result = trainer.run()
-    except KeyboardInterrupt:
-        where = trainer.run_dir.path if trainer.run_dir is not None else "?"
-        print(f"drnas: interrupted; the last checkpoint (after epoch {trainer.epoch}) is in {where}: "
-              f"continue with `drnas train --resume {where}`", file=sys.stderr)
+    flags = ["arch", "protocol", "config", "dataset", "data", "epochs", "batch_size", "train_images", "seed", "out"]
+    jobs: list[Any] = []
+    result = _start_or_resume(args, Trainer, flags, lambda: _train_config(args),
+                              lambda c: f"runs/train-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", jobs)
+    if result is None:
         return 130
     for path in args.export:
-        print(f"exported: {trainer.export(path)}")
+        print(f"exported: {jobs[0].export(path)}")
     r = result.report
     print(f"top1: {result.top1:.2f}  top5: {result.top5:.2f}  params: {r['params_without_aux'] / 1e6:.3f}M "
           f"(with auxiliary head {r['params'] / 1e6:.3f}M)  MACs: {r['macs'] / 1e6:.1f}M")

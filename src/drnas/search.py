@@ -22,15 +22,13 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import __version__
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
-from .training import (NonFiniteLossError, accuracy_counts, lr_at, non_finite_error, progress_bar,
-                       resolve_device, rng_state, set_rng_state)
+from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, progress_bar, rng_state, set_rng_state
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, load_dataset, sample_per_class, split_halves)
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
-from .runs import RunDir, RunError, atomic_write_json
+from .runs import RunError, atomic_write_json
 from .spaces import Architecture, SupernetSpec, get_space
 
 CHECKPOINT_FORMAT = 1
@@ -59,13 +57,16 @@ def _stats(t: torch.Tensor) -> dict[str, float]:
     return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
 
 
-class Search:
+class Search(Job):
     """A DrNAS search: build it from a config, ``run()`` it, read the derived architecture.
 
     >>> cfg = drnas.preset("demo")                              # doctest: +SKIP
     >>> result = drnas.Search(cfg, out="runs/demo").run()       # doctest: +SKIP
     >>> print(result.architecture)                              # doctest: +SKIP
     """
+
+    kind = "search"
+    config_class = SearchConfig
 
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
@@ -76,14 +77,7 @@ class Search:
         too_many = [s.ops_kept for s in config.stages if s.ops_kept is not None and s.ops_kept > len(self.space.ops)]
         if too_many:
             raise ConfigError(f"a stage keeps {too_many[0]} ops per edge but the space has only {len(self.space.ops)}")
-        self.device = resolve_device(config.device)
-        self.progress = progress
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.run_dir = RunDir(out) if out is not None else None
-        if self.run_dir is not None and not _resuming:
-            self.run_dir.check_new()
+        self._init_job(config, out, progress, log, _resuming)
         self.table = NB201Table.load(config.benchmark) if config.benchmark else None
         if self.table is not None and config.space != "nb201":
             raise ConfigError("--benchmark holds NB201 results: it only applies to --space nb201")
@@ -101,11 +95,8 @@ class Search:
         self._build_network(config.stages[0].partial_k)
         self.arch_optimizer = torch.optim.Adam([self.relax.eta], lr=config.arch_lr, betas=config.arch_betas,
                                                weight_decay=self.relax.adam_weight_decay)
-        self.epoch = 0  # epochs completed
-        self.metrics: list[dict[str, Any]] = []
-        if self.run_dir is not None and not _resuming:  # only once the inputs are known to be good
-            self.run_dir.create()
-            self.run_dir.write_config({"drnas_version": __version__, **config.to_json()})
+        if not _resuming:
+            self._start_run_dir(config.to_json())
 
     # ------------------------------------------------------------------------------------------ building
     def _build_loaders(self, arrays: ImageArrays) -> None:
@@ -226,19 +217,11 @@ class Search:
             return self.space.derive(self.relax.expected_weights().cpu())
 
     # ------------------------------------------------------------------------------------------ loop
-    def run(self, max_epochs: int | None = None) -> SearchResult:
-        """Run (or continue) the search; ``max_epochs`` stops early after that many more epochs."""
-        stop = self.config.epochs if max_epochs is None else min(self.config.epochs, self.epoch + max_epochs)
-        while self.epoch < stop:
-            index, epoch_in_stage = self.stage_at(self.epoch)
-            while self.stage_index < index:
-                self._enter_stage(self.stage_index + 1)
-            arch_on = epoch_in_stage >= self.config.stages[index].arch_warmup
-            record = self._train_epoch(arch_on)
-            self.epoch += 1
-            self.metrics.append(record)
-            self._save(record)
-        return self.result()
+    def _run_epoch(self) -> dict[str, Any]:
+        index, epoch_in_stage = self.stage_at(self.epoch)
+        while self.stage_index < index:
+            self._enter_stage(self.stage_index + 1)
+        return self._train_epoch(arch_on=epoch_in_stage >= self.config.stages[index].arch_warmup)
 
     def _train_epoch(self, arch_on: bool) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
@@ -276,10 +259,6 @@ class Search:
         if not math.isfinite(valid_loss):
             self._fail_non_finite(steps)
         return self._epoch_record(values, seen, arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
-
-    def _fail_non_finite(self, step: int) -> None:
-        raise non_finite_error(self.epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None,
-                               self.config.lr)
 
     def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
                       valid_acc: float, seconds: float) -> dict[str, Any]:
@@ -346,11 +325,8 @@ class Search:
         self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
         set_rng_state(state, self.device)
 
-    def _save(self, record: dict[str, Any]) -> None:
-        if self.run_dir is None:
-            return
-        self.run_dir.save_checkpoint(self.state_dict())
-        self.run_dir.append_metrics(record)
+    def _write_outputs(self) -> None:
+        assert self.run_dir is not None
         atomic_write_json(self.run_dir.architecture, self.architecture_json())
         try:
             from .plots import plot_dirichlet_means
@@ -382,30 +358,10 @@ class Search:
                                 self.relax.scores().cpu(), mean, self.epoch, list(self.metrics),
                                 self.run_dir.path if self.run_dir is not None else None)
 
-    @classmethod
-    def resume(cls, run_dir: str | Path, *, data: ImageArrays | None = None, progress: bool = True,
-               log: Callable[[str], None] | None = None, **overrides: Any) -> "Search":
-        """Reopen a run directory and restore its last checkpoint (``overrides``: e.g. ``device="cpu"``)."""
-        run = RunDir(run_dir)
-        run.require()
-        saved = run.read_config()
-        saved.pop("drnas_version", None)
-        config = SearchConfig.from_json({**saved, **overrides})
-        search = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)
-        state = run.load_checkpoint(map_location=search.device)
-        if state is not None:
-            search.load_state_dict(state)
-        metrics = run.read_metrics()
-        search.metrics = [m for m in metrics if m.get("epoch", 0) <= search.epoch]
-        if len(search.metrics) != len(metrics):
-            run.write_metrics(search.metrics)  # drop lines written after the last checkpoint
-        search.log(f"resumed {run.path} after epoch {search.epoch}/{config.epochs}")
-        return search
-
 
 def search_from_config(config: SearchConfig, out: str | Path | None = None, **kwargs: Any) -> SearchResult:
     """Convenience: build a :class:`Search` and run it to the end."""
     return Search(config, out, **kwargs).run()
 
 
-__all__ = ["NonFiniteLossError", "Search", "SearchResult", "resolve_device", "search_from_config"]
+__all__ = ["NonFiniteLossError", "Search", "SearchResult", "search_from_config"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,18 +19,16 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import __version__
-from .config import ConfigError, PresetRegistry, apply_overrides
+from .config import ConfigError, PresetRegistry
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, load_dataset)
 from .errors import DrnasError
 from .flops import count_macs, count_parameters
 from .resolve import resolve_architecture
-from .runs import RunDir, RunError, atomic_write_json
+from .runs import RunError, atomic_write_json
 from .spaces import NetworkSpec, get_space
 from .spaces.ops import reference_pooling
-from .training import (accuracy_counts, lr_at, non_finite_error, progress_bar, resolve_device, rng_state,
-                       set_rng_state)
+from .training import Job, accuracy_counts, lr_at, progress_bar, rng_state, set_rng_state
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -150,22 +147,18 @@ class TrainResult:
     run_dir: Path | None
 
 
-class Trainer:
+class Trainer(Job):
     """Train an architecture's evaluation network from scratch; ``run()``, ``evaluate()``, ``export()``."""
+
+    kind = "train"
+    config_class = TrainConfig
 
     def __init__(self, config: TrainConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
         self.config = config.validate()
         self.arch = resolve_architecture(config.arch)
         self.space = get_space(self.arch.space)
-        self.device = resolve_device(config.device)
-        self.progress = progress
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.run_dir = RunDir(out) if out is not None else None
-        if self.run_dir is not None and not _resuming:
-            self.run_dir.check_new()
+        self._init_job(config, out, progress, log, _resuming)
         torch.manual_seed(config.seed)
         if data is None and config.dataset == "imagenet":
             self._build_folder_loaders()
@@ -176,12 +169,10 @@ class Trainer:
         self.report = model_report(self.model, self.info)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
-        self.epoch = 0
-        self.metrics: list[dict[str, Any]] = []
-        if self.run_dir is not None and not _resuming:
-            self.run_dir.create()
-            self.run_dir.write_config({"drnas_version": __version__, "kind": "train", **config.to_json()})
-            atomic_write_json(self.run_dir.architecture, {"space": self.arch.space, "architecture": self.arch.to_json()})
+        if not _resuming:
+            self._start_run_dir(config.to_json())
+            if self.run_dir is not None:
+                atomic_write_json(self.run_dir.architecture, {"space": self.arch.space, "architecture": self.arch.to_json()})
         self.log(f"{self.space.name} network: {self.report['params_without_aux'] / 1e6:.3f}M parameters without the "
                  f"auxiliary head ({self.report['params'] / 1e6:.3f}M with), {self.report['macs'] / 1e6:.1f}M MACs")
 
@@ -248,17 +239,7 @@ class Trainer:
         loss, top1, top5 = (sums / count).tolist()
         return {"test_loss": loss, "top1": 100 * top1, "top5": 100 * top5}
 
-    def run(self, max_epochs: int | None = None) -> TrainResult:
-        cfg = self.config
-        stop = cfg.epochs if max_epochs is None else min(cfg.epochs, self.epoch + max_epochs)
-        while self.epoch < stop:
-            record = self._train_epoch()
-            self.epoch += 1
-            self.metrics.append(record)
-            self._save(record)
-        return self.result()
-
-    def _train_epoch(self) -> dict[str, Any]:
+    def _run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
         started = time.perf_counter()
         lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min, cfg.schedule, cfg.warmup_epochs)
@@ -275,10 +256,10 @@ class Trainer:
             sums[0] += loss * len(y)
             sums[1] += correct
             seen += len(y)
-            if step % 10 == 0 or step == steps:
+            if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
                 values = sums.tolist()
                 if not math.isfinite(values[0]):
-                    raise non_finite_error(epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None, cfg.lr)
+                    self._fail_non_finite(step)
                 if bar is not None:
                     bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
             if bar is not None:
@@ -306,11 +287,8 @@ class Trainer:
         self.epoch = int(state["epoch"])
         set_rng_state(state, self.device)
 
-    def _save(self, record: dict[str, Any]) -> None:
-        if self.run_dir is None:
-            return
-        self.run_dir.save_checkpoint(self.state_dict())
-        self.run_dir.append_metrics(record)
+    def _write_outputs(self) -> None:
+        assert self.run_dir is not None
         atomic_write_json(self.run_dir.path / "result.json", self._result_json())
 
     def _result_json(self) -> dict[str, Any]:
@@ -323,27 +301,6 @@ class Trainer:
         last = self.metrics[-1] if self.metrics else {}
         return TrainResult(last.get("top1", float("nan")), last.get("top5", float("nan")), self.epoch, dict(self.report),
                            list(self.metrics), self.run_dir.path if self.run_dir else None)
-
-    @classmethod
-    def resume(cls, run_dir: str | Path, *, data: ImageArrays | None = None, progress: bool = True,
-               log: Callable[[str], None] | None = None, **overrides: Any) -> "Trainer":
-        run = RunDir(run_dir)
-        run.require()
-        saved = run.read_config()
-        if saved.pop("kind", None) != "train":
-            raise RunError(f"{run.path} is a search run: continue it with `drnas search --resume {run.path}`")
-        saved.pop("drnas_version", None)
-        config = apply_overrides(TrainConfig(), {**saved, **overrides})
-        trainer = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)
-        state = run.load_checkpoint(map_location=trainer.device)
-        if state is not None:
-            trainer.load_state_dict(state)
-        metrics = run.read_metrics()
-        trainer.metrics = [m for m in metrics if m.get("epoch", 0) <= trainer.epoch]
-        if len(trainer.metrics) != len(metrics):
-            run.write_metrics(trainer.metrics)
-        trainer.log(f"resumed {run.path} after epoch {trainer.epoch}/{config.epochs}")
-        return trainer
 
     # ------------------------------------------------------------------------------------------ export
     def export(self, path: str | Path, fmt: str | None = None) -> Path:

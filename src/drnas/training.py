@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -78,3 +78,105 @@ def accuracy_counts(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int,
     top = logits.topk(k, dim=1).indices
     hits = top == target.unsqueeze(1)
     return [hits[:, : min(t, k)].any(1).sum() for t in topk]
+
+
+def _print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Job:
+    """The lifecycle shared by a search and a training run.
+
+    Subclasses set ``kind`` and ``config_class`` and implement ``_run_epoch`` (returns the epoch's metrics
+    record), ``state_dict``/``load_state_dict``, ``_write_outputs`` and ``result``. A job runs epoch by epoch;
+    after each one the checkpoint and metrics line are written, so ``resume`` continues bit-for-bit.
+    """
+
+    kind = "job"
+    config_class: type = object
+
+    def _init_job(self, config: Any, out: Any, progress: bool, log: Callable[[str], None] | None,
+                  resuming: bool) -> None:
+        from .runs import RunDir
+
+        self.device = resolve_device(config.device)
+        self.progress = progress
+        self.log = log or _print_to_stderr
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.run_dir = RunDir(out) if out is not None else None
+        if self.run_dir is not None and not resuming:
+            self.run_dir.check_new()
+        self.epoch = 0  # epochs completed
+        self.metrics: list[dict[str, Any]] = []
+
+    def _start_run_dir(self, config_json: dict[str, Any]) -> None:
+        """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
+        from . import __version__
+
+        if self.run_dir is not None:
+            self.run_dir.create()
+            self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **config_json})
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.epochs  # type: ignore[attr-defined]
+
+    def run(self, max_epochs: int | None = None) -> Any:
+        """Run (or continue) to the last epoch; ``max_epochs`` stops after that many more epochs."""
+        stop = self.total_epochs if max_epochs is None else min(self.total_epochs, self.epoch + max_epochs)
+        while self.epoch < stop:
+            record = self._run_epoch()
+            self.epoch += 1
+            self.metrics.append(record)
+            if self.run_dir is not None:
+                self.run_dir.save_checkpoint(self.state_dict())
+                self.run_dir.append_metrics(record)
+                self._write_outputs()
+        return self.result()
+
+    def _fail_non_finite(self, step: int) -> None:
+        raise non_finite_error(self.epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None,
+                               self.config.lr)  # type: ignore[attr-defined]
+
+    @classmethod
+    def resume(cls, run_dir: Any, *, data: Any = None, progress: bool = True,
+               log: Callable[[str], None] | None = None, **overrides: Any) -> Any:
+        """Reopen a run directory and restore its last checkpoint (``overrides``: e.g. ``device="cpu"``)."""
+        from .config import apply_overrides
+        from .runs import RunDir, RunError
+
+        run = RunDir(run_dir)
+        run.require()
+        saved = run.read_config()
+        saved.pop("drnas_version", None)
+        kind = saved.pop("kind", "search")
+        if kind != cls.kind:
+            raise RunError(f"{run.path} is a {kind} run: continue it with `drnas {kind} --resume {run.path}`")
+        config = apply_overrides(cls.config_class(), {**saved, **overrides})
+        job = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)  # type: ignore[call-arg]
+        state = run.load_checkpoint(map_location=job.device)
+        if state is not None:
+            job.load_state_dict(state)
+        metrics = run.read_metrics()
+        job.metrics = [m for m in metrics if m.get("epoch", 0) <= job.epoch]
+        if len(job.metrics) != len(metrics):
+            run.write_metrics(job.metrics)  # drop lines written after the last checkpoint
+        job.log(f"resumed {run.path} after epoch {job.epoch}/{job.total_epochs}")
+        return job
+
+    # to implement
+    def _run_epoch(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _write_outputs(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        raise NotImplementedError

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -120,22 +120,29 @@ class ResNetBasicBlock(nn.Module):
         return self.conv_b(self.conv_a(x)) + self.shortcut(x)
 
 
+def _macro(spec: SupernetSpec | NetworkSpec, make_cell: Callable[[int], nn.Module]
+           ) -> tuple[nn.Module, list[nn.Module], nn.Module]:
+    """NB201's macro structure around any cell: stem, 3 stages of N cells with ResNet blocks between, head."""
+    c, n = spec.channels, spec.cells_per_stage
+    stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+    layers: list[nn.Module] = []
+    widths = [c, 2 * c, 4 * c]
+    for stage, width in enumerate(widths):
+        if stage > 0:
+            layers.append(ResNetBasicBlock(widths[stage - 1], width))
+        layers.extend(make_cell(width) for _ in range(n))
+    head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(widths[-1], spec.num_classes))
+    return stem, layers, head
+
+
 class NB201Supernet(Supernet):
     """The NB201 macro network with a mixed op on every cell edge."""
 
     def __init__(self, spec: SupernetSpec, ops: Sequence[str] = NB201_OPS) -> None:
         super().__init__()
-        c, n = spec.channels, spec.cells_per_stage
-        self.stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        layers: list[nn.Module] = []
-        widths = [c, 2 * c, 4 * c]
-        for stage, width in enumerate(widths):
-            if stage > 0:
-                layers.append(ResNetBasicBlock(widths[stage - 1], width))
-            layers.extend(NB201Cell(width, spec.partial_k, ops) for _ in range(n))
+        self.stem, layers, self.head = _macro(spec, lambda width: NB201Cell(width, spec.partial_k, ops))
         self.layers = nn.ModuleList(layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
 
     def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
         for layer in self.layers:
@@ -176,17 +183,8 @@ class NB201Network(nn.Module):
 
     def __init__(self, arch: NB201Arch, spec: NetworkSpec) -> None:
         super().__init__()
-        c, n = spec.channels, spec.cells_per_stage
-        self.stem = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
-        layers: list[nn.Module] = []
-        widths = [c, 2 * c, 4 * c]
-        for stage, width in enumerate(widths):
-            if stage > 0:
-                layers.append(ResNetBasicBlock(widths[stage - 1], width))
-            layers.extend(NB201InferCell(arch, width) for _ in range(n))
+        self.stem, layers, self.head = _macro(spec, lambda width: NB201InferCell(arch, width))
         self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], spec.num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.layers(self.stem(x)))
