@@ -26,7 +26,7 @@ from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
 from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, progress_bar, rng_state, set_rng_state
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
-                   ImageFolderLoader, load_dataset, sample_per_class, split_halves)
+                   ImageFolderLoader, sample_per_class, split_halves)
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
 from .runs import RunError, atomic_write_json
 from .spaces import Architecture, SupernetSpec, get_space
@@ -83,11 +83,7 @@ class Search(Job):
             raise ConfigError("--benchmark holds NB201 results: it only applies to --space nb201")
 
         torch.manual_seed(config.seed)
-        if data is None and config.dataset == "imagenet":
-            self._build_folder_loaders()
-        else:
-            arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
-            self._build_loaders(arrays)
+        self._load_data(config, data)
         self.relax: Relaxation = RELAXATIONS[config.relaxation](
             self.space.num_edges, len(self.space.ops), init_std=config.eta_init_std,
             regulariser=RegulariserSpec(config.regulariser, config.reg_scale)).to(self.device)
@@ -102,10 +98,7 @@ class Search(Job):
     def _build_loaders(self, arrays: ImageArrays) -> None:
         """In-memory data: uint8 tensors on the device, augmented there."""
         cfg = self.config
-        self.info = arrays.info
         x, y = arrays.x_train, arrays.y_train
-        if cfg.train_images is not None:
-            x, y = x[: cfg.train_images], y[: cfg.train_images]
         if cfg.subset_fractions is not None:
             weight_idx, arch_idx = sample_per_class(y, cfg.subset_fractions, cfg.seed)
         else:

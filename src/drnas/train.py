@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .config import ConfigError, PresetRegistry
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
-                   ImageFolderLoader, load_dataset)
+                   ImageFolderLoader)
 from .errors import DrnasError
 from .flops import count_macs, count_parameters
 from .resolve import resolve_architecture
@@ -160,11 +160,7 @@ class Trainer(Job):
         self.space = get_space(self.arch.space)
         self._init_job(config, out, progress, log, _resuming)
         torch.manual_seed(config.seed)
-        if data is None and config.dataset == "imagenet":
-            self._build_folder_loaders()
-        else:
-            self._build_loaders(data if data is not None else load_dataset(config.dataset, config.data,
-                                                                           download=config.download))
+        self._load_data(config, data)
         self.model = self.space.build_network(self.arch, network_spec(config, self.info)).to(self.device)
         self.report = model_report(self.model, self.info)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -179,10 +175,7 @@ class Trainer(Job):
     # ------------------------------------------------------------------------------------------ data
     def _build_loaders(self, arrays: ImageArrays) -> None:
         cfg = self.config
-        self.info = arrays.info
         x, y = arrays.x_train, arrays.y_train
-        if cfg.train_images is not None:
-            x, y = x[: cfg.train_images], y[: cfg.train_images]
         if arrays.x_test is not None and arrays.y_test is not None:
             x_test, y_test = arrays.x_test, arrays.y_test
         else:  # no test split: hold out the last images of the training set

@@ -110,6 +110,22 @@ class Job:
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
 
+    def _load_data(self, config: Any, data: Any) -> None:
+        """ImageNet-style folders stream from disk; other datasets load into memory (``train_images`` first)."""
+        import dataclasses
+
+        from .data import load_dataset
+
+        if data is None and config.dataset == "imagenet":
+            self._build_folder_loaders()
+            return
+        arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)
+        if config.train_images is not None:
+            n = config.train_images
+            arrays = dataclasses.replace(arrays, x_train=arrays.x_train[:n], y_train=arrays.y_train[:n])
+        self.info = arrays.info
+        self._build_loaders(arrays)
+
     def _start_run_dir(self, config_json: dict[str, Any]) -> None:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
         from . import __version__
@@ -166,6 +182,12 @@ class Job:
         return job
 
     # to implement
+    def _build_loaders(self, arrays: Any) -> None:
+        raise NotImplementedError
+
+    def _build_folder_loaders(self) -> None:
+        raise NotImplementedError
+
     def _run_epoch(self) -> dict[str, Any]:
         raise NotImplementedError
 
