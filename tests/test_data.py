@@ -553,3 +553,30 @@ def test_random_resized_box_bounds() -> None:
     assert left.max() > 300 and top.max() > 200  # offsets spread over the image
     # A strip no crop fits in: the centred crop with the aspect clamped to 4/3.
     assert _random_resized_box(rng, 1000, 10, (0.08, 1.0), (3 / 4, 4 / 3)) == (493, 0, 13, 10)
+
+
+def test_sharded_loader_splits_each_global_batch_across_ranks() -> None:
+    """Two ranks see disjoint images, together the whole epoch, augmented as one process would."""
+    x = _index_images(40, size=6)
+    y = np.arange(40)
+    info = _identity_info(6, 3, padding=1, hflip=True)
+    single = list(DeviceLoader(x, y, info, batch_size=8, device="cpu", augment=True, cutout=2, seed=3).epoch(2))
+    shards = [list(DeviceLoader(x, y, info, batch_size=8, device="cpu", augment=True, cutout=2, seed=3, rank=r,
+                                world_size=2).epoch(2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(single) == 5
+    for (xb, yb), (x0, y0), (x1, y1) in zip(single, *shards):
+        assert torch.equal(torch.cat([y0, y1]), yb) and torch.equal(torch.cat([x0, x1]), xb)
+    seen = [set(torch.cat([yb for _, yb in shard]).tolist()) for shard in shards]
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(40))
+    with pytest.raises(DataError):
+        DeviceLoader(x, y, info, batch_size=8, device="cpu", augment=False, rank=2, world_size=2)
+
+
+def test_sharded_folder_loader(image_tree: Path) -> None:
+    index = ImageFolderIndex.scan(image_tree)
+    labels = [[yb for _, yb in ImageFolderLoader(index, batch_size=6, device="cpu", train=True, workers=0,
+                                                  image_size=16, rank=r, world_size=2).epoch(0)] for r in range(2)]
+    whole = [yb for _, yb in ImageFolderLoader(index, batch_size=6, device="cpu", train=True, workers=0,
+                                               image_size=16).epoch(0)]
+    for full, a, b in zip(whole, *labels):
+        assert torch.equal(torch.cat([a, b]), full)

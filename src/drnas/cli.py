@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -169,6 +170,8 @@ def _run_search(args: argparse.Namespace) -> int:
                               lambda c: f"runs/{c.preset or 'custom'}-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if result is None:
         return 130
+    if not _is_main_process():
+        return 0
     last = result.metrics[-1] if result.metrics else {}
     if last.get("nb201"):
         print("nb201: " + " ".join(f"{k}={v:.2f}" for k, v in last["nb201"].items()))
@@ -267,6 +270,8 @@ def _train(args: argparse.Namespace) -> int:
                               lambda c: f"runs/train-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", jobs)
     if result is None:
         return 130
+    if not _is_main_process():
+        return 0
     for path in args.export:
         print(f"exported: {jobs[0].export(path)}")
     r = result.report
@@ -324,14 +329,33 @@ def _dataset_shape(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import shutdown
+
     args = _parser().parse_args(argv)
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
                 "arch": _arch}
     try:
         return handlers[args.command](args)
     except DrnasError as err:
-        print(f"drnas: error: {err}", file=sys.stderr)
+        _report(err)
         return 2
+    finally:
+        shutdown()
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def _report(err: DrnasError) -> None:
+    """One line per failure: a collective failure (every rank sees the same NaN) is told by rank 0 only."""
+    from .training import NonFiniteLossError
+
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and rank > 0 and isinstance(err, NonFiniteLossError):
+        return
+    where = f" (rank {rank} of {world})" if world > 1 else ""
+    print(f"drnas: error{where}: {err}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -81,10 +81,11 @@ class SearchConfig:
     cutout: int = 0
     image_size: int = 224
     workers: int = 4
-    # run
+    # run; batch_size is the global batch, split over the processes of a torchrun launch
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    sync_bn: bool = False
     benchmark: str | None = None
     preset: str | None = None
 

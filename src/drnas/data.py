@@ -521,6 +521,16 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return gen
 
 
+def _check_shard(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise DataError(f"rank {rank} is not in a world of {world_size} processes")
+
+
+def _local_slice(batch: int, rank: int, world_size: int) -> slice:
+    """The contiguous share of a global batch of ``batch`` items that belongs to ``rank``."""
+    return slice(batch * rank // world_size, batch * (rank + 1) // world_size)
+
+
 class DeviceLoader:
     """Batches from uint8 images kept as one tensor on the training device; augmentation runs there, batched.
 
@@ -547,9 +557,12 @@ class DeviceLoader:
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch size {batch_size} must be at least 1")
+        _check_shard(rank, world_size)
         if cutout < 0:
             raise DataError(f"cutout {cutout} must be >= 0 (0 disables it)")
         if isinstance(x, np.ndarray) and not x.flags.writeable:
@@ -579,6 +592,7 @@ class DeviceLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
+        self.rank, self.world_size = rank, world_size
         self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
@@ -590,6 +604,9 @@ class DeviceLoader:
 
     def epoch(self, epoch: int, *, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (float32 normalised NCHW images, int64 labels) for one epoch.
+
+        With ``world_size`` > 1 every rank gets its contiguous share of each global batch (augmented exactly
+        as a single process would augment it), so the ranks see disjoint images that together make the epoch.
 
         ``start`` skips the first batches (for resuming mid-epoch) while drawing their
         random parameters, so the remaining batches match an uninterrupted epoch.
@@ -611,6 +628,15 @@ class DeviceLoader:
                     cx = torch.randint(0, s, (b,), generator=gen)
             if i < start:
                 continue
+            if self.world_size > 1:  # this rank's share of the global batch, with the same augmentation
+                part = _local_slice(b, self.rank, self.world_size)
+                if part.start == part.stop:
+                    continue
+                idx, dy, dx = idx[part], (dy[part] if aug else None), (dx[part] if aug else None)
+                if aug and flip is not None:
+                    flip = flip[part]
+                if aug and self.cutout > 0:
+                    cy, cx = cy[part], cx[part]
             idx_d = idx.to(self.device)
             xb = self.x[idx_d]
             yb = self.y[idx_d]
@@ -933,10 +959,14 @@ class ImageFolderLoader:
         seed: int = 0,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         _pil_image()  # fail now, not inside a worker
         if batch_size < 1:
             raise DataError(f"batch size {batch_size} must be at least 1")
+        _check_shard(rank, world_size)
+        self.rank, self.world_size = rank, world_size
         if image_size < 1:
             raise DataError(f"image size {image_size} must be at least 1; e.g. 224")
         if workers < 0:
@@ -970,7 +1000,9 @@ class ImageFolderLoader:
         gen = _epoch_generator(self.seed, epoch)
         n = len(self.index)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-        batches = [order[lo:hi].tolist() for lo, hi in _batch_bounds(n, self.batch_size, self.drop_last)[start:]]
+        batches = [order[lo:hi][_local_slice(hi - lo, self.rank, self.world_size)].tolist()
+                   for lo, hi in _batch_bounds(n, self.batch_size, self.drop_last)[start:]]
+        batches = [batch for batch in batches if batch]
         if not batches:
             return
         dataset = _ImageFolderDataset(

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
-from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, progress_bar, rng_state, set_rng_state
+from .distributed import average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
+from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, progress_bar
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
@@ -91,6 +92,7 @@ class Search(Job):
         self._build_network(config.stages[0].partial_k)
         self.arch_optimizer = torch.optim.Adam([self.relax.eta], lr=config.arch_lr, betas=config.arch_betas,
                                                weight_decay=self.relax.adam_weight_decay)
+        self._seed_rank_streams(config.seed)
         if not _resuming:
             self._start_run_dir(config.to_json())
 
@@ -105,7 +107,8 @@ class Search(Job):
             weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
         if len(weight_idx) == 0 or len(arch_idx) == 0:
             raise ConfigError(f"{len(x)} training images cannot be split into a weight and an arch half")
-        common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device)
+        common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device, rank=self.dist.rank,
+                      world_size=self.dist.world_size)
         self.weight_loader = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=cfg.cutout,
                                           seed=cfg.seed, **common)
         self.arch_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=cfg.cutout,
@@ -122,7 +125,8 @@ class Search(Job):
         fractions = cfg.subset_fractions or [cfg.train_portion, 1.0 - cfg.train_portion]
         weight_idx, arch_idx = sample_per_class(index.labels, fractions, cfg.seed)
         self.info = DatasetInfo("imagenet", len(index.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
-        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers)
+        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers,
+                      rank=self.dist.rank, world_size=self.dist.world_size)
         self.weight_loader = ImageFolderLoader(index.subset(weight_idx), train=True, seed=cfg.seed, **common)
         self.arch_loader = ImageFolderLoader(index.subset(arch_idx), train=True, seed=cfg.seed + 1, **common)
         self.valid_loader = ImageFolderLoader(index.subset(arch_idx), train=False, shuffle=False, drop_last=False,
@@ -137,6 +141,14 @@ class Search(Job):
         self.net.set_kept(self.relax.kept_ops())
         self.weight_optimizer = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                                 weight_decay=cfg.weight_decay)
+        self._wrap_network()
+
+    def _wrap_network(self) -> None:
+        """(Re)build the DDP wrapper used by weight steps; again after widening, which makes new parameters."""
+        if self.config.sync_bn:
+            self.net = convert_sync_batchnorm(self.net, self.device)
+        # pruned ops keep parameters that get no gradient: DDP must then not wait for them
+        self.train_net = wrap_ddp(self.net, self.dist, self.device, find_unused=self.relax.num_kept < len(self.space.ops))
 
     # ------------------------------------------------------------------------------------------ stages
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -153,16 +165,20 @@ class Search(Job):
         stage = self.config.stages[index]
         if stage.partial_k != self.net.partial_k:
             generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
-            self.net.widen(stage.partial_k, generator, self.weight_optimizer)
+            self.net.widen(stage.partial_k, generator, self.weight_optimizer)  # the same on every rank
         if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
-            self.relax.prune(stage.ops_kept)
+            self.relax.prune(stage.ops_kept)  # eta is identical on every rank, so is the pruning
             self.net.set_kept(self.relax.kept_ops())
+        self._wrap_network()
         self.stage_index = index
         self.log(f"stage {index}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed."""
+        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed.
+
+        Runs the bare network (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
+        """
         theta = self.relax.sample()
         logits = self.net(x, theta)
         loss = F.cross_entropy(logits, y)
@@ -172,6 +188,7 @@ class Search(Job):
             objective = objective + penalty
         self.arch_optimizer.zero_grad(set_to_none=True)
         objective.backward(inputs=[self.relax.eta])
+        average_gradients([self.relax.eta], self.dist)
         self.arch_optimizer.step()
         return loss.detach(), accuracy_counts(logits, y)[0]
 
@@ -179,7 +196,7 @@ class Search(Job):
         """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
         with torch.no_grad():
             theta = self.relax.sample()
-        logits = self.net(x, theta)
+        logits = self.train_net(x, theta)
         loss = F.cross_entropy(logits, y)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,16 +210,15 @@ class Search(Job):
         loader = loader or self.valid_loader
         self.net.eval()
         theta = self.relax.expected_weights()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        count = 0
+        sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
         for x, y in loader.epoch(0):
             logits = self.net(x, theta)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += accuracy_counts(logits, y)[0]
-            count += len(y)
+            sums[0] += F.cross_entropy(logits, y, reduction="sum")
+            sums[1] += accuracy_counts(logits, y)[0]
+            sums[2] += len(y)
         self.net.train()
-        return float(loss_sum) / count, 100.0 * float(correct) / count
+        loss, correct, count = self._reduced(sums)
+        return loss / count, 100.0 * correct / count
 
     def derive(self) -> Architecture:
         """The current architecture: per edge, the strongest kept op by Dirichlet mean (eq. 6)."""
@@ -223,8 +239,7 @@ class Search(Job):
         for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        sums = torch.zeros(4, device=self.device)  # weight loss, weight correct, arch loss, arch correct
-        seen = 0
+        sums = torch.zeros(5, device=self.device)  # weight loss, weight correct, arch loss, arch correct, seen
         steps = len(self.weight_loader)
         bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})")
         batches = zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch))
@@ -236,22 +251,23 @@ class Search(Job):
             w_loss, w_correct = self.weight_step(xw, yw)
             sums[0] += w_loss * len(yw)
             sums[1] += w_correct
-            seen += len(yw)
+            sums[4] += len(yw)
             if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
-                values = sums.tolist()
+                values = self._reduced(sums)  # every rank sees the same numbers, so all stop together
                 if not all(math.isfinite(v) for v in values):
                     self._fail_non_finite(step)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+                    bar.set_postfix(loss=f"{values[0] / values[4]:.3f}", acc=f"{100 * values[1] / values[4]:.1f}")
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        values = sums.tolist()
+        values = self._reduced(sums)
+        average_buffers(self.net, self.dist)
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
             self._fail_non_finite(steps)
-        return self._epoch_record(values, seen, arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
+        return self._epoch_record(values, int(values[4]), arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
 
     def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
                       valid_acc: float, seconds: float) -> dict[str, Any]:
@@ -302,7 +318,7 @@ class Search(Job):
             "relax": self.relax.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.arch_optimizer.state_dict(),
-            **rng_state(self.device),
+            **self._rng_checkpoint(),
         }
         return state
 
@@ -316,7 +332,7 @@ class Search(Job):
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
-        set_rng_state(state, self.device)
+        self._restore_rng(state)
 
     def _write_outputs(self) -> None:
         assert self.run_dir is not None

@@ -28,7 +28,8 @@ from .resolve import resolve_architecture
 from .runs import RunError, atomic_write_json
 from .spaces import NetworkSpec, get_space
 from .spaces.ops import reference_pooling
-from .training import Job, accuracy_counts, lr_at, progress_bar, rng_state, set_rng_state
+from .distributed import average_buffers, convert_sync_batchnorm, wrap_ddp
+from .training import Job, accuracy_counts, lr_at, progress_bar
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -66,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    sync_bn: bool = False
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":
@@ -165,6 +167,10 @@ class Trainer(Job):
         self.report = model_report(self.model, self.info)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+        if config.sync_bn:
+            self.model = convert_sync_batchnorm(self.model, self.device)
+        self.train_model = wrap_ddp(self.model, self.dist, self.device)
+        self._seed_rank_streams(config.seed)
         if not _resuming:
             self._start_run_dir(config.to_json())
             if self.run_dir is not None:
@@ -182,10 +188,11 @@ class Trainer(Job):
             cut = len(x) - max(1, int(len(x) * HOLDOUT_FRACTION))
             x, y, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
             self.log(f"{self.info.name} has no test split: holding out the last {len(x_test)} training images")
+        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
         self.train_loader = DeviceLoader(x, y, self.info, batch_size=cfg.batch_size, device=self.device, augment=True,
-                                         cutout=cfg.cutout, seed=cfg.seed)
+                                         cutout=cfg.cutout, seed=cfg.seed, **shard)
         self.test_loader = DeviceLoader(x_test, y_test, self.info, batch_size=max(cfg.batch_size, 256),
-                                        device=self.device, augment=False, shuffle=False, drop_last=False)
+                                        device=self.device, augment=False, shuffle=False, drop_last=False, **shard)
 
     def _build_folder_loaders(self) -> None:
         cfg = self.config
@@ -196,7 +203,8 @@ class Trainer(Job):
         if train.classes != val.classes:
             raise ConfigError(f"{cfg.data}: train/ and val/ hold different class folders")
         self.info = DatasetInfo("imagenet", len(train.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
-        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers)
+        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers,
+                      rank=self.dist.rank, world_size=self.dist.world_size)
         self.train_loader = ImageFolderLoader(train, train=True, seed=cfg.seed, **common)
         self.test_loader = ImageFolderLoader(val, train=False, **common)
 
@@ -209,7 +217,7 @@ class Trainer(Job):
         return loss, logits
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, logits = self._loss(self.model(x), y)
+        loss, logits = self._loss(self.train_model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -221,15 +229,15 @@ class Trainer(Job):
     def evaluate(self) -> dict[str, float]:
         """Loss, top-1 and top-5 accuracy (%) on the test split, in eval mode."""
         self.model.eval()
-        sums = torch.zeros(3, device=self.device)
-        count = 0
+        sums = torch.zeros(4, device=self.device)  # loss, top-1 hits, top-5 hits, count (summed over ranks)
         for x, y in self.test_loader.epoch(0):
             logits = self.model(x)
             top1, top5 = accuracy_counts(logits, y, (1, 5))
-            sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
-            count += len(y)
+            sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
+            sums[3] += len(y)
         self.model.train()
-        loss, top1, top5 = (sums / count).tolist()
+        loss, top1, top5, count = self._reduced(sums)
+        loss, top1, top5 = loss / count, top1 / count, top5 / count
         return {"test_loss": loss, "top1": 100 * top1, "top5": 100 * top5}
 
     def _run_epoch(self) -> dict[str, Any]:
@@ -241,25 +249,26 @@ class Trainer(Job):
         if hasattr(self.model, "drop_path_prob"):
             self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # grows linearly, as in DARTS
         self.model.train()
-        sums = torch.zeros(2, device=self.device)
-        seen, steps = 0, len(self.train_loader)
+        sums = torch.zeros(3, device=self.device)  # loss, correct, seen
+        steps = len(self.train_loader)
         bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
             loss, correct = self.train_step(x, y)
             sums[0] += loss * len(y)
             sums[1] += correct
-            seen += len(y)
+            sums[2] += len(y)
             if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
-                values = sums.tolist()
+                values = self._reduced(sums)
                 if not math.isfinite(values[0]):
                     self._fail_non_finite(step)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+                    bar.set_postfix(loss=f"{values[0] / values[2]:.3f}", acc=f"{100 * values[1] / values[2]:.1f}")
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        train_loss, train_correct = sums.tolist()
+        train_loss, train_correct, seen = self._reduced(sums)
+        average_buffers(self.model, self.dist)
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss / seen, "train_acc": 100 * train_correct / seen,
                   **self.evaluate(), "seconds": round(time.perf_counter() - started, 3)}
         self.log(f"epoch {record['epoch']}/{cfg.epochs} lr {lr:.4g} train {record['train_loss']:.3f}/"
@@ -270,7 +279,7 @@ class Trainer(Job):
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **rng_state(self.device)}
+                "optimizer": self.optimizer.state_dict(), **self._rng_checkpoint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -278,7 +287,7 @@ class Trainer(Job):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
-        set_rng_state(state, self.device)
+        self._restore_rng(state)
 
     def _write_outputs(self) -> None:
         assert self.run_dir is not None

@@ -97,18 +97,47 @@ class Job:
 
     def _init_job(self, config: Any, out: Any, progress: bool, log: Callable[[str], None] | None,
                   resuming: bool) -> None:
+        from .distributed import check_batch_split, init_distributed
         from .runs import RunDir
 
-        self.device = resolve_device(config.device)
-        self.progress = progress
-        self.log = log or _print_to_stderr
+        self.dist, self.device = init_distributed(config.device)
+        check_batch_split(config.batch_size, self.dist)
+        self.progress = progress and self.dist.is_main
+        self.log = (log or _print_to_stderr) if self.dist.is_main else (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
         self.run_dir = RunDir(out) if out is not None else None
-        if self.run_dir is not None and not resuming:
+        if self.run_dir is not None and not resuming and self.dist.is_main:
             self.run_dir.check_new()
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
+
+    def _seed_rank_streams(self, seed: int) -> None:
+        """After the identical initialisation of every rank, give each rank its own random stream (Dirichlet
+        samples, drop-path); rank 0 keeps the single-process stream."""
+        if self.dist.rank > 0:
+            torch.manual_seed(seed + 7919 * self.dist.rank)
+
+    def _rng_checkpoint(self) -> dict[str, Any]:
+        """Every rank's RNG state (a collective call: every rank must make it)."""
+        from .distributed import all_gather_objects
+
+        return {"rng": all_gather_objects(rng_state(self.device), self.dist)}
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        saved = state["rng"]
+        if len(saved) == self.dist.world_size:
+            set_rng_state(saved[self.dist.rank], self.device)
+            return
+        torch.manual_seed(self.config.seed + 7919 * self.dist.rank + 104729 * int(state["epoch"]))  # type: ignore[attr-defined]
+        self.log(f"note: this run was saved by {len(saved)} process(es) and resumes with {self.dist.world_size}: "
+                 "it continues correctly, but its data shards and random draws differ from an uninterrupted run")
+
+    def _reduced(self, values: torch.Tensor) -> list[float]:
+        """Sum of a small metrics tensor over ranks, as Python floats (one host synchronisation)."""
+        from .distributed import all_reduce_sum
+
+        return all_reduce_sum(values.clone(), self.dist).tolist()
 
     def _load_data(self, config: Any, data: Any) -> None:
         """ImageNet-style folders stream from disk; other datasets load into memory (``train_images`` first)."""
@@ -130,9 +159,12 @@ class Job:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
         from . import __version__
 
-        if self.run_dir is not None:
+        from .distributed import barrier
+
+        if self.run_dir is not None and self.dist.is_main:
             self.run_dir.create()
             self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **config_json})
+        barrier(self.dist)
 
     @property
     def total_epochs(self) -> int:
@@ -146,9 +178,11 @@ class Job:
             self.epoch += 1
             self.metrics.append(record)
             if self.run_dir is not None:
-                self.run_dir.save_checkpoint(self.state_dict())
-                self.run_dir.append_metrics(record)
-                self._write_outputs()
+                state = self.state_dict()  # collective: gathers every rank's RNG state
+                if self.dist.is_main:
+                    self.run_dir.save_checkpoint(state)
+                    self.run_dir.append_metrics(record)
+                    self._write_outputs()
         return self.result()
 
     def _fail_non_finite(self, step: int) -> None:
@@ -176,7 +210,7 @@ class Job:
             job.load_state_dict(state)
         metrics = run.read_metrics()
         job.metrics = [m for m in metrics if m.get("epoch", 0) <= job.epoch]
-        if len(job.metrics) != len(metrics):
+        if len(job.metrics) != len(metrics) and job.dist.is_main:
             run.write_metrics(job.metrics)  # drop lines written after the last checkpoint
         job.log(f"resumed {run.path} after epoch {job.epoch}/{job.total_epochs}")
         return job

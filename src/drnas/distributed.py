@@ -1,0 +1,164 @@
+"""Many processes, one search: ``torch.distributed`` as launched by ``torchrun``.
+
+A process started by torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous variables in its
+environment) joins the process group: NCCL when it trains on a GPU (``cuda:LOCAL_RANK``), gloo on the CPU. A
+plain ``python``/``drnas`` process is world size 1 and never touches ``torch.distributed``; the same code runs
+either way.
+
+What is shared and how (see also the README): each global batch is split across the ranks; the network
+weights are averaged by DistributedDataParallel; the architecture gradient is averaged by an all-reduce after
+every architecture step, so eta stays identical on every rank. Each rank draws its own Dirichlet sample, so
+the averaged gradient is a lower-variance estimate of the gradient of the expected loss (eq. 4) than one
+sample gives. Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError
+
+#: How long a collective may wait for a missing rank before the group gives up (a hang becomes an error).
+DEFAULT_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job; world size 1 means no process group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def init_distributed(device_name: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> tuple[DistContext, torch.device]:
+    """Join torchrun's process group (once per process) and pick this rank's device."""
+    from .training import resolve_device
+
+    if not launched_by_torchrun():
+        return DistContext(), resolve_device(device_name)
+    rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"rank {rank} wants {device} but this machine has {torch.cuda.device_count()} GPUs: "
+                              "use --nproc_per_node at most the number of GPUs")
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return DistContext(rank, world, local), device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum over ranks, in place (a no-op for world size 1)."""
+    if ctx.enabled and ctx.world_size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter], ctx: DistContext) -> None:
+    """Average ``.grad`` over ranks (one flat all-reduce); parameters without a gradient are skipped."""
+    if not (ctx.enabled and ctx.world_size > 1):
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= ctx.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` for world size 1)."""
+    if not (ctx.enabled and ctx.world_size > 1):
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled and ctx.world_size > 1:
+        dist.barrier()
+
+
+def wrap_ddp(module: torch.nn.Module, ctx: DistContext, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
+    """DistributedDataParallel around ``module`` when in a process group, else ``module`` itself.
+
+    ``find_unused``: set when some parameters get no gradient in a step (pruned ops), so DDP does not wait for
+    them. Buffers (BN running statistics) stay per rank during an epoch; :func:`average_buffers` joins them.
+    """
+    if not ctx.enabled:
+        return module
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    options: dict[str, Any] = {"find_unused_parameters": find_unused}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        options["forward_sync_buffers"] = False  # newer PyTorch: same meaning as broadcast_buffers=False
+    else:
+        options["broadcast_buffers"] = False
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None, **options)
+
+
+@torch.no_grad()
+def average_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Average floating-point buffers (BN running statistics) over ranks, so every rank evaluates and saves the
+    same network."""
+    if not (ctx.enabled and ctx.world_size > 1):
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.reshape(-1) for b in buffers])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= ctx.world_size
+    offset = 0
+    for b in buffers:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
+def check_batch_split(batch_size: int, ctx: DistContext) -> None:
+    """The global batch must split evenly over the ranks."""
+    if batch_size % ctx.world_size:
+        raise ConfigError(f"batch_size {batch_size} does not split over {ctx.world_size} processes: use a multiple "
+                          f"of {ctx.world_size}")
+
+
+def convert_sync_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Batch statistics over all ranks (``sync_bn``); PyTorch implements it for GPUs only."""
+    if device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation): "
+                          "drop --set sync_bn=true on the CPU")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
