@@ -92,3 +92,17 @@ def test_nan_under_torchrun_is_reported_once(tmp_path):
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("drnas: error")]
     assert len(errors) == 1 and "NaN" in errors[0], done.stderr[-2000:]
+
+
+def test_training_under_torchrun(tmp_path):
+    import json
+
+    out = tmp_path / "train"
+    done = torchrun("-m", "drnas", "train", "--arch", "DrNAS_nb201", "--dataset", "digits", "--epochs", "2",
+                    "--set", "channels=8", "--set", "cells_per_stage=1", "--batch-size", "64", "--device", "cpu",
+                    "--quiet", "--out", str(out), "--export", str(tmp_path / "net.pt"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("top1:") == 1  # rank 0 alone reports
+    result = json.loads((out / "result.json").read_text())
+    assert result["final"] and result["top1"] > 20.0
+    assert (tmp_path / "net.pt").is_file()
