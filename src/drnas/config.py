@@ -86,6 +86,7 @@ class SearchConfig:
     device: str = "auto"
     threads: int | None = None
     sync_bn: bool = False
+    memory_format: str = "auto"
     benchmark: str | None = None
     preset: str | None = None
 
@@ -117,6 +118,8 @@ class SearchConfig:
                               f"got {self.subset_fractions}")
         if self.ops is not None and len(self.ops) < 2:
             raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
+        if self.memory_format not in ("auto", "contiguous", "channels_last"):
+            raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):

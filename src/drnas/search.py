@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
 from .distributed import average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
-from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, progress_bar
+from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
 from .relax import RELAXATIONS, Relaxation, RegulariserSpec
@@ -144,7 +144,10 @@ class Search(Job):
         self._wrap_network()
 
     def _wrap_network(self) -> None:
-        """(Re)build the DDP wrapper used by weight steps; again after widening, which makes new parameters."""
+        """Pick the memory layout for the current K and (re)build the DDP wrapper used by weight steps; again
+        after every stage transition (widening makes new parameters, pruning changes what is used)."""
+        self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
+        self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
@@ -180,7 +183,7 @@ class Search(Job):
         Runs the bare network (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
         """
         theta = self.relax.sample()
-        logits = self.net(x, theta)
+        logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
         loss = F.cross_entropy(logits, y)
         objective = loss
         penalty = self.relax.penalty()
@@ -196,7 +199,7 @@ class Search(Job):
         """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
         with torch.no_grad():
             theta = self.relax.sample()
-        logits = self.train_net(x, theta)
+        logits = self.train_net(x.contiguous(memory_format=self.memory_format), theta)
         loss = F.cross_entropy(logits, y)
         self.weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,7 +215,7 @@ class Search(Job):
         theta = self.relax.expected_weights()
         sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
         for x, y in loader.epoch(0):
-            logits = self.net(x, theta)
+            logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
             sums[0] += F.cross_entropy(logits, y, reduction="sum")
             sums[1] += accuracy_counts(logits, y)[0]
             sums[2] += len(y)

@@ -29,7 +29,7 @@ from .runs import RunError, atomic_write_json
 from .spaces import NetworkSpec, get_space
 from .spaces.ops import reference_pooling
 from .distributed import average_buffers, convert_sync_batchnorm, wrap_ddp
-from .training import Job, accuracy_counts, lr_at, progress_bar
+from .training import Job, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -68,11 +68,14 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     sync_bn: bool = False
+    memory_format: str = "auto"
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":
         if not self.arch:
             raise ConfigError("no architecture: pass --arch NAME|FILE|RUN_DIR|TEXT")
+        if self.memory_format not in ("auto", "contiguous", "channels_last"):
+            raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
@@ -167,6 +170,8 @@ class Trainer(Job):
         self.report = model_report(self.model, self.info)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.memory_format = preferred_memory_format(config.memory_format, self.device)
+        self.model.to(memory_format=self.memory_format)
         if config.sync_bn:
             self.model = convert_sync_batchnorm(self.model, self.device)
         self.train_model = wrap_ddp(self.model, self.dist, self.device)
@@ -217,7 +222,7 @@ class Trainer(Job):
         return loss, logits
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, logits = self._loss(self.train_model(x), y)
+        loss, logits = self._loss(self.train_model(x.contiguous(memory_format=self.memory_format)), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -231,7 +236,7 @@ class Trainer(Job):
         self.model.eval()
         sums = torch.zeros(4, device=self.device)  # loss, top-1 hits, top-5 hits, count (summed over ranks)
         for x, y in self.test_loader.epoch(0):
-            logits = self.model(x)
+            logits = self.model(x.contiguous(memory_format=self.memory_format))
             top1, top5 = accuracy_counts(logits, y, (1, 5))
             sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
             sums[3] += len(y)

@@ -43,6 +43,24 @@ def lr_at(epoch: int, epochs: int, lr: float, lr_min: float = 0.0, schedule: str
     raise ValueError(f"unknown schedule {schedule!r}: use cosine or linear")
 
 
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
+
+def preferred_memory_format(setting: str, device: torch.device, partial_k: int = 1) -> torch.memory_format:
+    """The layout convolutions run in.
+
+    ``auto`` picks channels_last on the CPU when no partial-channel slicing happens (K=1): oneDNN's convolutions
+    are much faster in that layout (measured on 2 cores: NB201 K=1 search step 2.59 s -> 1.61 s, DARTS CIFAR
+    training step 14.3 s -> 8.7 s), while slicing channels out of a channels_last tensor makes the partial-channel
+    mixed ops slower (NB201 K=4: 1.18 s -> 1.78 s). GPUs keep the contiguous layout until measured there.
+    """
+    if setting not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {setting!r}")
+    if setting == "channels_last" or (setting == "auto" and device.type == "cpu" and partial_k == 1):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def rng_state(device: torch.device) -> dict[str, Any]:
     state = {"rng_cpu": torch.get_rng_state()}
     if device.type == "cuda":
