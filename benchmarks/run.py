@@ -1,29 +1,39 @@
-"""Search-iteration benchmark: median seconds per (arch step + weight step) at batch 64, by preset stage,
-and per training step of the CIFAR evaluation network at batch 96.
+"""Speed of search iterations and training steps, by preset stage.
 
-    python benchmarks/run.py [--only nb201,nb201-prog-s1,nb201-prog-s2,darts-s1,darts-s2,train-cifar] [--steps N] [--json FILE]
+    python benchmarks/run.py [--only NAMES] [--steps N] [--warmup N] [--device auto|cpu|cuda] [--json FILE]
 
-Run by hand, not in CI. Data are random CIFAR-shaped uint8 images (the timing does not depend on pixels).
+Cases: nb201 (K=1), nb201-prog-s1 / -s2 (the progressive preset's stages), darts-s1 / darts-s2 (darts-cifar10's
+stages at 20 cells / 36 channels), train-cifar (one training step of DrNAS_cifar10 at batch 96). For each case,
+in a fresh process so its peak memory is its own: median seconds per iteration (arch step + weight step at
+batch 64, or one training step) after warm-up, images per second, peak memory (RSS on the CPU, max allocated
+on a GPU), FLOPs of one iteration (torch.utils.flop_counter, with a groups-correct count for the backward of
+grouped/depthwise convolutions), the achieved FLOP/s, and its ratio to the float32 (bf16 on GPU)
+matrix-multiply rate measured in the same run. Data are random CIFAR-shaped uint8 images: timing does not
+depend on pixel values. Run by hand; not part of the test suite.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from drnas import Search, apply_overrides, preset
-from drnas.train import PROTOCOLS, Trainer
 from drnas.data import DatasetInfo, ImageArrays
+from drnas.train import PROTOCOLS, Trainer
 
-#: name -> (preset, stage index); "train-cifar" times one step of the CIFAR evaluation network instead
+#: name -> (preset or protocol, stage index); "train-cifar" times the CIFAR evaluation network instead
 CASES = {"nb201": ("nb201", 0), "nb201-prog-s1": ("nb201-progressive", 0), "nb201-prog-s2": ("nb201-progressive", 1),
          "darts-s1": ("darts-cifar10", 0), "darts-s2": ("darts-cifar10", 1), "train-cifar": ("darts-cifar", 0)}
 
@@ -34,78 +44,134 @@ def _cifar_like(n: int) -> ImageArrays:
     return ImageArrays(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n), None, None, info)
 
 
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of convolution_backward: each requested gradient costs as much as the forward convolution.
+
+    The weight shape is [out, in / groups, kh, kw], so counting from it accounts for groups (PyTorch's own
+    formula ignores groups in the weight-gradient term and over-counts depthwise convolutions)."""
+    if transposed:
+        raise NotImplementedError("transposed convolutions do not occur in drnas networks")
+    forward = 2 * int(np.prod(grad_out_shape)) * int(np.prod(w_shape[1:]))
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def bench_train(steps: int, warmup: int, device: str) -> dict:
-    """One training step (forward, auxiliary loss, backward, clip, SGD) of DrNAS_cifar10 at 20 cells / 36 channels."""
-    config = apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DrNAS_cifar10", "device": device, "epochs": 600})
-    trainer = Trainer(config, data=_cifar_like(96 * (steps + warmup)), progress=False, log=lambda m: None)
-    trainer.model.drop_path_prob = 0.3 * 300 / 600  # mid-training drop-path
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    times = []
-    for i, (x, y) in enumerate(trainer.train_loader.epoch(0)):
-        sync()
-        start = time.perf_counter()
-        trainer.train_step(x, y)
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {"name": "train-cifar", "preset": "darts-cifar", "stage": None, "partial_k": None, "ops_kept": None,
-            "steps": len(times), "s_per_iter": median, "images_per_s": 96 / median, "peak_mb": _peak_mb(trainer.device)}
+def _count_flops(step: Callable[[], None]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) as c:
+        step()
+    return c.get_total_flops()
 
 
-def bench(name: str, steps: int, warmup: int, device: str) -> dict:
-    if name == "train-cifar":
-        return bench_train(steps, warmup, device)
+def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
+    """Dense matrix-multiply FLOP/s on ``device`` (float32 on the CPU, bf16 on a GPU)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 4096 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    sync()
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def _search_case(name: str, steps: int, warmup: int, device: str) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
     preset_name, stage = CASES[name]
     config = dataclasses.replace(preset(preset_name), device=device)
-    search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup)), progress=False, log=lambda m: None)
+    search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False, log=lambda m: None)
     for index in range(1, stage + 1):
         search._enter_stage(index)
-    batches = zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))
+    batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
+
+    def step(i: int) -> Callable[[], None]:
+        (xw, yw), (xa, ya) = batches[i]
+        return lambda: (search.arch_step(xa, ya), search.weight_step(xw, yw))
+
+    return search, step, len(batches), 128
+
+
+def _train_case(steps: int, warmup: int, device: str) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
+    config = apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DrNAS_cifar10", "device": device})
+    trainer = Trainer(config, data=_cifar_like(96 * (steps + warmup + 1)), progress=False, log=lambda m: None)
+    trainer.model.drop_path_prob = 0.15  # mid-training drop-path
+    batches = list(trainer.train_loader.epoch(0))
+
+    def step(i: int) -> Callable[[], None]:
+        x, y = batches[i]
+        return lambda: trainer.train_step(x, y)
+
+    return trainer, step, len(batches), 96
+
+
+def run_case(name: str, steps: int, warmup: int, device: str) -> dict[str, Any]:
+    job, step, available, images = (_train_case(steps, warmup, device) if name == "train-cifar"
+                                    else _search_case(name, steps, warmup, device))
+    sync = torch.cuda.synchronize if job.device.type == "cuda" else (lambda: None)
     times = []
-    sync = torch.cuda.synchronize if search.device.type == "cuda" else (lambda: None)
-    for i, ((xw, yw), (xa, ya)) in enumerate(batches):
+    for i in range(min(available - 1, steps + warmup)):
         sync()
         start = time.perf_counter()
-        search.arch_step(xa, ya)
-        search.weight_step(xw, yw)
+        step(i)()
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+    flops = _count_flops(step(available - 1))
     median = statistics.median(times)
-    return {"name": name, "preset": preset_name, "stage": stage, "partial_k": search.net.partial_k,
-            "ops_kept": search.relax.num_kept, "steps": len(times), "s_per_iter": median,
-            "images_per_s": 128 / median, "peak_mb": _peak_mb(search.device)}
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rate = matmul_rate(job.device)
+    record = {"name": name, "steps": len(times), "s_per_iter": median, "images_per_s": images / median,
+              "peak_mb": peak, "gflop_per_iter": flops / 1e9, "achieved_gflops": flops / median / 1e9,
+              "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device)}
+    if name != "train-cifar":
+        record.update(partial_k=job.net.partial_k, ops_kept=job.relax.num_kept)
+    return record
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(CASES))
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--only", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument("--steps", type=int, default=10, help="timed iterations per case")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
-    machine = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "cpu": platform.processor() or platform.machine(),
-               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    if args.case:
+        print(json.dumps(run_case(args.case, args.steps, args.warmup, args.device)))
+        return
+    names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
+    info = machine()
+    print(f"# {json.dumps(info)}")
+    print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}")
     results = []
-    print(f"{'case':<16}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>9}{'peak MB':>9}")
-    for name in args.only.split(","):
-        r = bench(name, args.steps, args.warmup, args.device)  # note: peak RSS is cumulative over cases
+    for name in names:  # one process per case: peak memory is the case's own
+        done = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--warmup",
+                               str(args.warmup), "--device", args.device], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{name:<15} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"{name:<16}{r['partial_k'] or '-':>3}{r['ops_kept'] or '-':>5}{r['s_per_iter']:>9.3f}{r['images_per_s']:>9.1f}"
-              f"{r['peak_mb']:>9.0f}", flush=True)
-    print(json.dumps(machine), file=sys.stderr)
+        print(f"{name:<15}{r.get('partial_k', '-'):>3}{r.get('ops_kept', '-'):>5}{r['s_per_iter']:>9.3f}"
+              f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
+              f"{r['fraction_of_matmul']:>7.2f}", flush=True)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"machine": machine, "results": results}, handle, indent=2)
+        Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
