@@ -149,7 +149,7 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
         config = make_config()
         out = args.out or default_out(config)
         job = job_class(config, out, progress=not args.quiet, log=log)
-        if not args.quiet:
+        if not args.quiet and _is_main_process():
             print(f"run directory: {out}", file=sys.stderr)
     if jobs is not None:
         jobs.append(job)
