@@ -120,10 +120,10 @@ def run_case(name: str, steps: int, warmup: int, device: str) -> dict[str, Any]:
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    flops = _count_flops(step(available - 1))
     median = statistics.median(times)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"  # before counting FLOPs,
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
+    flops = _count_flops(step(available - 1))
     rate = matmul_rate(job.device)
     record = {"name": name, "steps": len(times), "s_per_iter": median, "images_per_s": images / median,
               "peak_mb": peak, "gflop_per_iter": flops / 1e9, "achieved_gflops": flops / median / 1e9,

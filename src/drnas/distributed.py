@@ -81,20 +81,23 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
-def average_gradients(parameters: Iterable[torch.nn.Parameter], ctx: DistContext) -> None:
-    """Average ``.grad`` over ranks (one flat all-reduce); parameters without a gradient are skipped."""
-    if not (ctx.enabled and ctx.world_size > 1):
+def _all_reduce_mean_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Replace each tensor by its mean over ranks, with one flat all-reduce."""
+    if not tensors:
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= ctx.world_size
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter], ctx: DistContext) -> None:
+    """Average ``.grad`` over ranks; parameters without a gradient are skipped."""
+    if ctx.enabled and ctx.world_size > 1:
+        _all_reduce_mean_([p.grad for p in parameters if p.grad is not None], ctx)
 
 
 def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
@@ -135,18 +138,8 @@ def wrap_ddp(module: torch.nn.Module, ctx: DistContext, device: torch.device, fi
 def average_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
     """Average floating-point buffers (BN running statistics) over ranks, so every rank evaluates and saves the
     same network."""
-    if not (ctx.enabled and ctx.world_size > 1):
-        return
-    buffers = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = torch.cat([b.reshape(-1) for b in buffers])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= ctx.world_size
-    offset = 0
-    for b in buffers:
-        b.copy_(flat[offset:offset + b.numel()].view_as(b))
-        offset += b.numel()
+    if ctx.enabled and ctx.world_size > 1:
+        _all_reduce_mean_([b for b in module.buffers() if b.is_floating_point()], ctx)
 
 
 def check_batch_split(batch_size: int, ctx: DistContext) -> None:
