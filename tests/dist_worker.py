@@ -42,7 +42,8 @@ def main() -> None:
     probe.y = torch.arange(len(probe.y), device=probe.y.device)
     seen = torch.cat([y for _, y in probe.epoch(0)])
     search.run(max_epochs=epochs)
-    torch.save({"eta": search.relax.eta.detach().clone(), "net": search.net.state_dict(),
+    reduced = search._reduced(torch.tensor([rank + 1.0]))  # metrics are summed over ranks before logging
+    torch.save({"reduced": reduced, "eta": search.relax.eta.detach().clone(), "net": search.net.state_dict(),
                 "arch": str(search.derive()), "epoch": search.epoch, "seen_batches": len(search.weight_loader),
                 "seen": seen, "world": search.dist.world_size}, out / f"rank{rank}.pt")
     shutdown()

@@ -43,6 +43,15 @@ def test_ranks_stay_bit_identical_through_pruning_and_widening(two_process_run):
     assert a["net"].keys() == b["net"].keys()
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
     assert a["arch"] == b["arch"]
+    assert a["reduced"] == b["reduced"] == [3.0]  # rank 0 holds 1, rank 1 holds 2: both log the sum
+
+
+def test_sync_batchnorm_is_refused_on_the_cpu():
+    from drnas.config import ConfigError
+    from helpers import tiny_config
+
+    with pytest.raises(ConfigError, match="sync_bn needs CUDA"):
+        Search(tiny_config(sync_bn=True), data=pattern_images(64), progress=False, log=lambda m: None)
 
 
 def test_ranks_see_disjoint_shards_that_cover_the_epoch(two_process_run):
