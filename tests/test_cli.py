@@ -141,3 +141,25 @@ def test_train_from_a_search_run_directory(tmp_path, capsys):
     assert main(["train", "--arch", str(search), "--dataset", "digits", "--epochs", "1", "--set", "channels=4",
                  "--set", "cells_per_stage=1", "--out", str(tmp_path / "t"), "--quiet"]) == 0
     assert json.loads((tmp_path / "t" / "architecture.json").read_text())["architecture"]["arch"] == found
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "drnas", "search", "--preset", "demo", "--epochs", "12",
+                             "--train-images", "256", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and f"drnas search --resume {out}" in err and "Traceback" not in err
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done < 12
+    assert main(["search", "--resume", str(out), "--quiet"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 12
