@@ -129,6 +129,10 @@ def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
     assert config["kind"] == "train" and config["preset"] == "nb201" and config["epochs"] == 2
     assert main(["train", "--resume", str(out), "--export", str(tmp_path / "net.pt"), "--quiet"]) == 0
     assert (tmp_path / "net.pt").is_file()
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "(training)" in shown and "2/2 epochs (finished)" in shown and "test top1" in shown
     assert main(["train", "--resume", str(out), "--epochs", "5"]) == 2
     assert "drop --epochs" in capsys.readouterr().err
 

@@ -190,6 +190,8 @@ def _show(args: argparse.Namespace) -> int:
         return 0
     config = run.read_config()
     metrics = run.read_metrics()
+    if config.get("kind") == "train":
+        return _show_training(run, config, metrics, arch)
     total = sum(s["epochs"] for s in config["stages"])
     print(f"run:      {run.path}")
     print(f"preset:   {config.get('preset')}  space: {config['space']}  dataset: {config['dataset']}  seed: {config['seed']}")
@@ -211,6 +213,27 @@ def _show(args: argparse.Namespace) -> int:
         for edge in arch["edges"]:
             cells = [f"{v:>{width}.3f}" if op in edge["kept"] else f"{'-':>{width}}" for op, v in zip(ops, edge["mean"])]
             print(f"  {edge['edge']:<6} " + " ".join(cells))
+    return 0
+
+
+def _show_training(run: Any, config: dict[str, Any], metrics: list[dict[str, Any]], arch: Any) -> int:
+    total = config["epochs"]
+    print(f"run:      {run.path}  (training)")
+    print(f"protocol: {config.get('preset')}  dataset: {config['dataset']}  seed: {config['seed']}  "
+          f"batch: {config['batch_size']}  lr: {config['lr']} ({config['schedule']})")
+    if arch:
+        text = arch["architecture"].get("arch") or arch["architecture"]
+        print(f"arch:     {text}")
+    print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
+    if metrics:
+        m = metrics[-1]
+        print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  test top1 {m['top1']:.2f}%  "
+              f"top5 {m['top5']:.2f}%  lr {m['lr']:.4g}")
+    result = run.path / "result.json"
+    if result.exists():
+        r = json.loads(result.read_text())
+        print(f"network:  {r['params_without_aux'] / 1e6:.3f}M parameters without the auxiliary head "
+              f"({r['params'] / 1e6:.3f}M with), {r['macs'] / 1e6:.1f}M MACs")
     return 0
 
 
