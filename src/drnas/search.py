@@ -113,8 +113,9 @@ class Search(Job):
                                           seed=cfg.seed, **common)
         self.arch_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=cfg.cutout,
                                         seed=cfg.seed + 1, **common)
-        self.valid_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=False, shuffle=False, drop_last=False,
-                                         **common)
+        # validation reads the arch half already on the device (no second copy)
+        self.valid_loader = DeviceLoader(self.arch_loader.x, self.arch_loader.y, augment=False, shuffle=False,
+                                         drop_last=False, **common)
 
     def _build_folder_loaders(self) -> None:
         """ImageNet-style folders: JPEGs decoded by worker processes, a per-class sample for each half."""
