@@ -256,14 +256,7 @@ class Search(Job):
             sums[0] += w_loss * len(yw)
             sums[1] += w_correct
             sums[4] += len(yw)
-            if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
-                values = self._reduced(sums)  # every rank sees the same numbers, so all stop together
-                if not all(math.isfinite(v) for v in values):
-                    self._fail_non_finite(step)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{values[0] / values[4]:.3f}", acc=f"{100 * values[1] / values[4]:.1f}")
-            if bar is not None:
-                bar.update(1)
+            self._track_step(step, steps, sums, bar, seen_index=4)
         if bar is not None:
             bar.close()
         values = self._reduced(sums)

@@ -9,7 +9,6 @@ network to TorchScript or ONNX.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -262,14 +261,7 @@ class Trainer(Job):
             sums[0] += loss * len(y)
             sums[1] += correct
             sums[2] += len(y)
-            if step % 10 == 0 or step == steps:  # the only host synchronisation in the loop
-                values = self._reduced(sums)
-                if not math.isfinite(values[0]):
-                    self._fail_non_finite(step)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{values[0] / values[2]:.3f}", acc=f"{100 * values[1] / values[2]:.1f}")
-            if bar is not None:
-                bar.update(1)
+            self._track_step(step, steps, sums, bar, seen_index=2)
         if bar is not None:
             bar.close()
         train_loss, train_correct, seen = self._reduced(sums)

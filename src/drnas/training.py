@@ -151,6 +151,20 @@ class Job:
         self.log(f"note: this run was saved by {len(saved)} process(es) and resumes with {self.dist.world_size}: "
                  "it continues correctly, but its data shards and random draws differ from an uninterrupted run")
 
+    def _track_step(self, step: int, steps: int, sums: torch.Tensor, bar: Any, seen_index: int) -> None:
+        """Every 10 steps and at the last: the loop's only host synchronisation. Reduces the running sums (loss,
+        correct, ..., seen) over ranks, stops on a non-finite value (all ranks see the same sums, so all stop
+        together) and refreshes the progress bar."""
+        if step % 10 == 0 or step == steps:
+            values = self._reduced(sums)
+            if not all(math.isfinite(v) for v in values):
+                self._fail_non_finite(step)
+            if bar is not None:
+                seen = values[seen_index]
+                bar.set_postfix(loss=f"{values[0] / seen:.3f}", acc=f"{100 * values[1] / seen:.1f}")
+        if bar is not None:
+            bar.update(1)
+
     def _reduced(self, values: torch.Tensor) -> list[float]:
         """Sum of a small metrics tensor over ranks, as Python floats (one host synchronisation)."""
         from .distributed import all_reduce_sum
