@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
@@ -195,7 +194,7 @@ def _show(args: argparse.Namespace) -> int:
     total = sum(s["epochs"] for s in config["stages"])
     print(f"run:      {run.path}")
     print(f"preset:   {config.get('preset')}  space: {config['space']}  dataset: {config['dataset']}  seed: {config['seed']}")
-    print(f"stages:   " + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
+    print("stages:   " + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
                                     f"warm-up={s['arch_warmup']}" for s in config["stages"]))
     print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
     if metrics:
@@ -305,7 +304,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _arch(args: argparse.Namespace) -> int:
     from .archs import architecture_names, get_architecture
-    from .data import DatasetInfo
     from .resolve import resolve_architecture
     from .spaces import get_space
     from .train import PROTOCOLS, default_protocol, model_report, network_spec

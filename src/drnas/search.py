@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,9 +348,10 @@ class Search(Job):
             beta = self.relax.scores().cpu()
         arch = self.space.derive(mean)
         edges = []
+        kept = self.relax.kept_ops()
         for e, name in enumerate(self.space.edge_names()):
             edges.append({"edge": name, "op": self.space.ops[int(mean[e].argmax())],
-                          "kept": [self.space.ops[i] for i in self.relax.kept_ops()[e]],
+                          "kept": [self.space.ops[i] for i in kept[e]],
                           "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
         return {"space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
                 "epochs_done": self.epoch, "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
