@@ -83,3 +83,22 @@ def test_training_step_same_in_both_layouts():
     assert torch.allclose(results[0][0], results[1][0], rtol=1e-5)
     # one SGD step (lr 0.025) from identical weights: layouts sum in different orders, ~2e-5 apart at most
     assert torch.allclose(results[0][1], results[1][1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("regulariser", ["l2", "kl"])
+def test_arch_step_split_at_theta_equals_one_backward(regulariser):
+    """The arch step differentiates the network up to theta (the part a CUDA graph may replay), then applies
+    eq. (5) and the penalty outside: the same eta gradient as one backward through everything."""
+    stage = tiny_config().stages[0].__class__(epochs=1, partial_k=2)
+    search = Search(tiny_config(regulariser=regulariser, stages=[stage]), data=pattern_images(128), **QUIET)
+    xa, ya = next(iter(search.arch_loader.epoch(0)))
+    torch.manual_seed(5)
+    theta = search.relax.sample()
+    objective = torch.nn.functional.cross_entropy(search.net(xa, theta), ya)
+    if search.relax.penalty() is not None:
+        objective = objective + search.relax.penalty()
+    (expected,) = torch.autograd.grad(objective, search.relax.eta)
+    torch.manual_seed(5)
+    search.arch_step(xa, ya)
+    assert torch.allclose(search.relax.eta.grad, expected, rtol=1e-5, atol=1e-10)
+    assert expected.abs().max() > 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .accel import AMP_SETTINGS, GRAPH_SETTINGS
 from .errors import DrnasError
 
 
@@ -87,6 +88,8 @@ class SearchConfig:
     threads: int | None = None
     sync_bn: bool = False
     memory_format: str = "auto"
+    amp: str = "auto"  # bf16 autocast: auto = on GPUs with bf16, off on the CPU (see drnas.accel)
+    cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     benchmark: str | None = None
     preset: str | None = None
 
@@ -120,6 +123,7 @@ class SearchConfig:
             raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
         if self.memory_format not in ("auto", "contiguous", "channels_last"):
             raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
+        check_accel_settings(self.amp, self.cuda_graphs)
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
@@ -137,6 +141,14 @@ class SearchConfig:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SearchConfig":
         return apply_overrides(cls(), data)
+
+
+def check_accel_settings(amp: str, cuda_graphs: str) -> None:
+    """The names of the device-speed settings (whether they apply to the device is decided at run time)."""
+    if amp not in AMP_SETTINGS:
+        raise ConfigError(f"amp must be one of {', '.join(AMP_SETTINGS)}, got {amp!r}")
+    if cuda_graphs not in GRAPH_SETTINGS:
+        raise ConfigError(f"cuda_graphs must be one of {', '.join(GRAPH_SETTINGS)}, got {cuda_graphs!r}")
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

@@ -152,6 +152,7 @@ class Search(Job):
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
         self.train_net = wrap_ddp(self.net, self.dist, self.device, find_unused=self.relax.num_kept < len(self.space.ops))
+        self.steps.reset()  # captured graphs point at the parameters of the previous stage
 
     # ------------------------------------------------------------------------------------------ stages
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -180,31 +181,49 @@ class Search(Job):
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed.
 
-        Runs the bare network (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
+        The network pass gives dL/dtheta (replayed as a CUDA graph when enabled); the chain rule through the
+        sample (eq. 5, float64) and the optional KL penalty then reach eta outside it. Runs the bare network
+        (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
         """
         theta = self.relax.sample()
-        logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
-        loss = F.cross_entropy(logits, y)
-        objective = loss
+        loss, correct, theta_grad = self.steps("arch", self._arch_pass, x, y, theta.detach())
+        tensors, grads = [theta], [theta_grad]
         penalty = self.relax.penalty()
         if penalty is not None:
-            objective = objective + penalty
+            tensors.append(penalty)
+            grads.append(torch.ones_like(penalty))
         self.arch_optimizer.zero_grad(set_to_none=True)
-        objective.backward(inputs=[self.relax.eta])
+        torch.autograd.backward(tensors, grads, inputs=[self.relax.eta])
         average_gradients([self.relax.eta], self.dist)
         self.arch_optimizer.step()
-        return loss.detach(), accuracy_counts(logits, y)[0]
+        return loss, correct
+
+    def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Loss, correct count and dL/dtheta of one batch (device work only: capturable as a CUDA graph)."""
+        theta.requires_grad_(True)
+        with self.autocast():
+            logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward(inputs=[theta])  # theta is a fresh leaf (or the graph's static input): its grad is assigned
+        return loss.detach(), accuracy_counts(logits, y)[0], theta.grad
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
         with torch.no_grad():
             theta = self.relax.sample()
-        logits = self.train_net(x.contiguous(memory_format=self.memory_format), theta)
-        loss = F.cross_entropy(logits, y)
-        self.weight_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, correct = self.steps("weight", self._weight_pass, x, y, theta)
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
+        return loss, correct
+
+    def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph, so the
+        gradients are zeroed in place there: the graph writes into the tensors it was captured with)."""
+        self.weight_optimizer.zero_grad(set_to_none=not self.steps.enabled)
+        with self.autocast():
+            logits = self.train_net(x.contiguous(memory_format=self.memory_format), theta)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
         return loss.detach(), accuracy_counts(logits, y)[0]
 
     @torch.no_grad()
@@ -215,7 +234,8 @@ class Search(Job):
         theta = self.relax.expected_weights()
         sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
         for x, y in loader.epoch(0):
-            logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
+            with self.autocast():
+                logits = self.net(x.contiguous(memory_format=self.memory_format), theta).float()
             sums[0] += F.cross_entropy(logits, y, reduction="sum")
             sums[1] += accuracy_counts(logits, y)[0]
             sums[2] += len(y)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, PresetRegistry
+from .config import ConfigError, PresetRegistry, check_accel_settings
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader)
 from .errors import DrnasError
@@ -68,6 +68,8 @@ class TrainConfig:
     threads: int | None = None
     sync_bn: bool = False
     memory_format: str = "auto"
+    amp: str = "auto"  # bf16 autocast: auto = on GPUs with bf16, off on the CPU (see drnas.accel)
+    cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":
@@ -75,6 +77,7 @@ class TrainConfig:
             raise ConfigError("no architecture: pass --arch NAME|FILE|RUN_DIR|TEXT")
         if self.memory_format not in ("auto", "contiguous", "channels_last"):
             raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
+        check_accel_settings(self.amp, self.cuda_graphs)
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
@@ -221,12 +224,22 @@ class Trainer(Job):
         return loss, logits
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, logits = self._loss(self.train_model(x.contiguous(memory_format=self.memory_format)), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        """One SGD step; the network pass replays a CUDA graph when enabled (re-captured each epoch, as the
+        drop-path probability is part of it)."""
+        loss, correct = self.steps("train", self._train_pass, x, y)
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        return loss, correct
+
+    def _train_pass(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and correct count of one batch, gradients into ``.grad`` (zeroed in place under CUDA graphs)."""
+        self.optimizer.zero_grad(set_to_none=not self.steps.enabled)
+        with self.autocast():
+            output = self.train_model(x.contiguous(memory_format=self.memory_format))
+        output = tuple(o.float() for o in output) if isinstance(output, tuple) else output.float()
+        loss, logits = self._loss(output, y)
+        loss.backward()
         return loss.detach(), accuracy_counts(logits, y)[0]
 
     @torch.no_grad()
@@ -235,7 +248,8 @@ class Trainer(Job):
         self.model.eval()
         sums = torch.zeros(4, device=self.device)  # loss, top-1 hits, top-5 hits, count (summed over ranks)
         for x, y in self.test_loader.epoch(0):
-            logits = self.model(x.contiguous(memory_format=self.memory_format))
+            with self.autocast():
+                logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
             top1, top5 = accuracy_counts(logits, y, (1, 5))
             sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
             sums[3] += len(y)
@@ -252,6 +266,7 @@ class Trainer(Job):
             group["lr"] = lr
         if hasattr(self.model, "drop_path_prob"):
             self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # grows linearly, as in DARTS
+            self.steps.reset()  # a captured graph holds the previous epoch's probability
         self.model.train()
         sums = torch.zeros(3, device=self.device)  # loss, correct, seen
         steps = len(self.train_loader)

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import torch
 
+from .accel import StepRunner, amp_dtype, autocast, graphs_enabled
 from .errors import DrnasError
 
 
@@ -124,11 +125,17 @@ class Job:
         self.log = (log or _print_to_stderr) if self.dist.is_main else (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
+        self.amp_dtype = amp_dtype(config.amp, self.device)
+        self.steps = StepRunner(graphs_enabled(config.cuda_graphs, self.device, self.dist.world_size))
         self.run_dir = RunDir(out) if out is not None else None
         if self.run_dir is not None and not resuming and self.dist.is_main:
             self.run_dir.check_new()
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
+
+    def autocast(self) -> Any:
+        """The run's autocast context (bf16 on GPUs by default; a no-op in float32 runs)."""
+        return autocast(self.amp_dtype, self.device)
 
     def _seed_rank_streams(self, seed: int) -> None:
         """After the identical initialisation of every rank, give each rank its own random stream (Dirichlet

@@ -1,0 +1,152 @@
+"""How a training step runs on its device: bf16 autocast and CUDA-graph replay.
+
+Both exist for GPUs, where a search step is thousands of small kernels and the host's launch overhead, not the
+arithmetic, sets the pace. ``amp`` runs the network under bf16 autocast (the Dirichlet sample, the loss and the
+architecture gradient stay float32). ``cuda_graphs`` records the forward and backward pass of a step once and
+replays it: one launch instead of thousands. The optimizer steps and the Dirichlet sampling stay outside the
+graph (they are tiny), so learning rates may change freely and eq. (5) still runs in float64.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, ContextManager, Sequence
+
+import torch
+
+from .errors import DrnasError
+
+AMP_SETTINGS = ("auto", "off", "bf16")
+GRAPH_SETTINGS = ("auto", "on", "off")
+
+
+class AccelError(DrnasError, ValueError):
+    """An ``amp`` / ``cuda_graphs`` setting that cannot apply here."""
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run, or None for plain float32.
+
+    ``auto`` picks bf16 on GPUs that support it (no loss scaling needed, unlike float16) and float32 on the
+    CPU, where bf16 convolutions are rarely faster and results would differ from the reference float32 math.
+    """
+    if setting not in AMP_SETTINGS:
+        raise AccelError(f"amp must be one of {', '.join(AMP_SETTINGS)}, got {setting!r}")
+    if setting == "off":
+        return None
+    if setting == "auto":
+        supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if supported else None
+    return torch.bfloat16
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device) -> ContextManager[Any]:
+    """Autocast to ``dtype`` on ``device`` (no-op for None). The cast cache is off: it is unsafe inside a graph
+    capture, and each step casts the weights once anyway."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def graphs_enabled(setting: str, device: torch.device, world_size: int) -> bool:
+    """Whether steps replay CUDA graphs: ``auto`` = on a CUDA device in a single process.
+
+    Under torchrun the weight step runs through DistributedDataParallel, whose gradient hooks are not captured
+    here, so graphs are a single-process feature (``on`` with several processes is refused).
+    """
+    if setting not in GRAPH_SETTINGS:
+        raise AccelError(f"cuda_graphs must be one of {', '.join(GRAPH_SETTINGS)}, got {setting!r}")
+    if setting == "off":
+        return False
+    if setting == "on":
+        if device.type != "cuda":
+            raise AccelError(f"cuda_graphs=on needs a CUDA device, this run uses {device}: use cuda_graphs=auto or off")
+        if world_size > 1:
+            raise AccelError("cuda_graphs=on runs in a single process only: use cuda_graphs=auto (off under torchrun)")
+        return True
+    return device.type == "cuda" and world_size == 1
+
+
+class GraphedStep:
+    """Runs ``fn(*tensors)`` eagerly for ``warmup`` calls, then captures it as a CUDA graph and replays it.
+
+    ``fn`` must be a fixed sequence of device work: no host synchronisation and no Python branch on tensor
+    values; it returns a tuple of tensors. Inputs are copied into static buffers; a call whose inputs differ in
+    shape or dtype from the captured ones (a smaller last batch) runs eagerly, and gives the same result.
+    Gradients that ``fn`` accumulates into ``.grad`` must be zeroed in place inside ``fn`` (not set to None):
+    the graph writes into the tensors that existed at capture. Several steps share one memory pool, which is
+    safe because they replay in the order they were captured and never concurrently.
+    """
+
+    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], warmup: int = 2,
+                 pool: Any | None = None) -> None:
+        self.fn, self.warmup, self.pool = fn, warmup, pool
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.signature: tuple[Any, ...] | None = None
+        self.static_inputs: list[torch.Tensor] = []
+        self.static_outputs: tuple[torch.Tensor, ...] = ()
+
+    @staticmethod
+    def _signature(inputs: Sequence[torch.Tensor]) -> tuple[Any, ...]:
+        return tuple((tuple(t.shape), t.dtype, t.device, t.stride()) for t in inputs)
+
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.graph is None and self.calls < self.warmup:
+            self.calls += 1
+            return self._on_side_stream(inputs)
+        if self.graph is None:
+            self._capture(inputs)
+        if self._signature(inputs) != self.signature:
+            return self.fn(*inputs)
+        for static, value in zip(self.static_inputs, inputs):
+            static.copy_(value)
+        self.graph.replay()  # type: ignore[union-attr]
+        return tuple(out.clone() for out in self.static_outputs)
+
+    def _on_side_stream(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Warm-up calls run on a side stream, as capture needs (lazy library state is created here)."""
+        side = torch.cuda.Stream(device=inputs[0].device)
+        side.wait_stream(torch.cuda.current_stream(inputs[0].device))
+        with torch.cuda.stream(side):
+            out = self.fn(*inputs)
+        torch.cuda.current_stream(inputs[0].device).wait_stream(side)
+        return out
+
+    def _capture(self, inputs: Sequence[torch.Tensor]) -> None:
+        self.signature = self._signature(inputs)
+        self.static_inputs = [t.clone() for t in inputs]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self.static_outputs = tuple(self.fn(*self.static_inputs))
+        self.graph = graph
+
+
+class StepRunner:
+    """The steps of one job, each run eagerly or through a :class:`GraphedStep` sharing one memory pool.
+
+    ``reset()`` drops every graph: call it whenever the parameters a step touches change (a stage transition
+    widens and prunes; retraining changes the drop-path probability baked into the graph each epoch).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._steps: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {}
+        self._pool: Any | None = None
+
+    def __call__(self, name: str, fn: Callable[..., tuple[torch.Tensor, ...]], *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.enabled:
+            return fn(*inputs)
+        if name not in self._steps:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            self._steps[name] = GraphedStep(fn, pool=self._pool)
+        return self._steps[name](*inputs)
+
+    def reset(self) -> None:
+        self._steps.clear()
+        self._pool = None
+
+    @property
+    def captured(self) -> list[str]:
+        """Names of the steps replaying a graph now."""
+        return [name for name, step in self._steps.items() if getattr(step, "graph", None) is not None]

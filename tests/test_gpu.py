@@ -1,0 +1,118 @@
+"""GPU paths: the Dirichlet guards on CUDA, CUDA-graph replay and bf16 autocast against plain eager float32.
+
+Skipped without a CUDA device (CI has none); run on a GPU machine with ``pytest tests/test_gpu.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drnas.relax import _DirichletPathwise, sample_dirichlet
+from drnas.search import Search
+from drnas.train import Trainer
+from helpers import pattern_images, tiny_config
+from test_train import tiny_train_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+QUIET = dict(progress=False, log=lambda m: None)
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("beta", [[1e-3, 2e-3, 5e-4], [0.5, 1.0, 3.0, 2.0], [1e3, 2e3, 5e2], [2e5, 1e5, 3e5, 1.0]])
+def test_pathwise_gradient_on_cuda_equals_cpu_and_is_finite(beta):
+    """Same draw on both devices: theta and the eq. (5) gradient agree (CUDA's float32 kernel returns NaN for
+    large concentrations, pytorch#57447; ours runs in float64 everywhere)."""
+    torch.manual_seed(0)
+    b = torch.tensor(beta).expand(64, -1).contiguous()
+    gamma_boost = torch._standard_gamma(b.double() + 1.0)
+    log_uniform = torch.log(torch.rand(b.shape, dtype=torch.float64))
+    upstream = torch.randn(b.shape)
+    results = []
+    for device in ("cpu", "cuda"):
+        leaf = b.to(device).requires_grad_(True)
+        theta = _DirichletPathwise.apply(leaf, log_uniform.to(device), gamma_boost.to(device))
+        theta.backward(upstream.to(device))
+        results.append((theta.detach().cpu(), leaf.grad.cpu()))
+    (theta_cpu, grad_cpu), (theta_gpu, grad_gpu) = results
+    assert torch.isfinite(grad_gpu).all()
+    assert torch.allclose(theta_cpu, theta_gpu, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(grad_cpu, grad_gpu, rtol=1e-4, atol=1e-8 * float(grad_cpu.abs().max()) + 1e-12)
+
+
+def test_tiny_concentrations_sample_correctly_on_cuda():
+    """With beta = 1e-3 nearly all mass sits on one op per draw, each op equally often (torch's own sampler
+    returns the uniform vector when every Gamma draw underflows, pytorch#76030)."""
+    torch.manual_seed(0)
+    theta = sample_dirichlet(torch.full((20000, 4), 1e-3, device=CUDA))
+    assert theta.dtype == torch.float32 and theta.device.type == "cuda"
+    assert (theta.max(-1).values > 0.99).float().mean() > 0.99
+    assert torch.allclose(theta.mean(0).cpu(), torch.full((4,), 0.25), atol=0.02)
+
+
+def _search(**changes) -> Search:
+    torch.manual_seed(0)
+    return Search(tiny_config(device="cuda", **changes), data=pattern_images(256), **QUIET)
+
+
+def test_graphed_search_matches_eager_across_a_stage_transition():
+    """Same seed, float32: replaying CUDA graphs gives the eager run's metrics and eta (stage 2 re-captures)."""
+    eager = _search(amp="off", cuda_graphs="off")
+    eager_result = eager.run()
+    graphed = _search(amp="off", cuda_graphs="on")
+    graphed_result = graphed.run()
+    assert sorted(graphed.steps.captured) == ["arch", "weight"] and eager.steps.captured == []
+    for a, b in zip(eager_result.metrics, graphed_result.metrics):
+        for key in ("train_loss", "arch_loss", "valid_loss"):
+            if a.get(key) is not None:
+                assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key
+    assert torch.allclose(eager_result.eta, graphed_result.eta, atol=1e-4)
+    assert str(eager_result.architecture) == str(graphed_result.architecture)
+
+
+def test_graphed_steps_replay_the_graph_and_fall_back_on_a_short_batch():
+    search = _search(amp="off", cuda_graphs="on")
+    (xw, yw), (xa, ya) = next(iter(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))))
+    for _ in range(3):
+        search.arch_step(xa, ya)
+        search.weight_step(xw, yw)
+    assert sorted(search.steps.captured) == ["arch", "weight"]
+    loss, correct = search.weight_step(xw[:7], yw[:7])  # another shape: eager, same function
+    assert math.isfinite(float(loss)) and 0 <= int(correct) <= 7
+    before = search.relax.eta.detach().clone()
+    search.arch_step(xa, ya)
+    assert not torch.equal(before, search.relax.eta.detach())
+
+
+def test_bf16_autocast_search_stays_close_to_float32():
+    plain = _search(amp="off", cuda_graphs="off").run()
+    mixed_search = _search(amp="bf16", cuda_graphs="on")
+    assert mixed_search.amp_dtype == torch.bfloat16
+    mixed = mixed_search.run()
+    for a, b in zip(plain.metrics, mixed.metrics):
+        assert math.isfinite(b["train_loss"]) and b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1)
+    assert mixed.eta.dtype == torch.float32
+
+
+def test_graphed_training_matches_eager():
+    data = pattern_images(256, size=32)
+    runs = []
+    for graphs in ("off", "on"):
+        torch.manual_seed(0)
+        trainer = Trainer(tiny_train_config(device="cuda", amp="off", cuda_graphs=graphs, drop_path=0.0, epochs=2),
+                          data=data, **QUIET)
+        runs.append((trainer, trainer.run()))
+    (_, eager), (graphed_trainer, graphed) = runs
+    assert graphed_trainer.steps.captured == ["train"]
+    for a, b in zip(eager.metrics, graphed.metrics):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-3, abs=1e-4)
+
+
+def test_graphed_training_with_drop_path_and_bf16_learns():
+    torch.manual_seed(0)
+    trainer = Trainer(tiny_train_config(device="cuda", epochs=3), data=pattern_images(384, size=32), **QUIET)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.steps.enabled  # the defaults on a GPU
+    result = trainer.run()
+    assert trainer.steps.captured == ["train"] and result.top1 > 40.0  # 4 classes
