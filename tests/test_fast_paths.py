@@ -102,3 +102,33 @@ def test_arch_step_split_at_theta_equals_one_backward(regulariser):
     search.arch_step(xa, ya)
     assert torch.allclose(search.relax.eta.grad, expected, rtol=1e-5, atol=1e-10)
     assert expected.abs().max() > 0
+
+
+def test_device_speed_settings_are_checked():
+    from drnas.accel import AccelError, amp_dtype, graphs_enabled
+    from drnas.config import ConfigError
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("off", cpu) is None and amp_dtype("bf16", cpu) == torch.bfloat16
+    assert graphs_enabled("auto", cpu, 1) is False and graphs_enabled("off", cpu, 1) is False
+    with pytest.raises(AccelError, match="needs a CUDA device"):
+        graphs_enabled("on", cpu, 1)
+    with pytest.raises(AccelError, match="single process"):
+        graphs_enabled("on", torch.device("cuda"), 2)
+    with pytest.raises(ConfigError, match="amp must be one of off, bf16"):
+        tiny_config(amp="fp8").validate()
+    with pytest.raises(ConfigError, match="cuda_graphs must be one of"):
+        apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DARTS_V2", "cuda_graphs": "yes"}).validate()
+
+
+def test_bf16_autocast_search_step_on_cpu_keeps_theta_and_eta_float32():
+    """amp=bf16 runs the network in bf16 while the Dirichlet sample and eta stay float32 (CPU autocast here; the
+    GPU comparison against float32 is in test_gpu.py)."""
+    torch.manual_seed(0)
+    search = Search(tiny_config(amp="bf16"), data=pattern_images(128), **QUIET)
+    (xw, yw), (xa, ya) = next(iter(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))))
+    arch_loss, _ = search.arch_step(xa, ya)
+    weight_loss, _ = search.weight_step(xw, yw)
+    assert search.relax.eta.grad.dtype == torch.float32 and torch.isfinite(search.relax.eta.grad).all()
+    assert arch_loss.dtype == weight_loss.dtype == torch.float32
+    assert 0.5 < float(weight_loss) < 3.0  # 4 classes: ln 4 = 1.39 at the start

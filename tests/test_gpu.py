@@ -31,7 +31,7 @@ def test_pathwise_gradient_on_cuda_equals_cpu_and_is_finite(beta):
     upstream = torch.randn(b.shape)
     results = []
     for device in ("cpu", "cuda"):
-        leaf = b.to(device).requires_grad_(True)
+        leaf = b.to(device, copy=True).requires_grad_(True)
         theta = _DirichletPathwise.apply(leaf, log_uniform.to(device), gamma_boost.to(device))
         theta.backward(upstream.to(device))
         results.append((theta.detach().cpu(), leaf.grad.cpu()))
@@ -42,12 +42,18 @@ def test_pathwise_gradient_on_cuda_equals_cpu_and_is_finite(beta):
 
 
 def test_tiny_concentrations_sample_correctly_on_cuda():
-    """With beta = 1e-3 nearly all mass sits on one op per draw, each op equally often (torch's own sampler
-    returns the uniform vector when every Gamma draw underflows, pytorch#76030)."""
+    """With beta = 1e-3 nearly all mass sits on one op per draw (torch's own sampler returns the uniform vector
+    when every Gamma draw underflows, pytorch#76030): each coordinate exceeds 0.01 as often as its Beta(a, 3a)
+    marginal says (about 25.3%; uniform vectors would make it 100%), and every op wins equally often."""
+    from scipy import stats
+
     torch.manual_seed(0)
-    theta = sample_dirichlet(torch.full((20000, 4), 1e-3, device=CUDA))
+    a = 1e-3
+    theta = sample_dirichlet(torch.full((20000, 4), a, device=CUDA))
     assert theta.dtype == torch.float32 and theta.device.type == "cuda"
-    assert (theta.max(-1).values > 0.99).float().mean() > 0.99
+    expected = float(stats.beta.sf(0.01, a, 3 * a))
+    observed = float((theta > 0.01).float().mean())
+    assert abs(observed - expected) < 4 * (expected * (1 - expected) / theta.numel()) ** 0.5
     assert torch.allclose(theta.mean(0).cpu(), torch.full((4,), 0.25), atol=0.02)
 
 
@@ -56,8 +62,59 @@ def _search(**changes) -> Search:
     return Search(tiny_config(device="cuda", **changes), data=pattern_images(256), **QUIET)
 
 
-def test_graphed_search_matches_eager_across_a_stage_transition():
-    """Same seed, float32: replaying CUDA graphs gives the eager run's metrics and eta (stage 2 re-captures)."""
+@pytest.fixture
+def deterministic_cudnn():
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def _snapshot(search: Search) -> dict:
+    return {"net": {k: v.clone() for k, v in search.net.state_dict().items()},
+            "eta": search.relax.eta.detach().clone(), "rng": torch.cuda.get_rng_state(),
+            "weight_opt": search.weight_optimizer.state_dict(), "arch_opt": search.arch_optimizer.state_dict()}
+
+
+def _restore(search: Search, saved: dict) -> None:
+    import copy
+
+    search.net.load_state_dict(saved["net"])
+    with torch.no_grad():
+        search.relax.eta.copy_(saved["eta"])
+    search.weight_optimizer.load_state_dict(copy.deepcopy(saved["weight_opt"]))
+    search.arch_optimizer.load_state_dict(copy.deepcopy(saved["arch_opt"]))
+    torch.cuda.set_rng_state(saved["rng"])
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_graphed_step_equals_the_eager_step_from_the_same_state(stage, deterministic_cudnn):
+    """From one state, a replayed step (arch then weight) gives the eager step's losses, eta gradient and
+    updated weights, in stage 0 (K=2, all ops) and after widening + pruning (stage 1, K=1, 3 ops)."""
+    search = _search(amp="off", cuda_graphs="on")
+    if stage:
+        search._enter_stage(1)
+    (xw, yw), (xa, ya) = next(iter(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))))
+    for _ in range(3):  # two eager warm-up calls, then capture
+        search.arch_step(xa, ya)
+        search.weight_step(xw, yw)
+    assert sorted(search.steps.captured) == ["arch", "weight"]
+    saved = _snapshot(search)
+    results = []
+    for graphs in (True, False):
+        _restore(search, saved)
+        search.steps.enabled = graphs
+        arch_loss, _ = search.arch_step(xa, ya)
+        eta_grad = search.relax.eta.grad.clone()
+        weight_loss, _ = search.weight_step(xw, yw)
+        weights = torch.cat([p.detach().reshape(-1) for p in search.net.parameters()])
+        results.append((arch_loss, eta_grad, weight_loss, weights))
+    for replayed, eager in zip(*results):
+        assert torch.allclose(replayed, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_graphed_search_runs_across_a_stage_transition_like_the_eager_one():
+    """Whole runs (stage 2 re-captures): the same trajectory up to the reassociation noise of GPU kernels."""
     eager = _search(amp="off", cuda_graphs="off")
     eager_result = eager.run()
     graphed = _search(amp="off", cuda_graphs="on")
@@ -66,9 +123,8 @@ def test_graphed_search_matches_eager_across_a_stage_transition():
     for a, b in zip(eager_result.metrics, graphed_result.metrics):
         for key in ("train_loss", "arch_loss", "valid_loss"):
             if a.get(key) is not None:
-                assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key
-    assert torch.allclose(eager_result.eta, graphed_result.eta, atol=1e-4)
-    assert str(eager_result.architecture) == str(graphed_result.architecture)
+                assert b[key] == pytest.approx(a[key], rel=2e-2), key  # measured on an H200: 2e-3 apart
+    assert torch.allclose(eager_result.eta, graphed_result.eta, atol=2e-3)
 
 
 def test_graphed_steps_replay_the_graph_and_fall_back_on_a_short_batch():
@@ -112,7 +168,7 @@ def test_graphed_training_matches_eager():
 
 def test_graphed_training_with_drop_path_and_bf16_learns():
     torch.manual_seed(0)
-    trainer = Trainer(tiny_train_config(device="cuda", epochs=3), data=pattern_images(384, size=32), **QUIET)
-    assert trainer.amp_dtype == torch.bfloat16 and trainer.steps.enabled  # the defaults on a GPU
+    trainer = Trainer(tiny_train_config(device="cuda", epochs=3, amp="bf16"), data=pattern_images(384, size=32), **QUIET)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.steps.enabled  # graphs are the default on a GPU
     result = trainer.run()
     assert trainer.steps.captured == ["train"] and result.top1 > 40.0  # 4 classes

@@ -1,9 +1,12 @@
 """How a training step runs on its device: bf16 autocast and CUDA-graph replay.
 
 Both exist for GPUs, where a search step is thousands of small kernels and the host's launch overhead, not the
-arithmetic, sets the pace. ``amp`` runs the network under bf16 autocast (the Dirichlet sample, the loss and the
-architecture gradient stay float32). ``cuda_graphs`` records the forward and backward pass of a step once and
-replays it: one launch instead of thousands. The optimizer steps and the Dirichlet sampling stay outside the
+arithmetic, sets the pace. ``cuda_graphs`` records the forward and backward pass of a step once and replays it:
+one launch instead of thousands (measured on an H200: NB201 K=1 step 0.19-0.22 s -> 0.058 s, DARTS stage 1
+2.0 s -> 0.53 s). ``amp=bf16`` runs the network under bf16 autocast (the Dirichlet sample, the loss and the
+architecture gradient stay float32); it is off by default because at the channel counts of a supernet it was
+not faster (with graphs: 0.058 -> 0.061 s and 0.53 -> 0.56 s) and it changes the numbers, but it halves
+activation memory (DARTS CIFAR training step: 8.2 GB -> 4.2 GB). The optimizer steps and the Dirichlet sampling stay outside the
 graph (they are tiny), so learning rates may change freely and eq. (5) still runs in float64.
 """
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from .errors import DrnasError
 
-AMP_SETTINGS = ("auto", "off", "bf16")
+AMP_SETTINGS = ("off", "bf16")
 GRAPH_SETTINGS = ("auto", "on", "off")
 
 
@@ -24,18 +27,13 @@ class AccelError(DrnasError, ValueError):
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a run, or None for plain float32.
-
-    ``auto`` picks bf16 on GPUs that support it (no loss scaling needed, unlike float16) and float32 on the
-    CPU, where bf16 convolutions are rarely faster and results would differ from the reference float32 math.
-    """
+    """The autocast dtype of a run, or None for plain float32 (the default: see the module docstring)."""
     if setting not in AMP_SETTINGS:
         raise AccelError(f"amp must be one of {', '.join(AMP_SETTINGS)}, got {setting!r}")
     if setting == "off":
         return None
-    if setting == "auto":
-        supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if supported else None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise AccelError(f"amp=bf16: {torch.cuda.get_device_name(device)} has no bf16 support: use amp=off")
     return torch.bfloat16
 
 
@@ -98,8 +96,9 @@ class GraphedStep:
             self._capture(inputs)
         if self._signature(inputs) != self.signature:
             return self.fn(*inputs)
-        for static, value in zip(self.static_inputs, inputs):
-            static.copy_(value)
+        with torch.no_grad():  # a static input may have become a leaf that requires grad inside fn
+            for static, value in zip(self.static_inputs, inputs):
+                static.copy_(value)
         self.graph.replay()  # type: ignore[union-attr]
         return tuple(out.clone() for out in self.static_outputs)
 

@@ -88,7 +88,7 @@ class SearchConfig:
     threads: int | None = None
     sync_bn: bool = False
     memory_format: str = "auto"
-    amp: str = "auto"  # bf16 autocast: auto = on GPUs with bf16, off on the CPU (see drnas.accel)
+    amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     benchmark: str | None = None
     preset: str | None = None
