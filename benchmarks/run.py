@@ -185,7 +185,7 @@ def main() -> None:
               f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
               f"{r['fraction_of_matmul']:>7.2f}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"machine": info, "overrides": overrides, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
