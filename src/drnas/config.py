@@ -87,6 +87,7 @@ class SearchConfig:
     threads: int | None = None
     sync_bn: bool = False
     memory_format: str = "auto"
+    compile: str = "none"
     benchmark: str | None = None
     preset: str | None = None
 
@@ -120,6 +121,8 @@ class SearchConfig:
             raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
         if self.memory_format not in ("auto", "contiguous", "channels_last"):
             raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
+        if self.compile not in ("none", "cells"):
+            raise ConfigError(f"compile must be none or cells (torch.compile every search cell), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
