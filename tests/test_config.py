@@ -88,3 +88,9 @@ def test_config_files_json_and_toml(tmp_path):
     bad.write_text("{lr: ")
     with pytest.raises(ConfigError, match="could not be parsed"):
         load_config_file(bad)
+
+
+def test_compile_none_is_a_value_not_null():
+    assert apply_overrides(SearchConfig(), {"compile": "cells"}).compile == "cells"
+    cfg = apply_overrides(SearchConfig(compile="cells"), {"compile": "none"})
+    assert cfg.compile == "none" and SearchConfig.from_json(cfg.to_json()).compile == "none"

@@ -148,7 +148,10 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         return _coerce_stages(value)
     annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[name])
     optional = "None" in annotation
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    null_word = isinstance(value, str) and value.lower() in ("none", "null")
+    if null_word and annotation == "str":  # a plain string field may have "none" as a value (compile=none)
+        return value
+    if value is None or null_word:
         if optional:
             return None
         raise ConfigError(f"{name} cannot be null")
