@@ -1,6 +1,7 @@
 """Speed of search iterations and training steps, by preset stage.
 
     python benchmarks/run.py [--only NAMES] [--steps N] [--warmup N] [--device auto|cpu|cuda] [--json FILE]
+                             [--set FIELD=VALUE ...]
 
 Cases: nb201 (K=1), nb201-prog-s1 / -s2 (the progressive preset's stages), darts-s1 / darts-s2 (darts-cifar10's
 stages at 20 cells / 36 channels), train-cifar (one training step of DrNAS_cifar10 at batch 96). For each case,
@@ -9,12 +10,13 @@ batch 64, or one training step) after warm-up, images per second, peak memory (R
 on a GPU), FLOPs of one iteration (torch.utils.flop_counter, with a groups-correct count for the backward of
 grouped/depthwise convolutions), the achieved FLOP/s, and its ratio to the float32 (bf16 on GPU)
 matrix-multiply rate measured in the same run. Data are random CIFAR-shaped uint8 images: timing does not
-depend on pixel values. Run by hand; not part of the test suite.
+depend on pixel values. ``--set`` overrides config fields of every case (e.g. ``--set compile=cells``), so
+variants can be compared; warm-up time (compilation included) is reported apart, with the number of graphs
+dynamo compiled. Run by hand; not part of the test suite.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -80,9 +82,10 @@ def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
     return 2 * n ** 3 * count / (time.perf_counter() - start)
 
 
-def _search_case(name: str, steps: int, warmup: int, device: str) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
+def _search_case(name: str, steps: int, warmup: int, device: str, overrides: dict[str, str]
+                 ) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
     preset_name, stage = CASES[name]
-    config = dataclasses.replace(preset(preset_name), device=device)
+    config = apply_overrides(preset(preset_name), {**overrides, "device": device})
     search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False, log=lambda m: None)
     for index in range(1, stage + 1):
         search._enter_stage(index)
@@ -95,8 +98,9 @@ def _search_case(name: str, steps: int, warmup: int, device: str) -> tuple[Any, 
     return search, step, len(batches), 128
 
 
-def _train_case(steps: int, warmup: int, device: str) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
-    config = apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DrNAS_cifar10", "device": device})
+def _train_case(steps: int, warmup: int, device: str, overrides: dict[str, str]
+                ) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
+    config = apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DrNAS_cifar10", **overrides, "device": device})
     trainer = Trainer(config, data=_cifar_like(96 * (steps + warmup + 1)), progress=False, log=lambda m: None)
     trainer.model.drop_path_prob = 0.15  # mid-training drop-path
     batches = list(trainer.train_loader.epoch(0))
@@ -108,18 +112,26 @@ def _train_case(steps: int, warmup: int, device: str) -> tuple[Any, Callable[[in
     return trainer, step, len(batches), 96
 
 
-def run_case(name: str, steps: int, warmup: int, device: str) -> dict[str, Any]:
-    job, step, available, images = (_train_case(steps, warmup, device) if name == "train-cifar"
-                                    else _search_case(name, steps, warmup, device))
+def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    from torch._dynamo.utils import counters
+
+    overrides = overrides or {}
+    job, step, available, images = (_train_case(steps, warmup, device, overrides) if name == "train-cifar"
+                                    else _search_case(name, steps, warmup, device, overrides))
     sync = torch.cuda.synchronize if job.device.type == "cuda" else (lambda: None)
-    times = []
+    times, warmup_s, graphs_warm = [], 0.0, 0
     for i in range(min(available - 1, steps + warmup)):
+        if i == warmup:
+            graphs_warm = counters["stats"]["unique_graphs"]
         sync()
         start = time.perf_counter()
         step(i)()
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+        else:
+            warmup_s += time.perf_counter() - start
+    graphs = counters["stats"]["unique_graphs"]  # more than graphs_warm: compiled while timed (raise --warmup)
     median = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"  # before counting FLOPs,
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
@@ -127,7 +139,9 @@ def run_case(name: str, steps: int, warmup: int, device: str) -> dict[str, Any]:
     rate = matmul_rate(job.device)
     record = {"name": name, "steps": len(times), "s_per_iter": median, "images_per_s": images / median,
               "peak_mb": peak, "gflop_per_iter": flops / 1e9, "achieved_gflops": flops / median / 1e9,
-              "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device)}
+              "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device),
+              "warmup_s": warmup_s, "graphs_compiled": graphs, "graphs_while_timed": graphs - graphs_warm,
+              "overrides": overrides}
     if name != "train-cifar":
         record.update(partial_k=job.net.partial_k, ops_kept=job.relax.num_kept)
     return record
@@ -146,22 +160,30 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field of every case (repeatable), e.g. --set compile=cells")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        parser.error(f"--set takes FIELD=VALUE, got {bad[0]!r}")
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.case:
-        print(json.dumps(run_case(args.case, args.steps, args.warmup, args.device)))
+        print(json.dumps(run_case(args.case, args.steps, args.warmup, args.device, overrides)))
         return
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
     info = machine()
-    print(f"# {json.dumps(info)}")
-    print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}")
+    print(f"# {json.dumps({**info, 'overrides': overrides})}")
+    print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}"
+          f"{'warmup s':>10}{'graphs':>7}")
     results = []
     for name in names:  # one process per case: peak memory is the case's own
         done = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--warmup",
-                               str(args.warmup), "--device", args.device], capture_output=True, text=True)
+                               str(args.warmup), "--device", args.device, *(f"--set={item}" for item in args.set)],
+                              capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{name:<15} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
             continue
@@ -169,7 +191,7 @@ def main() -> None:
         results.append(r)
         print(f"{name:<15}{r.get('partial_k', '-'):>3}{r.get('ops_kept', '-'):>5}{r['s_per_iter']:>9.3f}"
               f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
-              f"{r['fraction_of_matmul']:>7.2f}", flush=True)
+              f"{r['fraction_of_matmul']:>7.2f}{r['warmup_s']:>10.1f}{r['graphs_compiled']:>7}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
 
