@@ -1,7 +1,7 @@
 """Speed of search iterations and training steps, by preset stage.
 
-    python benchmarks/run.py [--only NAMES] [--steps N] [--warmup N] [--device auto|cpu|cuda] [--set FIELD=VALUE]
-                             [--json FILE]
+    python benchmarks/run.py [--only NAMES] [--steps N] [--warmup N] [--device auto|cpu|cuda] [--json FILE]
+                             [--set FIELD=VALUE ...]
 
 Cases: nb201 (K=1), nb201-prog-s1 / -s2 (the progressive preset's stages), darts-s1 / darts-s2 (darts-cifar10's
 stages at 20 cells / 36 channels), train-cifar (one training step of DrNAS_cifar10 at batch 96). For each case,
@@ -10,10 +10,11 @@ batch 64, or one training step) after warm-up, images per second, peak memory (R
 on a GPU), FLOPs of one iteration (torch.utils.flop_counter, with a groups-correct count for the backward of
 grouped/depthwise convolutions), the achieved FLOP/s, and its ratio to the float32 (bf16 on GPU)
 matrix-multiply rate measured in the same run. Data are random CIFAR-shaped uint8 images: timing does not
-depend on pixel values. ``--set`` applies config overrides to every case (e.g. ``--set amp=off --set
-cuda_graphs=off`` for the plain float32 eager path on a GPU; the search and training configs share these
-fields). The first ``--warmup`` iterations are not timed; on a GPU they include the two eager warm-up calls and
-the CUDA-graph capture. Run by hand; not part of the test suite.
+depend on pixel values. ``--set`` overrides config fields of every case (e.g. ``--set compile=cells``,
+or ``--set cuda_graphs=off`` for the plain eager path on a GPU; the search and training configs share
+the device fields), so variants can be compared. The first ``--warmup`` iterations are not timed: they
+hold compilation (reported apart, with the number of graphs dynamo compiled) and, on a GPU, the two eager
+warm-up calls and the CUDA-graph capture. Run by hand; not part of the test suite.
 """
 from __future__ import annotations
 
@@ -113,18 +114,26 @@ def _train_case(steps: int, warmup: int, device: str,
     return trainer, step, len(batches), 96
 
 
-def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[str, str]) -> dict[str, Any]:
+def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    from torch._dynamo.utils import counters
+
+    overrides = overrides or {}
     job, step, available, images = (_train_case(steps, warmup, device, overrides) if name == "train-cifar"
                                     else _search_case(name, steps, warmup, device, overrides))
     sync = torch.cuda.synchronize if job.device.type == "cuda" else (lambda: None)
-    times = []
+    times, warmup_s, graphs_warm = [], 0.0, 0
     for i in range(min(available - 1, steps + warmup)):
+        if i == warmup:
+            graphs_warm = counters["stats"]["unique_graphs"]
         sync()
         start = time.perf_counter()
         step(i)()
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+        else:
+            warmup_s += time.perf_counter() - start
+    graphs = counters["stats"]["unique_graphs"]  # more than graphs_warm: compiled while timed (raise --warmup)
     median = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"  # before counting FLOPs,
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
@@ -135,7 +144,8 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
               "peak_mb": peak, "gflop_per_iter": flops / 1e9, "achieved_gflops": flops / median / 1e9,
               "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device),
               "amp": str(job.amp_dtype).replace("torch.", "") if job.amp_dtype else "off",
-              "cuda_graphs": job.steps.captured, "overrides": overrides}
+              "cuda_graphs": job.steps.captured, "warmup_s": warmup_s, "graphs_compiled": graphs,
+              "graphs_while_timed": graphs - graphs_warm, "overrides": overrides}
     if name != "train-cifar":
         record.update(partial_k=job.net.partial_k, ops_kept=job.relax.num_kept)
     return record
@@ -153,7 +163,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed iterations per case")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations (>= 3 for CUDA-graph capture)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field of every case (repeatable), e.g. --set compile=cells")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
@@ -170,7 +181,8 @@ def main() -> None:
         parser.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
     info = machine()
     print(f"# {json.dumps({**info, 'overrides': overrides})}")
-    print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}")
+    print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}"
+          f"{'warmup s':>10}{'graphs':>7}")
     results = []
     for name in names:  # one process per case: peak memory is the case's own
         done = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--warmup",
@@ -183,7 +195,7 @@ def main() -> None:
         results.append(r)
         print(f"{name:<15}{r.get('partial_k', '-'):>3}{r.get('ops_kept', '-'):>5}{r['s_per_iter']:>9.3f}"
               f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
-              f"{r['fraction_of_matmul']:>7.2f}", flush=True)
+              f"{r['fraction_of_matmul']:>7.2f}{r['warmup_s']:>10.1f}{r['graphs_compiled']:>7}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "overrides": overrides, "results": results}, indent=2) + "\n")
 

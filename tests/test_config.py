@@ -66,6 +66,7 @@ def test_bad_overrides(overrides, match):
     ({"stages": [Stage(2, 1, None, 3)]}, "arch_warmup"),
     ({"train_portion": 1.0}, "train_portion"),
     ({"regulariser": "l1"}, "regulariser"),
+    ({"compile": "network"}, "compile must be none or cells"),
     ({"stages": []}, "at least one stage"),
 ])
 def test_inconsistent_configs_are_refused(changes, match):
@@ -87,3 +88,9 @@ def test_config_files_json_and_toml(tmp_path):
     bad.write_text("{lr: ")
     with pytest.raises(ConfigError, match="could not be parsed"):
         load_config_file(bad)
+
+
+def test_compile_none_is_a_value_not_null():
+    assert apply_overrides(SearchConfig(), {"compile": "cells"}).compile == "cells"
+    cfg = apply_overrides(SearchConfig(compile="cells"), {"compile": "none"})
+    assert cfg.compile == "none" and SearchConfig.from_json(cfg.to_json()).compile == "none"

@@ -90,6 +90,7 @@ class SearchConfig:
     memory_format: str = "auto"
     amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
+    compile: str = "none"
     benchmark: str | None = None
     preset: str | None = None
 
@@ -124,6 +125,8 @@ class SearchConfig:
         if self.memory_format not in ("auto", "contiguous", "channels_last"):
             raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
         check_accel_settings(self.amp, self.cuda_graphs)
+        if self.compile not in ("none", "cells"):
+            raise ConfigError(f"compile must be none or cells (torch.compile every search cell), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
@@ -157,7 +160,10 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         return _coerce_stages(value)
     annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[name])
     optional = "None" in annotation
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    null_word = isinstance(value, str) and value.lower() in ("none", "null")
+    if null_word and annotation == "str":  # a plain string field may have "none" as a value (compile=none)
+        return value
+    if value is None or null_word:
         if optional:
             return None
         raise ConfigError(f"{name} cannot be null")

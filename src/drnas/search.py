@@ -11,12 +11,13 @@ architecture, and an atomic checkpoint that makes ``Search.resume`` continue bit
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,20 @@ def _with_absolute_paths(config: SearchConfig) -> SearchConfig:
     paths = {name: str(Path(getattr(config, name)).expanduser().resolve())
              for name in ("data", "benchmark") if getattr(config, name)}
     return dataclasses.replace(config, **paths)
+
+
+@contextlib.contextmanager
+def _frozen(params: Iterable[torch.nn.Parameter]) -> Iterator[None]:
+    """Parameters that need no gradient for a while: autograd (and a compiled cell's backward graph, which
+    would otherwise compute every weight gradient only to drop it) then leaves their gradients out."""
+    frozen = [p for p in params if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _stats(t: torch.Tensor) -> dict[str, float]:
@@ -144,10 +159,12 @@ class Search(Job):
         self._wrap_network()
 
     def _wrap_network(self) -> None:
-        """Pick the memory layout for the current K and (re)build the DDP wrapper used by weight steps; again
-        after every stage transition (widening makes new parameters, pruning changes what is used)."""
+        """Pick the memory layout for the current K, compile the cells if asked, and (re)build the DDP wrapper
+        used by weight steps; again after every stage transition (widening makes new parameters, pruning
+        changes what is used)."""
         self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
+        self.net.compile_cells(self.config.compile)
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
@@ -179,7 +196,8 @@ class Search(Job):
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed.
+        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed (the weights
+        are frozen for the network pass, so neither eager autograd nor a compiled cell's backward computes them).
 
         The network pass gives dL/dtheta (replayed as a CUDA graph when enabled); the chain rule through the
         sample (eq. 5, float64) and the optional KL penalty then reach eta outside it. Runs the bare network
@@ -201,10 +219,11 @@ class Search(Job):
     def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Loss, correct count and dL/dtheta of one batch (device work only: capturable as a CUDA graph)."""
         theta.requires_grad_(True)
-        with self.autocast():
-            logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
-        loss = F.cross_entropy(logits.float(), y)
-        loss.backward(inputs=[theta])  # theta is a fresh leaf (or the graph's static input): its grad is assigned
+        with _frozen(self.net.parameters()):
+            with self.autocast():
+                logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
+            loss = F.cross_entropy(logits.float(), y)
+            loss.backward(inputs=[theta])  # theta is a fresh leaf (or the graph's static input): grad assigned
         return loss.detach(), accuracy_counts(logits, y)[0], theta.grad
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,8 @@
   them, and a channel shuffle mixes the two parts for the next layer.
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
+* ``compile_cells`` wraps every search cell's forward in ``torch.compile`` (the whole supernet is too large a
+  graph to compile in reasonable time; cells of one shape share one compiled graph).
 * Widening (eq. 8-9): when ``K`` shrinks, every op is rebuilt with more channels and its parameters and
   buffers are filled with ``U[o, i, ...] = W[g(o), g(i), ...]`` where ``g(j) = j`` for old channels and a
   random old channel otherwise, without Net2Net's division by the replication factor. The SGD momentum of
@@ -133,8 +135,45 @@ class MixedOp(nn.Module):
         return carried
 
 
+#: values of ``SearchConfig.compile``: run cells eagerly, or each search cell through ``torch.compile``
+COMPILE_MODES = ("none", "cells")
+#: compiled graphs one cell class may accumulate: widths x (arch step, weight step, evaluation, last partial
+#: batch) x stages; DARTS has ~9 cell shapes. Dynamo's default (8) would silently fall back to eager.
+CELL_RECOMPILE_LIMIT = 256
+
+
+class SearchCell(nn.Module):
+    """Marker base of every space's search cell: the unit ``Supernet.compile_cells`` compiles."""
+
+
 class Supernet(nn.Module):
     """Base of every space's search network: ``forward(x, theta)`` with ``theta`` of shape ``[edges, ops]``."""
+
+    def search_cells(self) -> Iterator[SearchCell]:
+        return (m for m in self.modules() if isinstance(m, SearchCell))
+
+    def compile_cells(self, mode: str, backend: str = "inductor") -> None:
+        """``mode="cells"``: every search cell's forward runs through ``torch.compile`` (static shapes).
+
+        Idempotent (cells already compiled keep their wrapper, and its backend); call it again after widening
+        or pruning: dynamo's guards on parameter shapes and on the host-side ``MixedOp.active`` lists then
+        recompile once per new cell shape. ``"none"`` undoes it.
+        """
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+        if mode == "cells":
+            import torch._dynamo
+
+            config = torch._dynamo.config
+            config.recompile_limit = max(config.recompile_limit, CELL_RECOMPILE_LIMIT)
+            config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * CELL_RECOMPILE_LIMIT)
+        for cell in self.search_cells():
+            if mode == "none":
+                cell._compiled_call_impl = None
+            elif cell._compiled_call_impl is None:
+                # dynamic=False: one graph specialised to each cell shape; dynamo would otherwise switch to
+                # symbolic sizes once the second width shows up
+                cell.compile(backend=backend, dynamic=False)
 
     def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
         """``(edge index into theta, mixed op)`` for every mixed op of the network."""

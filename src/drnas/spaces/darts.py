@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..supernet import MixedOp, Supernet
+from ..supernet import MixedOp, SearchCell, Supernet
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
 
@@ -163,7 +163,7 @@ def search_op(name: str, c_in: int, c_out: int, stride: int, affine: bool, track
     return op
 
 
-class DartsSearchCell(nn.Module):
+class DartsSearchCell(SearchCell):
     def __init__(self, ops: Sequence[str], c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
                  partial_k: int) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..supernet import MixedOp, Supernet
+from ..supernet import MixedOp, SearchCell, Supernet
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import ReLUConvBN, build_op, is_zero_op
 
@@ -86,7 +86,7 @@ class NB201Arch:
         return cls.parse(str(data["arch"]))
 
 
-class NB201Cell(nn.Module):
+class NB201Cell(SearchCell):
     """Search cell: node i = sum over j < i of mixed_op(i<-j)(node j); output = last node."""
 
     def __init__(self, channels: int, partial_k: int, ops: Sequence[str] = NB201_OPS) -> None:
