@@ -94,3 +94,13 @@ def test_compile_none_is_a_value_not_null():
     assert apply_overrides(SearchConfig(), {"compile": "cells"}).compile == "cells"
     cfg = apply_overrides(SearchConfig(compile="cells"), {"compile": "none"})
     assert cfg.compile == "none" and SearchConfig.from_json(cfg.to_json()).compile == "none"
+
+
+def test_device_settings_are_checked_alike_for_search_and_training():
+    from drnas.train import PROTOCOLS
+
+    for field, bad in (("memory_format", "nhwc"), ("amp", "fp16"), ("cuda_graphs", "always")):
+        with pytest.raises(ConfigError, match=f"{field} must be one of"):
+            apply_overrides(SearchConfig(), {field: bad}).validate()
+        with pytest.raises(ConfigError, match=f"{field} must be one of"):
+            apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DARTS_V2", field: bad}).validate()

@@ -129,7 +129,7 @@ class StepRunner:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._steps: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {}
+        self._steps: dict[str, GraphedStep] = {}
         self._pool: Any | None = None
 
     def __call__(self, name: str, fn: Callable[..., tuple[torch.Tensor, ...]], *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -148,4 +148,4 @@ class StepRunner:
     @property
     def captured(self) -> list[str]:
         """Names of the steps replaying a graph now."""
-        return [name for name, step in self._steps.items() if getattr(step, "graph", None) is not None]
+        return [name for name, step in self._steps.items() if step.graph is not None]

@@ -122,9 +122,7 @@ class SearchConfig:
                               f"got {self.subset_fractions}")
         if self.ops is not None and len(self.ops) < 2:
             raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
-        if self.memory_format not in ("auto", "contiguous", "channels_last"):
-            raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
-        check_accel_settings(self.amp, self.cuda_graphs)
+        check_device_settings(self)
         if self.compile not in ("none", "cells"):
             raise ConfigError(f"compile must be none or cells (torch.compile every search cell), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
@@ -146,12 +144,15 @@ class SearchConfig:
         return apply_overrides(cls(), data)
 
 
-def check_accel_settings(amp: str, cuda_graphs: str) -> None:
-    """The names of the device-speed settings (whether they apply to the device is decided at run time)."""
-    if amp not in AMP_SETTINGS:
-        raise ConfigError(f"amp must be one of {', '.join(AMP_SETTINGS)}, got {amp!r}")
-    if cuda_graphs not in GRAPH_SETTINGS:
-        raise ConfigError(f"cuda_graphs must be one of {', '.join(GRAPH_SETTINGS)}, got {cuda_graphs!r}")
+def check_device_settings(config: Any) -> None:
+    """The device-speed fields that search and training configs share (memory_format, amp, cuda_graphs), by
+    name; whether a setting applies to the device is decided at run time (drnas.accel)."""
+    from .training import MEMORY_FORMATS
+
+    for name, allowed in (("memory_format", MEMORY_FORMATS), ("amp", AMP_SETTINGS), ("cuda_graphs", GRAPH_SETTINGS)):
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

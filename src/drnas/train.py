@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, PresetRegistry, check_accel_settings
+from .config import ConfigError, PresetRegistry, check_device_settings
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader)
 from .errors import DrnasError
@@ -75,9 +75,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if not self.arch:
             raise ConfigError("no architecture: pass --arch NAME|FILE|RUN_DIR|TEXT")
-        if self.memory_format not in ("auto", "contiguous", "channels_last"):
-            raise ConfigError(f"memory_format must be auto, contiguous or channels_last, got {self.memory_format!r}")
-        check_accel_settings(self.amp, self.cuda_graphs)
+        check_device_settings(self)
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
