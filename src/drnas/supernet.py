@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .fusion import stacked_forward
 from .spaces.ops import build_op, is_zero_op
 
 
@@ -95,18 +96,13 @@ class MixedOp(nn.Module):
         self.active = [i for i in kept if not is_zero_op(self.op_names[i])]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        k = self.partial_k
-        part = x if k == 1 else x[:, : self.width]
-        out = None
-        for i in self.active:
-            y = weights[i] * self.ops[i](part)
-            out = y if out is None else out + y
-        if out is None:  # every kept op is the zero op
-            h = (part.shape[2] + self.stride - 1) // self.stride
-            out = part.new_zeros(part.shape[0], self.width, h, h)
-        if k == 1:
-            return out
-        return channel_shuffle(torch.cat([out, self.bypass_pool(x[:, self.width:])], dim=1), k)
+        (out,), bypass = mix_from_source(x, [self], [weights], fuse=False)
+        return join_partial([out], [bypass] if bypass is not None else [], self.partial_k)
+
+    def zeros(self, part: torch.Tensor) -> torch.Tensor:
+        """The output of an edge whose kept ops are all the zero op."""
+        h = (part.shape[2] + self.stride - 1) // self.stride
+        return part.new_zeros(part.shape[0], self.width, h, h)
 
     @torch.no_grad()
     def widen(self, partial_k: int, generator: torch.Generator) -> dict[nn.Parameter, tuple[nn.Parameter, WidenMapping]]:
@@ -135,6 +131,71 @@ class MixedOp(nn.Module):
         return carried
 
 
+def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence[torch.Tensor],
+                    fuse: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The mixed ops of every edge leaving one node, before partial-channel joining.
+
+    Returns ``(outputs, bypass)``: per edge ``sum_o weights[e][o] * op_o(x[:, :width])`` over its kept ops,
+    and the bypassed channels ``x[:, width:]`` (pooled at stride 2), shared by the edges, or None when K=1.
+    The edges must have the same width and stride (they do: they leave the same node of one cell). With
+    ``fuse``, each op is run once for all edges that keep it (:func:`stacked_forward`).
+    """
+    first = edges[0]
+    part = x if first.partial_k == 1 else x[:, : first.width]
+    keeping: dict[int, list[int]] = {}
+    for position, mixed in enumerate(edges):
+        for op_index in mixed.active:
+            keeping.setdefault(op_index, []).append(position)
+    outputs: list[torch.Tensor | None] = [None] * len(edges)
+    for op_index in sorted(keeping):
+        positions = keeping[op_index]
+        ops = [edges[p].ops[op_index] for p in positions]
+        results = stacked_forward(ops, part) if fuse else [op(part) for op in ops]
+        for p, y in zip(positions, results):
+            term = weights[p][op_index] * y
+            outputs[p] = term if outputs[p] is None else outputs[p] + term
+    done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
+    bypass = None if first.partial_k == 1 else first.bypass_pool(x[:, first.width:])
+    return done, bypass
+
+
+def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tensor], partial_k: int) -> torch.Tensor:
+    """A node: the sum of its incoming edges. With partial channels, the op outputs and the bypassed channels
+    are summed apart and shuffled once (concatenation and shuffle are linear and the same for every edge)."""
+    total = outputs[0]
+    for out in outputs[1:]:
+        total = total + out
+    if partial_k == 1:
+        return total
+    bypass = bypasses[0]
+    for other in bypasses[1:]:
+        bypass = bypass + other
+    return channel_shuffle(torch.cat([total, bypass], dim=1), partial_k)
+
+
+def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]], mixed: Sequence[MixedOp],
+               theta: torch.Tensor, fuse: bool = True) -> list[torch.Tensor]:
+    """All nodes of a cell. ``edges[e] = (target, source)`` node ids, mixed op ``mixed[e]`` with weights
+    ``theta[e]``; nodes ``0..len(inputs)-1`` are the inputs and node t sums the edges into it. The edges
+    leaving a node are evaluated together (:func:`mix_from_source`) once the node is complete."""
+    nodes = list(inputs)
+    num_nodes = max(t for t, _ in edges) + 1
+    incoming: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {t: ([], []) for t, _ in edges}
+    for node in range(num_nodes):
+        if node >= len(inputs):
+            outs, bypasses = incoming[node]
+            nodes.append(join_partial(outs, bypasses, mixed[0].partial_k))
+        leaving = [e for e, (_, source) in enumerate(edges) if source == node]
+        if not leaving:
+            continue
+        outs, bypass = mix_from_source(nodes[node], [mixed[e] for e in leaving], [theta[e] for e in leaving], fuse)
+        for e, out in zip(leaving, outs):
+            incoming[edges[e][0]][0].append(out)
+            if bypass is not None:
+                incoming[edges[e][0]][1].append(bypass)
+    return nodes
+
+
 #: values of ``SearchConfig.compile``: run cells eagerly, or each search cell through ``torch.compile``
 COMPILE_MODES = ("none", "cells")
 #: compiled graphs one cell class may accumulate: widths x (arch step, weight step, evaluation, last partial
@@ -143,7 +204,13 @@ CELL_RECOMPILE_LIMIT = 256
 
 
 class SearchCell(nn.Module):
-    """Marker base of every space's search cell: the unit ``Supernet.compile_cells`` compiles."""
+    """Base of every space's search cell: the unit ``Supernet.compile_cells`` compiles.
+
+    ``fuse_edges``: evaluate the edges leaving each node together (:func:`cell_nodes`); False runs every
+    edge's ops one by one (the reference the fused path is tested against).
+    """
+
+    fuse_edges = True
 
 
 class Supernet(nn.Module):

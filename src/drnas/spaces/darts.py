@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..supernet import MixedOp, SearchCell, Supernet
+from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
 
@@ -31,6 +31,8 @@ STEPS = 4
 #: (intermediate node i, source node j) for every edge of a cell, in eta row order; sources 0 and 1 are inputs.
 EDGES: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(STEPS) for j in range(2 + i))
 EDGES_PER_CELL = len(EDGES)
+#: the same edges as (target node id, source node id), intermediate node i being node id i + 2
+_NODE_EDGES = tuple((i + 2, j) for i, j in EDGES)
 _MAX_TEXT = 20_000
 
 Pair = tuple[str, int]
@@ -177,15 +179,8 @@ class DartsSearchCell(SearchCell):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        e = 0
-        for i in range(STEPS):
-            total = None
-            for j in range(2 + i):
-                y = self.edges[e](states[j], theta[e])
-                total = y if total is None else total + y
-                e += 1
-            states.append(total)
-        return torch.cat(states[2:], dim=1)
+        nodes = cell_nodes(states, _NODE_EDGES, self.edges, theta, self.fuse_edges)
+        return torch.cat(nodes[2:], dim=1)
 
 
 def _stem(spec_in: int, c: int, imagenet: bool, multiplier: int = 3) -> tuple[nn.Module, nn.Module | None, int, int, bool]:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..supernet import MixedOp, SearchCell, Supernet
+from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import ReLUConvBN, build_op, is_zero_op
 
@@ -95,16 +95,7 @@ class NB201Cell(SearchCell):
             MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        e = 0
-        for i in range(1, NUM_NODES):
-            total = None
-            for j in range(i):
-                y = self.edges[e](nodes[j], theta[e])
-                total = y if total is None else total + y
-                e += 1
-            nodes.append(total)
-        return nodes[-1]
+        return cell_nodes([x], EDGES, self.edges, theta, self.fuse_edges)[-1]
 
 
 class ResNetBasicBlock(nn.Module):

@@ -1,0 +1,94 @@
+"""The edges leaving a node run their ops together: same outputs, gradients and BN statistics as edge by edge."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from drnas.fusion import can_stack, stacked_forward
+from drnas.spaces import SupernetSpec, get_space
+from drnas.spaces.darts import DARTS_OPS, search_op
+from drnas.spaces.nb201 import NB201_OPS
+from drnas.spaces.ops import build_op, is_zero_op
+
+
+def _copies(make, count: int) -> list[torch.nn.Module]:
+    mods = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        m = make()
+        for p in m.parameters():  # distinct weights per copy, so a mixed-up edge would show
+            p.data.normal_()
+        mods.append(m)
+    return mods
+
+
+def _buffers(mods):
+    return [b.clone() for m in mods for b in m.buffers()]
+
+
+@pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
+                         + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_stacked_op_equals_each_copy(name, stride, factory, training):
+    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
+    for m in mods:
+        m.train(training)
+    plain = copy.deepcopy(mods)
+    x = torch.randn(5, 4, 8, 8, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_(True)
+    fused_out = stacked_forward(mods, x)
+    plain_out = [m(x_plain) for m in plain]
+    for a, b in zip(fused_out, plain_out):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    loss_weights = [torch.randn_like(b) for b in plain_out]
+    sum((w * y).sum() for w, y in zip(loss_weights, fused_out)).backward()
+    sum((w * y).sum() for w, y in zip(loss_weights, plain_out)).backward()
+    assert torch.allclose(x.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
+    for m, p in zip(mods, plain):
+        for a, b in zip(m.parameters(), p.parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+    for a, b in zip(_buffers(mods), _buffers(plain)):  # running stats and batch counts, per edge
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+    expected_stackable = name != "skip_connect" or stride == 1  # FactorizedReduce runs edge by edge
+    assert can_stack(mods[0]) == expected_stackable
+
+
+def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool):
+    torch.manual_seed(0)
+    sp = get_space(space)
+    spec = SupernetSpec(channels=8, cells_per_stage=1, cells=3, partial_k=partial_k, num_classes=3)
+    net = sp.build_supernet(spec).train(training)
+    if kept is not None:
+        net.set_kept(kept)
+    for cell in net.search_cells():
+        cell.fuse_edges = fuse
+    x = torch.randn(4, 3, 8, 8)
+    theta = torch.softmax(torch.randn(len(sp.edge_names()) if space == "nb201" else 28, len(sp.ops)), -1)
+    theta.requires_grad_(True)
+    logits = net(x, theta)
+    logits.pow(2).sum().backward()
+    grads = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    return logits.detach(), theta.grad.clone(), grads, [b.clone().float() for b in net.buffers()]
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+@pytest.mark.parametrize("partial_k", [1, 2])
+@pytest.mark.parametrize("pruned", [False, True])
+def test_fused_cells_equal_edge_by_edge(space, partial_k, pruned):
+    """Whole supernets (NB201, and DARTS with its reduction cells): logits, d/dtheta, weight gradients and BN
+    buffers agree; pruning leaves every edge its own (different) set of ops, so groups are partial."""
+    ops = len(get_space(space).ops)
+    edges = 6 if space == "nb201" else 28
+    kept = [sorted({(e + s) % ops for s in range(3)}) for e in range(edges)] if pruned else None
+    for training in (True, False):
+        fused = _cell_step(space, True, kept, partial_k, training)
+        plain = _cell_step(space, False, kept, partial_k, training)
+        assert torch.allclose(fused[0], plain[0], rtol=1e-4, atol=1e-4)
+        assert torch.allclose(fused[1], plain[1], rtol=1e-3, atol=1e-4)
+        assert len(fused[2]) == len(plain[2])  # pruned ops get no gradient either way
+        for a, b in zip(fused[2], plain[2]):
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+        for a, b in zip(fused[3], plain[3]):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
