@@ -7,6 +7,9 @@ separate ``run.py`` invocations says little. Here both settings run on the same 
 interleaved (on, off, on, off, ...), and the ratio of the medians is printed. Switches:
 
 * ``fuse_edges``: the edges leaving a cell node run together (``SearchCell.fuse_edges``) or edge by edge.
+* ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW).
+* ``depthwise_channels_last``: stacked ops with depthwise convs (DARTS' separable and dilated convs) run in
+  channels_last on the CPU (``drnas.fusion.DEPTHWISE_CHANNELS_LAST``), or in the network's layout.
 """
 from __future__ import annotations
 
@@ -18,14 +21,26 @@ from typing import Callable
 import torch
 
 from run import CASES, _search_case
+import drnas.fusion
+from drnas import Search
 from drnas.supernet import SearchCell
 
 
-def _fuse_edges(on: bool) -> None:
+def _fuse_edges(search: Search, on: bool) -> None:
     SearchCell.fuse_edges = on
 
 
-SWITCHES: dict[str, Callable[[bool], None]] = {"fuse_edges": _fuse_edges}
+def _channels_last(search: Search, on: bool) -> None:
+    search.memory_format = torch.channels_last if on else torch.contiguous_format
+    search.net.to(memory_format=search.memory_format)  # in place: the optimizer keeps its parameters
+
+
+def _depthwise_channels_last(search: Search, on: bool) -> None:
+    drnas.fusion.DEPTHWISE_CHANNELS_LAST = on
+
+
+SWITCHES: dict[str, Callable[[Search, bool], None]] = {"fuse_edges": _fuse_edges, "channels_last": _channels_last,
+                                                       "depthwise_channels_last": _depthwise_channels_last}
 
 
 def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[float, float]:
@@ -37,7 +52,7 @@ def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> t
     i = 0
     for round_ in range(rounds + 1):
         for on in (True, False):
-            set_switch(on)
+            set_switch(search, on)
             search.steps.reset()  # a captured graph would replay the other setting
             sync()
             start = time.perf_counter()
@@ -46,7 +61,6 @@ def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> t
             if round_:
                 times[on].append(time.perf_counter() - start)
             i += 1
-    set_switch(True)
     return statistics.median(times[True]), statistics.median(times[False])
 
 

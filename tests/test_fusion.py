@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+from drnas import fusion
 from drnas.fusion import can_stack, stacked_forward
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.darts import DARTS_OPS, search_op
@@ -31,7 +32,9 @@ def _buffers(mods):
 @pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
                          + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
 @pytest.mark.parametrize("training", [True, False])
-def test_stacked_op_equals_each_copy(name, stride, factory, training):
+@pytest.mark.parametrize("depthwise_channels_last", [True, False])
+def test_stacked_op_equals_each_copy(name, stride, factory, training, depthwise_channels_last, monkeypatch):
+    monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", depthwise_channels_last)
     mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
     for m in mods:
         m.train(training)

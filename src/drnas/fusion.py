@@ -8,6 +8,7 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
 * leading parameter-free, channel-wise layers (ReLU, pooling, identity) run once on the shared input;
 * the first layer with parameters is a dense conv with the E weight tensors concatenated along the output
   channels, or, for any other layer, the input repeated E times along the channels;
+* stacks with a depthwise conv switch to channels_last on the CPU (see ``DEPTHWISE_CHANNELS_LAST``);
 * from there every conv runs with ``groups * E`` and concatenated weights (group e sees only edge e's
   channels) and every BatchNorm over the concatenated channels, with the edges' running statistics
   concatenated in and written back, so each edge's parameters, buffers and gradients are its own.
@@ -28,6 +29,12 @@ from .spaces.ops import AvgPool3x3
 
 #: parameter-free layers that act on each channel alone: running them on a shared input is exact
 _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
+
+
+#: On the CPU, stacked ops containing a depthwise conv run in channels_last (converted once on the way in and
+#: once on the way out): oneDNN's NCHW depthwise backward is 3-4x slower than its channels_last one at DARTS'
+#: sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with ``benchmarks/compare.py``.
+DEPTHWISE_CHANNELS_LAST = True
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
@@ -87,6 +94,9 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch
     if not can_stack(modules[0]):
         return [m(x) for m in modules]
     copies = len(modules)
+    depthwise = DEPTHWISE_CHANNELS_LAST and any(
+        isinstance(layer, nn.Conv2d) and layer.groups > 1 for layer in _layers(modules[0]))
+    converted = False
     shared = True  # h is still the single value every copy computes
     h = x
     for layer_group in zip(*(_layers(m) for m in modules)):
@@ -99,10 +109,15 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch
             shared = False
             continue
         if shared:
-            h = h.repeat(1, copies, 1, 1)
+            if depthwise and h.device.type == "cpu" and not torch.compiler.is_compiling():
+                h = h.contiguous(memory_format=torch.channels_last)  # cat keeps it; repeat would not
+                converted = True
+            h = torch.cat([h] * copies, dim=1)
             shared = False
         if isinstance(layer, nn.Conv2d):
             h = _stacked_conv(layer_group, h, layer.groups * copies)
         else:
             h = _stacked_batch_norm(layer_group, h)
+    if converted:
+        h = h.contiguous()
     return [h] * copies if shared else list(h.chunk(copies, dim=1))
