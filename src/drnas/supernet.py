@@ -3,6 +3,9 @@
 * :class:`MixedOp` is one edge of a cell: the weighted sum of its candidate ops, with partial channels
   (PC-DARTS style, paper §2.4): only the first ``1/K`` of the channels go through the ops, the rest bypass
   them, and a channel shuffle mixes the two parts for the next layer.
+* :func:`cell_nodes` evaluates a cell written once for both spaces: the edges leaving a node run together,
+  each candidate op once for all of them (:mod:`drnas.fusion`), and each node joins its partial channels
+  and shuffles once instead of once per incoming edge.
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
 * ``compile_cells`` wraps every search cell's forward in ``torch.compile`` (the whole supernet is too large a
