@@ -12,7 +12,7 @@ py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== GPU tests"
-$py -m pytest -q tests/test_gpu.py tests/test_relax.py 2>&1 | tee "$out/tests.log" | tail -15
+$py -m pytest -q tests/test_gpu.py tests/test_relax.py tests/test_fusion.py 2>&1 | tee "$out/tests.log" | tail -15
 cases=${CASES:-nb201,nb201-prog-s1,nb201-prog-s2,darts-s1,darts-s2,train-cifar}
 echo "== eager (cuda_graphs=off)"
 $py benchmarks/run.py --device cuda --steps "$steps" --only "${EAGER_CASES:-$cases}" --set cuda_graphs=off \

@@ -58,7 +58,10 @@ def test_stacked_op_equals_each_copy(name, stride, factory, training, depthwise_
     assert can_stack(mods[0]) == expected_stackable
 
 
-def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool):
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool, device: str):
     torch.manual_seed(0)
     sp = get_space(space)
     spec = SupernetSpec(channels=8, cells_per_stage=1, cells=3, partial_k=partial_k, num_classes=3)
@@ -69,25 +72,27 @@ def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool):
         cell.fuse_edges = fuse
     x = torch.randn(4, 3, 8, 8)
     theta = torch.softmax(torch.randn(len(sp.edge_names()) if space == "nb201" else 28, len(sp.ops)), -1)
-    theta.requires_grad_(True)
-    logits = net(x, theta)
-    logits.pow(2).sum().backward()
+    net, x, theta = net.to(device), x.to(device), theta.to(device).requires_grad_(True)
+    with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):  # float32 on a GPU too
+        logits = net(x, theta)
+        logits.pow(2).sum().backward()
     grads = [p.grad.clone() for p in net.parameters() if p.grad is not None]
-    return logits.detach(), theta.grad.clone(), grads, [b.clone().float() for b in net.buffers()]
+    return logits.detach().cpu(), theta.grad.cpu(), [g.cpu() for g in grads], [b.float().cpu() for b in net.buffers()]
 
 
 @pytest.mark.parametrize("space", ["nb201", "darts"])
 @pytest.mark.parametrize("partial_k", [1, 2])
 @pytest.mark.parametrize("pruned", [False, True])
-def test_fused_cells_equal_edge_by_edge(space, partial_k, pruned):
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_cells_equal_edge_by_edge(space, partial_k, pruned, device):
     """Whole supernets (NB201, and DARTS with its reduction cells): logits, d/dtheta, weight gradients and BN
     buffers agree; pruning leaves every edge its own (different) set of ops, so groups are partial."""
     ops = len(get_space(space).ops)
     edges = 6 if space == "nb201" else 28
     kept = [sorted({(e + s) % ops for s in range(3)}) for e in range(edges)] if pruned else None
     for training in (True, False):
-        fused = _cell_step(space, True, kept, partial_k, training)
-        plain = _cell_step(space, False, kept, partial_k, training)
+        fused = _cell_step(space, True, kept, partial_k, training, device)
+        plain = _cell_step(space, False, kept, partial_k, training, device)
         assert torch.allclose(fused[0], plain[0], rtol=1e-4, atol=1e-4)
         assert torch.allclose(fused[1], plain[1], rtol=1e-3, atol=1e-4)
         assert len(fused[2]) == len(plain[2])  # pruned ops get no gradient either way
