@@ -100,3 +100,10 @@ def test_fused_cells_equal_edge_by_edge(space, partial_k, pruned, device):
             assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
         for a, b in zip(fused[3], plain[3]):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unsafe_layers_run_edge_by_edge():
+    """An in-place ReLU (it would overwrite the shared input) and non-zero conv padding run edge by edge."""
+    assert not can_stack(torch.nn.Sequential(torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 4, 3, padding=1)))
+    assert not can_stack(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")))
+    assert can_stack(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4)))

@@ -45,6 +45,8 @@ def _layers(module: nn.Module) -> list[nn.Module]:
 
 
 def _stackable_layer(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.ReLU) and layer.inplace:
+        return False  # on the shared input it would overwrite what the other ops and the bypass read
     if isinstance(layer, _CHANNELWISE):
         return True
     if isinstance(layer, nn.Conv2d):
