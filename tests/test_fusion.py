@@ -19,8 +19,12 @@ def _copies(make, count: int) -> list[torch.nn.Module]:
     for seed in range(count):
         torch.manual_seed(seed)
         m = make()
-        for p in m.parameters():  # distinct weights per copy, so a mixed-up edge would show
+        for p in m.parameters():  # distinct weights and statistics per copy, so a mixed-up edge would show
             p.data.normal_()
+        for bn in m.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.normal_()
+                bn.running_var.uniform_(0.5, 2.0)
         mods.append(m)
     return mods
 
