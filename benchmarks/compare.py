@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from run import CASES, _search_case
+from run import CASES, _search_case, parse_overrides
 import drnas.fusion
 from drnas import Search
 from drnas.supernet import SearchCell
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per setting")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_overrides(args.set, parser)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; s/iter with {args.switch} on / off")
     for name in args.only.split(","):
         if name not in CASES or name == "train-cifar":

@@ -151,6 +151,14 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
     return record
 
 
+def parse_overrides(items: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``--set FIELD=VALUE`` items as a dict (a malformed item ends with the parser's usage error)."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        parser.error(f"--set needs FIELD=VALUE, got {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
 def machine() -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -168,10 +176,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
-    bad = [item for item in args.set if "=" not in item]
-    if bad:
-        parser.error(f"--set needs FIELD=VALUE, got {bad[0]!r}")
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = parse_overrides(args.set, parser)
     if args.case:
         print(json.dumps(run_case(args.case, args.steps, args.warmup, args.device, overrides)))
         return

@@ -106,9 +106,8 @@ def test_arch_step_split_at_theta_equals_one_backward(regulariser):
     assert expected.abs().max() > 0
 
 
-def test_device_speed_settings_are_checked():
+def test_device_speed_settings_apply_by_device():
     from drnas.accel import AccelError, amp_dtype, graphs_enabled
-    from drnas.config import ConfigError
 
     cpu = torch.device("cpu")
     assert amp_dtype("off", cpu) is None and amp_dtype("bf16", cpu) == torch.bfloat16
@@ -117,10 +116,6 @@ def test_device_speed_settings_are_checked():
         graphs_enabled("on", cpu, 1)
     with pytest.raises(AccelError, match="single process"):
         graphs_enabled("on", torch.device("cuda"), 2)
-    with pytest.raises(ConfigError, match="amp must be one of off, bf16"):
-        tiny_config(amp="fp8").validate()
-    with pytest.raises(ConfigError, match="cuda_graphs must be one of"):
-        apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DARTS_V2", "cuda_graphs": "yes"}).validate()
 
 
 def test_bf16_autocast_search_step_on_cpu_keeps_theta_and_eta_float32():

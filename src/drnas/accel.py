@@ -20,6 +20,8 @@ from .errors import DrnasError
 
 AMP_SETTINGS = ("off", "bf16")
 GRAPH_SETTINGS = ("auto", "on", "off")
+#: values of ``SearchConfig.compile``: run cells eagerly, or each search cell through ``torch.compile``
+COMPILE_MODES = ("none", "cells")
 
 
 class AccelError(DrnasError, ValueError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .accel import AMP_SETTINGS, GRAPH_SETTINGS
+from .accel import AMP_SETTINGS, COMPILE_MODES, GRAPH_SETTINGS
 from .errors import DrnasError
 
 
@@ -123,8 +123,9 @@ class SearchConfig:
         if self.ops is not None and len(self.ops) < 2:
             raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
         check_device_settings(self)
-        if self.compile not in ("none", "cells"):
-            raise ConfigError(f"compile must be none or cells (torch.compile every search cell), got {self.compile!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
+                              f"search cell), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):

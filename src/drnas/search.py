@@ -236,14 +236,10 @@ class Search(Job):
         return loss, correct
 
     def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph, so the
-        gradients are zeroed in place there: the graph writes into the tensors it was captured with)."""
-        self.weight_optimizer.zero_grad(set_to_none=not self.steps.enabled)
-        with self.autocast():
-            logits = self.train_net(x.contiguous(memory_format=self.memory_format), theta)
-        loss = F.cross_entropy(logits.float(), y)
-        loss.backward()
-        return loss.detach(), accuracy_counts(logits, y)[0]
+        """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph)."""
+        return self.gradient_pass(self.weight_optimizer,
+                                  lambda: self.train_net(x.contiguous(memory_format=self.memory_format), theta),
+                                  y, lambda logits, target: (F.cross_entropy(logits, target), logits))
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .accel import COMPILE_MODES
 from .fusion import stacked_forward
 from .spaces.ops import build_op, is_zero_op
 
@@ -199,8 +200,6 @@ def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]],
     return nodes
 
 
-#: values of ``SearchConfig.compile``: run cells eagerly, or each search cell through ``torch.compile``
-COMPILE_MODES = ("none", "cells")
 #: compiled graphs one cell class may accumulate: widths x (arch step, weight step, evaluation, last partial
 #: batch) x stages; DARTS has ~9 cell shapes. Dynamo's default (8) would silently fall back to eager.
 CELL_RECOMPILE_LIMIT = 256

@@ -231,14 +231,9 @@ class Trainer(Job):
         return loss, correct
 
     def _train_pass(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and correct count of one batch, gradients into ``.grad`` (zeroed in place under CUDA graphs)."""
-        self.optimizer.zero_grad(set_to_none=not self.steps.enabled)
-        with self.autocast():
-            output = self.train_model(x.contiguous(memory_format=self.memory_format))
-        output = tuple(o.float() for o in output) if isinstance(output, tuple) else output.float()
-        loss, logits = self._loss(output, y)
-        loss.backward()
-        return loss.detach(), accuracy_counts(logits, y)[0]
+        """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph)."""
+        return self.gradient_pass(self.optimizer, lambda: self.train_model(x.contiguous(memory_format=self.memory_format)),
+                                  y, self._loss)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -136,8 +136,23 @@ class Job:
         self.metrics: list[dict[str, Any]] = []
 
     def autocast(self) -> Any:
-        """The run's autocast context (bf16 on GPUs by default; a no-op in float32 runs)."""
+        """The run's autocast context (bf16 with ``amp=bf16``; a no-op in float32 runs, the default)."""
         return autocast(self.amp_dtype, self.device)
+
+    def gradient_pass(self, optimizer: torch.optim.Optimizer, forward: Callable[[], Any], y: torch.Tensor,
+                      loss_of: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero the gradients, run ``forward()`` under the run's autocast, backpropagate ``loss_of(output, y)``
+        (which returns the loss and the logits) and return the loss and the correct count. Device work only, so
+        it can be captured as a CUDA graph; gradients are then zeroed in place, because the graph keeps writing
+        into the tensors it was captured with."""
+        optimizer.zero_grad(set_to_none=not self.steps.enabled)
+        with self.autocast():
+            output = forward()
+        output = tuple(o.float() for o in output) if isinstance(output, tuple) else output.float()
+        loss, logits = loss_of(output, y)
+        loss.backward()
+        return loss.detach(), accuracy_counts(logits, y)[0]
 
     def _seed_rank_streams(self, seed: int) -> None:
         """After the identical initialisation of every rank, give each rank its own random stream (Dirichlet
