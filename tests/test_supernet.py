@@ -38,6 +38,14 @@ def test_partial_channels_bypass_the_ops():
     assert torch.equal(out, channel_shuffle(x, 4))
 
 
+@pytest.mark.parametrize("groups", [2, 4])
+def test_channel_shuffle_keeps_channels_last(groups):
+    """A network run in channels_last (memory_format=channels_last) stays in it through the node shuffles."""
+    x = torch.randn(2, 8, 3, 5)
+    out = channel_shuffle(x.contiguous(memory_format=torch.channels_last), groups)
+    assert torch.equal(out, channel_shuffle(x, groups)) and out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_channel_shuffle_is_a_permutation():
     x = torch.arange(8.0).view(1, 8, 1, 1)
     assert channel_shuffle(x, 2).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
@@ -120,16 +128,63 @@ def test_widened_net_state_loads_into_a_net_built_wide():
     assert [n for n, _ in fresh.named_parameters()] == [n for n, _ in net.named_parameters()]
 
 
+def _channel_slice(size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A leaf tensor and its first ``channels`` channels: ops in a supernet read such a (non-contiguous)
+    partial slice of a node."""
+    whole = torch.randn(2, channels + 2, size, size, requires_grad=True)
+    return whole, whole[:, :channels]
+
+
 @pytest.mark.parametrize("stride,size", [(1, 8), (1, 5), (2, 8), (2, 7)])
 def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size):
     from drnas.spaces.ops import AvgPool3x3
 
     torch.manual_seed(0)
-    x = torch.randn(2, 3, size, size, requires_grad=True)
+    whole, x = _channel_slice(size, 3)
     reference = torch.nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)
     ours, theirs = AvgPool3x3(stride)(x), reference(x)
     assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-6)
     g = torch.randn_like(theirs)
-    (ga,) = torch.autograd.grad(ours, x, g)
-    (gb,) = torch.autograd.grad(theirs, x, g)
+    (ga,) = torch.autograd.grad(ours, whole, g)
+    (gb,) = torch.autograd.grad(theirs, whole, g)
     assert torch.allclose(ga, gb, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (3, 2, 8), (3, 2, 7), (2, 2, 8)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool_op_equals_torch_pooling_exactly(kernel, stride, size, channels_last):
+    from drnas.spaces.ops import MaxPool
+
+    torch.manual_seed(0)
+    whole, x = _channel_slice(size, 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    padding = kernel // 2 if kernel == 3 else 0
+    ours, theirs = MaxPool(kernel, stride, padding)(x), torch.nn.MaxPool2d(kernel, stride, padding)(x)
+    assert torch.equal(ours, theirs)
+    assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    g = torch.randn_like(theirs)
+    assert torch.equal(torch.autograd.grad(ours, whole, g)[0], torch.autograd.grad(theirs, whole, g)[0])
+
+
+@pytest.mark.parametrize("size", [8, 6])
+def test_factorized_reduce_equals_the_two_strided_convs(size):
+    """The op subsamples before its ReLU and 1x1 convs; it must equal the textbook form: ReLU, then the two
+    stride-2 convs on the input and on the input shifted by one pixel, concatenated, then BN."""
+    import torch.nn.functional as F
+
+    from drnas.spaces.ops import FactorizedReduce
+
+    torch.manual_seed(0)
+    op = FactorizedReduce(5, 6, affine=True)
+    op.bn.weight.data.uniform_(0.5, 1.5)
+    whole, x = _channel_slice(size, 5)
+    ours = op(x)
+    r = F.relu(x)
+    halves = [F.conv2d(r, op.conv_1.weight, stride=2), F.conv2d(r[:, :, 1:, 1:], op.conv_2.weight, stride=2)]
+    theirs = F.batch_norm(torch.cat(halves, 1), None, None, op.bn.weight, op.bn.bias, training=True)
+    assert ours.shape == (2, 6, size // 2, size // 2) and torch.allclose(ours, theirs, atol=1e-5)
+    g = torch.randn_like(ours)
+    params = [whole, op.conv_1.weight, op.conv_2.weight, op.bn.weight]
+    for a, b in zip(torch.autograd.grad(ours, params, g), torch.autograd.grad(theirs, params, g)):
+        assert torch.allclose(a, b, atol=1e-5)

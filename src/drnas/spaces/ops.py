@@ -79,13 +79,16 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # on the even pixels (stride 2 from (0, 0))
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # on the odd pixels (stride 2 from (1, 1))
         self.bn = nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        # A 1x1 conv at stride 2 reads only every other pixel, and so does ReLU's output: subsample first,
+        # then ReLU and convolve at stride 1. Same numbers; on the CPU the strided conv on the full (or, for
+        # conv_2, offset) input was 2.7x slower (forward+backward, 64x144x32x32: 269 vs 101 ms).
+        even, odd = self.relu(x[:, :, ::2, ::2]), self.relu(x[:, :, 1::2, 1::2])
+        return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
 
 
 @register_op("none")
@@ -121,13 +124,40 @@ class _PoolThenProject(nn.Sequential):
         super().__init__(*layers)
 
 
+def _box_sum_3x3(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each 3x3 window, zero padding 1, stride 1: a row pass and a column pass of shifted adds."""
+    padded = F.pad(x, (1, 1, 1, 1))
+    rows = padded[..., :-2] + padded[..., 1:-1]
+    rows += padded[..., 2:]
+    out = rows[:, :, :-2] + rows[:, :, 1:-1]
+    out += rows[:, :, 2:]
+    return out
+
+
+class _BoxSum3x3(torch.autograd.Function):
+    """The 3x3 window sum with a hand-written backward: the kernel is symmetric and zero-padded, so its
+    adjoint is the same window sum of the gradient (autograd through the slices would allocate a zero
+    tensor per slice)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _box_sum_3x3(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _box_sum_3x3(grad)
+
+
 class AvgPool3x3(nn.Module):
     """3x3 average pooling, padding 1, padded zeros not counted (``count_include_pad=False``).
 
-    Computed as a depthwise convolution with a ones kernel divided by the number of in-image taps: the
-    same numbers as ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)`` (up to float rounding), but
-    PyTorch's CPU pooling kernel is about 10x slower than a depthwise convolution at NB201's sizes
-    (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and pooling was a third of a search step.
+    Computed as a 3x3 window sum divided by the number of in-image taps: the same numbers as
+    ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)`` (up to float rounding), but PyTorch's CPU pooling
+    kernel is about 10x slower at NB201's sizes (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and
+    pooling was a third of a search step. At stride 1 the window sum is four shifted adds (:class:`_BoxSum3x3`);
+    at stride 2 it is a depthwise convolution with a ones kernel, which is faster there. oneDNN's depthwise
+    kernels are slow at channel counts that are not a multiple of 16: forward+backward on 64x4x32x32 took
+    2.3-5.6 ms as a convolution and 0.4-0.6 ms as shifted adds.
     """
 
     #: When True (inside :func:`reference_pooling`), run PyTorch's pooling op instead: MAC counts then leave
@@ -154,8 +184,11 @@ class AvgPool3x3(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if AvgPool3x3.use_reference:
             return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
-        channels = x.shape[1]
-        summed = F.conv2d(x, x.new_ones(channels, 1, 3, 3), stride=self.stride, padding=1, groups=channels)
+        if self.stride == 1:
+            summed = _BoxSum3x3.apply(x)
+        else:
+            channels = x.shape[1]
+            summed = F.conv2d(x, x.new_ones(channels, 1, 3, 3), stride=self.stride, padding=1, groups=channels)
         return summed * self._inverse_count(x)
 
 
@@ -174,9 +207,21 @@ def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> 
     return _PoolThenProject(AvgPool3x3(stride), c_in, c_out, affine, track)
 
 
+class MaxPool(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that runs in channels_last on the CPU, where PyTorch's NCHW max-pooling kernel is
+    5-20x slower than its channels_last one at the supernets' sizes (3x3, stride 1, 64x12x32x32: 10-13 ms vs
+    2 ms forward). The input is converted in and the output back, so callers see their own layout; the maxima
+    and the positions gradients flow to are the same."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dim() != 4 or x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 @register_op("max_pool_3x3")
 def _max_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
-    return _PoolThenProject(nn.MaxPool2d(3, stride, padding=1), c_in, c_out, affine, track)
+    return _PoolThenProject(MaxPool(3, stride, padding=1), c_in, c_out, affine, track)
 
 
 class SepConv(nn.Sequential):
