@@ -111,3 +111,72 @@ def test_unsafe_layers_run_edge_by_edge():
     assert not can_stack(torch.nn.Sequential(torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 4, 3, padding=1)))
     assert not can_stack(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")))
     assert can_stack(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4)))
+
+
+def test_forward_together_stacks_compatible_readers_of_one_input():
+    """The DARTS preprocessing: 1x1 ReLUConvBNs of different cells read one state; those with the same
+    settings run as one stack (output widths may differ), anything else runs on its own."""
+    from drnas.fusion import compatible, forward_together
+    from drnas.spaces.ops import FactorizedReduce, ReLUConvBN
+
+    def make():
+        torch.manual_seed(0)
+        mods = [ReLUConvBN(4, 3, 1, 1, 0, affine=False), ReLUConvBN(4, 5, 1, 1, 0, affine=False),
+                FactorizedReduce(4, 4, affine=False), ReLUConvBN(4, 6, 1, 1, 0, affine=True),
+                ReLUConvBN(4, 3, 1, 1, 0, affine=False).eval(), ReLUConvBN(4, 2, 1, 1, 0, affine=False)]
+        for m in mods:
+            for bn in m.modules():
+                if isinstance(bn, torch.nn.BatchNorm2d):
+                    bn.running_mean.normal_()
+                    bn.running_var.uniform_(0.5, 2.0)
+        return mods
+
+    together, alone = make(), make()
+    assert compatible([together[0], together[1], together[5]])
+    assert not compatible([together[0], together[3]])  # affine and non-affine BN
+    assert not compatible([together[0], together[4]])  # training and eval mode
+    assert not compatible([together[0], together[2]])
+    x = torch.randn(5, 4, 6, 6, requires_grad=True)
+    x_alone = x.detach().clone().requires_grad_(True)
+    outs, refs = forward_together(together, x), [m(x_alone) for m in alone]
+    weights = [torch.randn_like(r) for r in refs]
+    for a, b in zip(outs, refs):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    sum((w * y).sum() for w, y in zip(weights, outs)).backward()
+    sum((w * y).sum() for w, y in zip(weights, refs)).backward()
+    assert torch.allclose(x.grad, x_alone.grad, rtol=1e-4, atol=1e-5)
+    for m, r in zip(together, alone):
+        for a, b in zip(m.parameters(), r.parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+    for a, b in zip(_buffers(together), _buffers(alone)):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_darts_supernet_preprocesses_each_state_once_for_its_readers(monkeypatch):
+    """Every state's readers go through forward_together together (the stem's output has three: cell 0's two
+    preprocessors and cell 1's preprocess0); turning fusion off runs them one by one."""
+    from drnas.spaces import darts
+
+    calls: list[int] = []
+    real = darts.forward_together
+
+    def counting(modules, x):
+        calls.append(len(modules))
+        return real(modules, x)
+
+    monkeypatch.setattr(darts, "forward_together", counting)
+    net = get_space("darts").build_supernet(SupernetSpec(channels=8, cells=5, partial_k=2, num_classes=3))
+    theta = torch.softmax(torch.randn(28, len(DARTS_OPS)), -1)
+    net(torch.randn(2, 3, 8, 8), theta)
+    assert calls == [3, 2, 2, 2]  # the stem's output, then cells 0-2's (cell 3's has one reader, cell 4's none)
+
+
+def test_stacked_depthwise_op_keeps_a_channels_last_input_in_channels_last():
+    """Depthwise stacks convert an NCHW input to channels_last and back; a channels_last input stays so."""
+    mods = _copies(lambda: search_op("sep_conv_3x3", 4, 4, 1, False, True), 2)
+    x = torch.randn(2, 4, 6, 6)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        outs = stacked_forward(mods, x.contiguous(memory_format=fmt))
+        innermost = 1 if fmt == torch.channels_last else 3  # outputs are channel slices of one stacked tensor
+        assert all(o.stride(innermost) == 1 for o in outs)
+        assert all(torch.allclose(o, m(x), rtol=1e-4, atol=1e-5) for o, m in zip(outs, mods))

@@ -82,14 +82,47 @@ def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> tor
                      use_batch_stats, first.momentum, first.eps)
     if first.training and track:
         with torch.no_grad():  # the concatenated copies were updated in place: hand each edge its part
-            torch._foreach_copy_([n.running_mean for n in norms], list(mean.chunk(len(norms))))
-            torch._foreach_copy_([n.running_var for n in norms], list(var.chunk(len(norms))))
+            sizes = [n.num_features for n in norms]
+            torch._foreach_copy_([n.running_mean for n in norms], list(mean.split(sizes)))
+            torch._foreach_copy_([n.running_var for n in norms], list(var.split(sizes)))
             torch._foreach_add_([n.num_batches_tracked for n in norms], 1)
     return y
 
 
+def _signature(layer: nn.Module) -> tuple:
+    """What two layers must share to be stacked (a conv's output width may differ, see :func:`compatible`)."""
+    if isinstance(layer, nn.Conv2d):
+        return (nn.Conv2d, layer.in_channels, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                layer.groups, layer.bias is None, layer.padding_mode)
+    if isinstance(layer, nn.BatchNorm2d):
+        return (type(layer), layer.eps, layer.momentum, layer.affine, layer.track_running_stats, layer.training)
+    return (type(layer), repr(layer))  # parameter-free layers: the same type and settings
+
+
+def compatible(modules: Sequence[nn.Module]) -> bool:
+    """Whether :func:`stacked_forward` can run these modules, which need not be copies of one op: the same
+    layers with the same settings, reading the same input. The first dense conv may give each module its own
+    output width; convs after it run grouped, so their widths must agree."""
+    if not can_stack(modules[0]):
+        return False
+    layer_lists = [_layers(m) for m in modules]
+    if any(len(layers) != len(layer_lists[0]) for layers in layer_lists):
+        return False
+    seen_dense = False
+    for layer_group in zip(*layer_lists):
+        if any(_signature(layer) != _signature(layer_group[0]) for layer in layer_group):
+            return False
+        if isinstance(layer_group[0], nn.Conv2d):
+            first_dense = not seen_dense and layer_group[0].groups == 1
+            seen_dense = True
+            if not first_dense and any(c.out_channels != layer_group[0].out_channels for c in layer_group):
+                return False
+    return True
+
+
 def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
-    """``[m(x) for m in modules]`` for copies of one op (same structure and sizes), computed together.
+    """``[m(x) for m in modules]`` for copies of one op (or modules that are :func:`compatible`), computed
+    together.
 
     Returns one tensor per module; when the op has no parameters the entries are the same tensor.
     """
@@ -99,27 +132,44 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch
     depthwise = DEPTHWISE_CHANNELS_LAST and any(
         isinstance(layer, nn.Conv2d) and layer.groups > 1 for layer in _layers(modules[0]))
     converted = False
-    shared = True  # h is still the single value every copy computes
+    widths: list[int] = []  # each module's channels in h, once h is stacked
     h = x
     for layer_group in zip(*(_layers(m) for m in modules)):
         layer = layer_group[0]
         if isinstance(layer, _CHANNELWISE):
             h = layer(h)
             continue
-        if shared and isinstance(layer, nn.Conv2d) and layer.groups == 1:
-            h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels edge by edge
-            shared = False
+        if not widths and isinstance(layer, nn.Conv2d) and layer.groups == 1:
+            h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
+            widths = [conv.out_channels for conv in layer_group]
             continue
-        if shared:
-            if depthwise and h.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not widths:
+            if (depthwise and h.device.type == "cpu" and not torch.compiler.is_compiling()
+                    and not h.is_contiguous(memory_format=torch.channels_last)):
                 h = h.contiguous(memory_format=torch.channels_last)  # cat keeps it; repeat would not
                 converted = True
+            widths = [h.shape[1]] * copies
             h = torch.cat([h] * copies, dim=1)
-            shared = False
         if isinstance(layer, nn.Conv2d):
             h = _stacked_conv(layer_group, h, layer.groups * copies)
+            widths = [layer.out_channels] * copies
         else:
             h = _stacked_batch_norm(layer_group, h)
     if converted:
         h = h.contiguous()
-    return [h] * copies if shared else list(h.chunk(copies, dim=1))
+    return list(h.split(widths, dim=1)) if widths else [h] * copies
+
+
+def forward_together(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """``[m(x) for m in modules]`` for any modules reading the same input: those :func:`compatible` with one
+    another run as one stack, the others one by one (in order of first appearance)."""
+    outputs: list[torch.Tensor | None] = [None] * len(modules)
+    pending = list(range(len(modules)))
+    while pending:
+        head = pending[0]
+        group = [i for i in pending if i == head or compatible([modules[head], modules[i]])]
+        for i, y in zip(group, stacked_forward([modules[i] for i in group], x) if len(group) > 1
+                        else [modules[head](x)]):
+            outputs[i] = y
+        pending = [i for i in pending if i not in group]
+    return outputs  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from ..fusion import forward_together
 from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
@@ -177,9 +178,10 @@ class DartsSearchCell(SearchCell):
             MixedOp(ops, c, 2 if reduction and j < 2 else 1, partial_k, affine=False, op_factory=search_op)
             for _, j in EDGES)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        nodes = cell_nodes(states, _NODE_EDGES, self.edges, theta, self.fuse_edges)
+    def forward(self, state0: torch.Tensor, state1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The cell on its inputs already preprocessed (``preprocess0(s0)``, ``preprocess1(s1)``): the supernet
+        runs the preprocessing of every cell that reads a state together (:meth:`DartsSupernet.forward`)."""
+        nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, self.fuse_edges)
         return torch.cat(nodes[2:], dim=1)
 
 
@@ -227,11 +229,34 @@ class DartsSupernet(Supernet):
                 yield offset + e, op
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Cell i reads states i and i+1 (the stem's outputs, then the cells' outputs), through its
+        ``preprocess0`` and ``preprocess1``. Each state is preprocessed for all its readers as soon as it
+        exists, and same-shaped readers run as one stack (:func:`~drnas.fusion.forward_together`): one ReLU
+        and one wider 1x1 conv on the state instead of two. On the CPU these 1x1 convs over the widest states
+        were about a quarter of a darts-s2 step."""
         s0 = self.stem0(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
         normal, reduce = theta[:EDGES_PER_CELL], theta[EDGES_PER_CELL:]
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+        cells = list(self.cells)
+        inputs: list[list[torch.Tensor | None]] = [[None, None] for _ in cells]
+
+        def preprocess(state: torch.Tensor, indices: Sequence[int]) -> None:
+            readers = [(i, 0) for i in indices if i < len(cells)] + [(i - 1, 1) for i in indices if 0 < i <= len(cells)]
+            modules = [cells[i].preprocess0 if slot == 0 else cells[i].preprocess1 for i, slot in readers]
+            outputs = (forward_together(modules, state) if cells[0].fuse_edges and len(modules) > 1
+                       else [m(state) for m in modules])
+            for (i, slot), out in zip(readers, outputs):
+                inputs[i][slot] = out
+
+        if s1 is s0:
+            preprocess(s0, (0, 1))
+        else:
+            preprocess(s0, (0,))
+            preprocess(s1, (1,))
+        for i, cell in enumerate(cells):
+            s1 = cell(inputs[i][0], inputs[i][1], reduce if cell.reduction else normal)
+            inputs[i] = [None, None]  # the cell's inputs are not needed past it (autograd keeps what it needs)
+            preprocess(s1, (i + 2,))
         return self.classifier(self.pool(s1).flatten(1))
 
 
