@@ -74,6 +74,7 @@ def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool, dev
         net.set_kept(kept)
     for cell in net.search_cells():
         cell.fuse_edges = fuse
+    net.preprocess_together = fuse  # DARTS: the cells' preprocessing of each state (no effect on NB201)
     x = torch.randn(4, 3, 8, 8)
     theta = torch.softmax(torch.randn(len(sp.edge_names()) if space == "nb201" else 28, len(sp.ops)), -1)
     net, x, theta = net.to(device), x.to(device), theta.to(device).requires_grad_(True)
@@ -154,7 +155,7 @@ def test_forward_together_stacks_compatible_readers_of_one_input():
 
 def test_darts_supernet_preprocesses_each_state_once_for_its_readers(monkeypatch):
     """Every state's readers go through forward_together together (the stem's output has three: cell 0's two
-    preprocessors and cell 1's preprocess0); turning fusion off runs them one by one."""
+    preprocessors and cell 1's preprocess0)."""
     from drnas.spaces import darts
 
     calls: list[int] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -157,6 +157,40 @@ def _literal(node: ast.expr, name: str) -> Any:
     return [list(v) if isinstance(v, tuple) else v for v in value]
 
 
+# ------------------------------------------------------------------------------------------------ cell stacks
+def run_cells(cells: Sequence[nn.Module], s0: torch.Tensor, s1: torch.Tensor,
+              run_cell: Callable[[int, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+              together: bool = True) -> torch.Tensor:
+    """A DARTS cell stack (search or evaluation); returns the last cell's output.
+
+    Cell i reads states i and i+1 (the stem's two outputs, then the cells' outputs) through its
+    ``preprocess0`` and ``preprocess1``, and ``run_cell(i, cell, preprocessed0, preprocessed1)`` runs the rest
+    of it. Each state is preprocessed for all of its readers as soon as it exists, and with ``together`` the
+    readers with the same settings run as one stack (:func:`~drnas.fusion.forward_together`): one ReLU and one
+    wider 1x1 conv on the state instead of two, and one gradient for it in the backward pass. On the CPU the
+    1x1 convs over the widest states were about a quarter of a darts-s2 search step.
+    """
+    inputs: list[list[torch.Tensor | None]] = [[None, None] for _ in cells]
+
+    def preprocess(state: torch.Tensor, indices: Sequence[int]) -> None:
+        readers = [(i, 0) for i in indices if i < len(cells)] + [(i - 1, 1) for i in indices if 0 < i <= len(cells)]
+        modules = [cells[i].preprocess0 if slot == 0 else cells[i].preprocess1 for i, slot in readers]
+        outputs = forward_together(modules, state) if together and len(modules) > 1 else [m(state) for m in modules]
+        for (i, slot), out in zip(readers, outputs):
+            inputs[i][slot] = out
+
+    if s1 is s0:
+        preprocess(s0, (0, 1))
+    else:
+        preprocess(s0, (0,))
+        preprocess(s1, (1,))
+    for i, cell in enumerate(cells):
+        s1 = run_cell(i, cell, inputs[i][0], inputs[i][1])
+        inputs[i] = [None, None]  # not needed past the cell (autograd keeps what the backward pass needs)
+        preprocess(s1, (i + 2,))
+    return s1
+
+
 # ------------------------------------------------------------------------------------------------ search
 def search_op(name: str, c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
     """Search-time op: pooling is followed by a non-affine BN, as in DARTS' and DrNAS' mixed ops."""
@@ -179,8 +213,8 @@ class DartsSearchCell(SearchCell):
             for _, j in EDGES)
 
     def forward(self, state0: torch.Tensor, state1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """The cell on its inputs already preprocessed (``preprocess0(s0)``, ``preprocess1(s1)``): the supernet
-        runs the preprocessing of every cell that reads a state together (:meth:`DartsSupernet.forward`)."""
+        """The cell on its inputs already preprocessed (``preprocess0(s0)``, ``preprocess1(s1)``; see
+        :func:`run_cells`)."""
         nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, self.fuse_edges)
         return torch.cat(nodes[2:], dim=1)
 
@@ -203,6 +237,9 @@ def _reduction_layers(cells: int) -> tuple[int, int]:
 
 class DartsSupernet(Supernet):
     """The DARTS search network: ``cells`` cells, reductions at 1/3 and 2/3, a mixed op on every edge."""
+
+    #: preprocess each state for all its readers together (:func:`run_cells`); False is the reference path
+    preprocess_together = True
 
     def __init__(self, spec: SupernetSpec, ops: Sequence[str] = DARTS_OPS) -> None:
         super().__init__()
@@ -229,35 +266,12 @@ class DartsSupernet(Supernet):
                 yield offset + e, op
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """Cell i reads states i and i+1 (the stem's outputs, then the cells' outputs), through its
-        ``preprocess0`` and ``preprocess1``. Each state is preprocessed for all its readers as soon as it
-        exists, and same-shaped readers run as one stack (:func:`~drnas.fusion.forward_together`): one ReLU
-        and one wider 1x1 conv on the state instead of two. On the CPU these 1x1 convs over the widest states
-        were about a quarter of a darts-s2 step."""
         s0 = self.stem0(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
         normal, reduce = theta[:EDGES_PER_CELL], theta[EDGES_PER_CELL:]
-        cells = list(self.cells)
-        inputs: list[list[torch.Tensor | None]] = [[None, None] for _ in cells]
-
-        def preprocess(state: torch.Tensor, indices: Sequence[int]) -> None:
-            readers = [(i, 0) for i in indices if i < len(cells)] + [(i - 1, 1) for i in indices if 0 < i <= len(cells)]
-            modules = [cells[i].preprocess0 if slot == 0 else cells[i].preprocess1 for i, slot in readers]
-            outputs = (forward_together(modules, state) if cells[0].fuse_edges and len(modules) > 1
-                       else [m(state) for m in modules])
-            for (i, slot), out in zip(readers, outputs):
-                inputs[i][slot] = out
-
-        if s1 is s0:
-            preprocess(s0, (0, 1))
-        else:
-            preprocess(s0, (0,))
-            preprocess(s1, (1,))
-        for i, cell in enumerate(cells):
-            s1 = cell(inputs[i][0], inputs[i][1], reduce if cell.reduction else normal)
-            inputs[i] = [None, None]  # the cell's inputs are not needed past it (autograd keeps what it needs)
-            preprocess(s1, (i + 2,))
-        return self.classifier(self.pool(s1).flatten(1))
+        last = run_cells(self.cells, s0, s1, lambda _, cell, p0, p1: cell(p0, p1, reduce if cell.reduction else normal),
+                         together=self.preprocess_together)
+        return self.classifier(self.pool(last).flatten(1))
 
 
 def derive_cell(weights: torch.Tensor, ops: Sequence[str]) -> tuple[Pair, ...]:
@@ -298,8 +312,9 @@ class DartsEvalCell(nn.Module):
         self.is_identity = [isinstance(op, nn.Identity) for op in self.ops]
         self.multiplier = len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, state0: torch.Tensor, state1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        """The cell on its inputs already preprocessed (see :func:`run_cells`)."""
+        states = [state0, state1]
         for node in range(len(self.ops) // 2):
             total = None
             for k in (2 * node, 2 * node + 1):
@@ -337,6 +352,9 @@ class DartsNetwork(nn.Module):
     auxiliary head. ``drop_path_prob`` is set by the training loop (it grows linearly over the epochs).
     """
 
+    #: preprocess each state for all its readers together (:func:`run_cells`); False is the reference path
+    preprocess_together = True
+
     def __init__(self, genotype: DartsGenotype, spec: NetworkSpec) -> None:
         super().__init__()
         c = spec.channels
@@ -362,15 +380,19 @@ class DartsNetwork(nn.Module):
         self.classifier = nn.Linear(c_p, spec.num_classes)
 
     def forward(self, x: torch.Tensor):
-        aux = None
+        aux: list[torch.Tensor] = []
         s0 = self.stem0(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
-        for layer, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+
+        def run_cell(layer: int, cell: nn.Module, state0: torch.Tensor, state1: torch.Tensor) -> torch.Tensor:
+            out = cell(state0, state1, self.drop_path_prob)
             if layer == self.aux_position and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        logits = self.classifier(self.pool(s1).flatten(1))
-        return (logits, aux) if aux is not None else logits
+                aux.append(self.auxiliary_head(out))
+            return out
+
+        last = run_cells(self.cells, s0, s1, run_cell, together=self.preprocess_together)
+        logits = self.classifier(self.pool(last).flatten(1))
+        return (logits, aux[0]) if aux else logits
 
 
 # ------------------------------------------------------------------------------------------------ the space
