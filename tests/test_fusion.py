@@ -21,16 +21,35 @@ def _copies(make, count: int) -> list[torch.nn.Module]:
         m = make()
         for p in m.parameters():  # distinct weights and statistics per copy, so a mixed-up edge would show
             p.data.normal_()
-        for bn in m.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                bn.running_mean.normal_()
-                bn.running_var.uniform_(0.5, 2.0)
-        mods.append(m)
+        mods.append(_random_statistics(m))
     return mods
+
+
+def _random_statistics(module: torch.nn.Module) -> torch.nn.Module:
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+    return module
 
 
 def _buffers(mods):
     return [b.clone() for m in mods for b in m.buffers()]
+
+
+def _assert_same_results(outs, refs, x, x_ref, mods, ref_mods) -> None:
+    """Outputs, then (after one backward of a random weighting) input and parameter gradients and buffers."""
+    for a, b in zip(outs, refs):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    loss_weights = [torch.randn_like(b) for b in refs]
+    sum((w * y).sum() for w, y in zip(loss_weights, outs)).backward()
+    sum((w * y).sum() for w, y in zip(loss_weights, refs)).backward()
+    assert torch.allclose(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    for m, r in zip(mods, ref_mods):
+        for a, b in zip(m.parameters(), r.parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+    for a, b in zip(_buffers(mods), _buffers(ref_mods)):  # running stats and batch counts, per module
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
@@ -45,19 +64,7 @@ def test_stacked_op_equals_each_copy(name, stride, factory, training, depthwise_
     plain = copy.deepcopy(mods)
     x = torch.randn(5, 4, 8, 8, requires_grad=True)
     x_plain = x.detach().clone().requires_grad_(True)
-    fused_out = stacked_forward(mods, x)
-    plain_out = [m(x_plain) for m in plain]
-    for a, b in zip(fused_out, plain_out):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
-    loss_weights = [torch.randn_like(b) for b in plain_out]
-    sum((w * y).sum() for w, y in zip(loss_weights, fused_out)).backward()
-    sum((w * y).sum() for w, y in zip(loss_weights, plain_out)).backward()
-    assert torch.allclose(x.grad, x_plain.grad, rtol=1e-4, atol=1e-5)
-    for m, p in zip(mods, plain):
-        for a, b in zip(m.parameters(), p.parameters()):
-            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4)
-    for a, b in zip(_buffers(mods), _buffers(plain)):  # running stats and batch counts, per edge
-        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+    _assert_same_results(stacked_forward(mods, x), [m(x_plain) for m in plain], x, x_plain, mods, plain)
     expected_stackable = name != "skip_connect" or stride == 1  # FactorizedReduce runs edge by edge
     assert can_stack(mods[0]) == expected_stackable
 
@@ -125,12 +132,7 @@ def test_forward_together_stacks_compatible_readers_of_one_input():
         mods = [ReLUConvBN(4, 3, 1, 1, 0, affine=False), ReLUConvBN(4, 5, 1, 1, 0, affine=False),
                 FactorizedReduce(4, 4, affine=False), ReLUConvBN(4, 6, 1, 1, 0, affine=True),
                 ReLUConvBN(4, 3, 1, 1, 0, affine=False).eval(), ReLUConvBN(4, 2, 1, 1, 0, affine=False)]
-        for m in mods:
-            for bn in m.modules():
-                if isinstance(bn, torch.nn.BatchNorm2d):
-                    bn.running_mean.normal_()
-                    bn.running_var.uniform_(0.5, 2.0)
-        return mods
+        return [_random_statistics(m) for m in mods]
 
     together, alone = make(), make()
     assert compatible([together[0], together[1], together[5]])
@@ -139,18 +141,7 @@ def test_forward_together_stacks_compatible_readers_of_one_input():
     assert not compatible([together[0], together[2]])
     x = torch.randn(5, 4, 6, 6, requires_grad=True)
     x_alone = x.detach().clone().requires_grad_(True)
-    outs, refs = forward_together(together, x), [m(x_alone) for m in alone]
-    weights = [torch.randn_like(r) for r in refs]
-    for a, b in zip(outs, refs):
-        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
-    sum((w * y).sum() for w, y in zip(weights, outs)).backward()
-    sum((w * y).sum() for w, y in zip(weights, refs)).backward()
-    assert torch.allclose(x.grad, x_alone.grad, rtol=1e-4, atol=1e-5)
-    for m, r in zip(together, alone):
-        for a, b in zip(m.parameters(), r.parameters()):
-            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4)
-    for a, b in zip(_buffers(together), _buffers(alone)):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+    _assert_same_results(forward_together(together, x), [m(x_alone) for m in alone], x, x_alone, together, alone)
 
 
 def test_darts_supernet_preprocesses_each_state_once_for_its_readers(monkeypatch):
