@@ -16,6 +16,10 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
 Every edge keeps its own modules, so checkpoints, widening, pruning and optimizer state are untouched; the
 stacking happens per forward (concatenating a few small weight tensors). Ops built from anything else (e.g.
 ``FactorizedReduce``) run edge by edge.
+
+The same machinery runs other modules that read one tensor, when they are :func:`compatible` (same layers and
+settings; the first dense conv may differ in output width): :func:`forward_together` groups them, e.g. the
+1x1 preprocessing of the DARTS cells that read one cell's output (``drnas.spaces.darts.run_cells``).
 """
 from __future__ import annotations
 
