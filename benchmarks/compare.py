@@ -10,6 +10,8 @@ interleaved (on, off, on, off, ...), and the ratio of the medians is printed. Sw
 * ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW).
 * ``depthwise_channels_last``: stacked ops with depthwise convs (DARTS' separable and dilated convs) run in
   channels_last on the CPU (``drnas.fusion.DEPTHWISE_CHANNELS_LAST``), or in the network's layout.
+* ``small_conv_channels_last``: a stack's first dense conv with at most 4 input channels runs in channels_last
+  on the CPU (``drnas.fusion.SMALL_CONV_CHANNELS_LAST``), or in the network's layout.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
   read it as one stack, or module by module (``preprocess_together`` of ``DartsSupernet`` and ``DartsNetwork``).
 
@@ -46,12 +48,17 @@ def _depthwise_channels_last(job: Job, on: bool) -> None:
     drnas.fusion.DEPTHWISE_CHANNELS_LAST = on
 
 
+def _small_conv_channels_last(job: Job, on: bool) -> None:
+    drnas.fusion.SMALL_CONV_CHANNELS_LAST = 4 if on else 0
+
+
 def _preprocess_together(job: Job, on: bool) -> None:
     DartsSupernet.preprocess_together = DartsNetwork.preprocess_together = on
 
 
 SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "channels_last": _channels_last,
                                                     "depthwise_channels_last": _depthwise_channels_last,
+                                                    "small_conv_channels_last": _small_conv_channels_last,
                                                     "preprocess_together": _preprocess_together}
 
 

@@ -55,9 +55,11 @@ def _assert_same_results(outs, refs, x, x_ref, mods, ref_mods) -> None:
 @pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
                          + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("depthwise_channels_last", [True, False])
-def test_stacked_op_equals_each_copy(name, stride, factory, training, depthwise_channels_last, monkeypatch):
-    monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", depthwise_channels_last)
+@pytest.mark.parametrize("channels_last_paths", [True, False])
+def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, monkeypatch):
+    """At 4 channels the CPU's channels_last paths (depthwise stacks, small dense convs) are taken when on."""
+    monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", channels_last_paths)
+    monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", 4 if channels_last_paths else 0)
     mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
     for m in mods:
         m.train(training)
@@ -172,3 +174,25 @@ def test_stacked_depthwise_op_keeps_a_channels_last_input_in_channels_last():
         innermost = 1 if fmt == torch.channels_last else 3  # outputs are channel slices of one stacked tensor
         assert all(o.stride(innermost) == 1 for o in outs)
         assert all(torch.allclose(o, m(x), rtol=1e-4, atol=1e-5) for o, m in zip(outs, mods))
+
+
+@pytest.mark.parametrize("small_conv_channels_last", [4, 0])
+def test_small_conv_stack_hands_back_an_nchw_gradient(small_conv_channels_last, monkeypatch):
+    """A small conv runs in channels_last inside the stack, but its output and the gradient it hands to the
+    layers before it stay NCHW (mixed-layout backward kernels are what made the plain conversion slow)."""
+    monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", small_conv_channels_last)
+    conv_bn = lambda: torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4))
+    mods = _copies(conv_bn, 2)
+    x = torch.randn(3, 8, 6, 6, requires_grad=True)
+    part = x[:, :4] * 1.0  # the partial slice, as a node's ops read it (no ReLU first: the conv's own gradient)
+    seen = []
+    part.register_hook(seen.append)
+    layouts = []
+    stacked_conv = fusion._stacked_conv
+    monkeypatch.setattr(fusion, "_stacked_conv", lambda convs, h, groups: (
+        layouts.append(h.is_contiguous(memory_format=torch.channels_last)), stacked_conv(convs, h, groups))[1])
+    outs = stacked_forward(mods, part)
+    assert layouts == [small_conv_channels_last > 0]  # the conv itself ran in channels_last when on
+    assert all(o.stride()[1:] == (36, 6, 1) for o in outs)  # channel slices of one NCHW tensor
+    sum((torch.randn_like(o) * o).sum() for o in outs).backward()
+    assert seen[0].is_contiguous()

@@ -8,7 +8,8 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
 * leading parameter-free, channel-wise layers (ReLU, pooling, identity) run once on the shared input;
 * the first layer with parameters is a dense conv with the E weight tensors concatenated along the output
   channels, or, for any other layer, the input repeated E times along the channels;
-* stacks with a depthwise conv switch to channels_last on the CPU (see ``DEPTHWISE_CHANNELS_LAST``);
+* stacks with a depthwise conv switch to channels_last on the CPU (see ``DEPTHWISE_CHANNELS_LAST``), and so
+  does a first dense conv on very few channels (see ``SMALL_CONV_CHANNELS_LAST``);
 * from there every conv runs with ``groups * E`` and concatenated weights (group e sees only edge e's
   channels) and every BatchNorm over the concatenated channels, with the edges' running statistics
   concatenated in and written back, so each edge's parameters, buffers and gradients are its own.
@@ -39,6 +40,12 @@ _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
 #: once on the way out): oneDNN's NCHW depthwise backward is 3-4x slower than its channels_last one at DARTS'
 #: sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with ``benchmarks/compare.py``.
 DEPTHWISE_CHANNELS_LAST = True
+
+#: On the CPU, a stack's first dense conv with at most this many input channels runs in channels_last (its input
+#: converted, its output converted back before the BatchNorm): oneDNN's NCHW kernels are 1.4-1.9x slower
+#: forward+backward on 4-channel 3x3 convs at 32x32 (the first stage of the progressive NB201 search), while at
+#: 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
+SMALL_CONV_CHANNELS_LAST = 4
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
@@ -93,6 +100,32 @@ def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> tor
     return y
 
 
+class _SwitchLayout(torch.autograd.Function):
+    """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. Around a small conv, a
+    plain conversion hands the ReLU before it a channels_last gradient, and ReLU's backward on mixed layouts
+    costs about what channels_last saved: on ``nb201-prog-s1`` the plain conversion gained 1.01x, this one
+    1.02-1.03x. (Around the depthwise stacks the plain conversion measured ~10% faster in a microbenchmark, so
+    it stays there.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.back = torch.contiguous_format if to_channels_last else torch.channels_last
+        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad.contiguous(memory_format=ctx.back), None
+
+
+def _switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
+    return _SwitchLayout.apply(x, to_channels_last)
+
+
+def _small_conv_in_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return (conv.in_channels <= SMALL_CONV_CHANNELS_LAST and x.device.type == "cpu" and x.dim() == 4
+            and not x.is_contiguous(memory_format=torch.channels_last) and not torch.compiler.is_compiling())
+
+
 def _signature(layer: nn.Module) -> tuple:
     """What two layers must share to be stacked (a conv's output width may differ, see :func:`compatible`)."""
     if isinstance(layer, nn.Conv2d):
@@ -144,7 +177,10 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch
             h = layer(h)
             continue
         if not widths and isinstance(layer, nn.Conv2d) and layer.groups == 1:
-            h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
+            if _small_conv_in_channels_last(layer, h):
+                h = _switch_layout(_stacked_conv(layer_group, _switch_layout(h, True), 1), False)
+            else:
+                h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
             widths = [conv.out_channels for conv in layer_group]
             continue
         if not widths:
