@@ -12,6 +12,8 @@ interleaved (on, off, on, off, ...), and the ratio of the medians is printed. Sw
   channels_last on the CPU (``drnas.fusion.DEPTHWISE_CHANNELS_LAST``), or in the network's layout.
 * ``small_conv_channels_last``: a stack's first dense conv with at most 4 input channels runs in channels_last
   on the CPU (``drnas.fusion.SMALL_CONV_CHANNELS_LAST``), or in the network's layout.
+* ``fold_scales``: the mixing weights of an op's edges are folded into the op's final BatchNorm
+  (``drnas.fusion.FOLD_SCALES``), or multiplied with its outputs.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
   read it as one stack, or module by module (``preprocess_together`` of ``DartsSupernet`` and ``DartsNetwork``).
 
@@ -52,6 +54,10 @@ def _small_conv_channels_last(job: Job, on: bool) -> None:
     drnas.fusion.SMALL_CONV_CHANNELS_LAST = 4 if on else 0
 
 
+def _fold_scales(job: Job, on: bool) -> None:
+    drnas.fusion.FOLD_SCALES = on
+
+
 def _preprocess_together(job: Job, on: bool) -> None:
     DartsSupernet.preprocess_together = DartsNetwork.preprocess_together = on
 
@@ -59,7 +65,8 @@ def _preprocess_together(job: Job, on: bool) -> None:
 SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "channels_last": _channels_last,
                                                     "depthwise_channels_last": _depthwise_channels_last,
                                                     "small_conv_channels_last": _small_conv_channels_last,
-                                                    "preprocess_together": _preprocess_together}
+                                                    "preprocess_together": _preprocess_together,
+                                                    "fold_scales": _fold_scales}
 
 
 def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[float, float]:

@@ -196,3 +196,26 @@ def test_small_conv_stack_hands_back_an_nchw_gradient(small_conv_channels_last, 
     assert all(o.stride()[1:] == (36, 6, 1) for o in outs)  # channel slices of one NCHW tensor
     sum((torch.randn_like(o) * o).sum() for o in outs).backward()
     assert seen[0].is_contiguous()
+
+
+@pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
+                         + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_scaled_stack_equals_scaled_copies(name, stride, factory, training):
+    """``stacked_forward(..., scales)`` = ``[s * m(x)]``: outputs and the gradients of the input, the parameters
+    and the scales (the mixing weights); ops ending in BatchNorm fold the scales into it (no multiplication)."""
+    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
+    for m in mods:
+        m.train(training)
+    plain = copy.deepcopy(mods)
+    x = torch.randn(5, 4, 8, 8, requires_grad=True)
+    x_plain = x.detach().clone().requires_grad_(True)
+    scales = torch.rand(3, requires_grad=True)
+    scales_plain = scales.detach().clone().requires_grad_(True)
+    outs = stacked_forward(mods, x, list(scales))
+    refs = [s * m(x_plain) for s, m in zip(scales_plain, plain)]
+    _assert_same_results(outs, refs, x, x_plain, mods, plain)
+    assert torch.allclose(scales.grad, scales_plain.grad, rtol=1e-4, atol=1e-5)
+    ends_in_bn = isinstance(fusion._layers(mods[0])[-1], torch.nn.BatchNorm2d) and can_stack(mods[0])
+    assert ends_in_bn == (name != "skip_connect" and (factory is search_op or "conv" in name))
+    assert all(("MulBackward" in out.grad_fn.name()) != ends_in_bn for out in outs)

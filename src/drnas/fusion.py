@@ -47,6 +47,9 @@ DEPTHWISE_CHANNELS_LAST = True
 #: 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
 SMALL_CONV_CHANNELS_LAST = 4
 
+#: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
+FOLD_SCALES = True
+
 
 def _layers(module: nn.Module) -> list[nn.Module]:
     """The leaf layers of nested Sequentials, in order."""
@@ -82,15 +85,23 @@ def _stacked_conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, groups: int) -> t
                     first.stride, first.padding, first.dilation, groups)
 
 
-def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor) -> torch.Tensor:
-    """BatchNorm over the concatenated channels; per channel it is each edge's own BN, statistics included."""
+def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor,
+                        scales: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """BatchNorm over the concatenated channels; per channel it is each edge's own BN, statistics included.
+
+    ``scales`` (one scalar per norm) multiply each norm's output, folded into its affine weight and bias.
+    """
     first = norms[0]
     track = first.track_running_stats and first.running_mean is not None
     mean = _cat([n.running_mean for n in norms]) if track else None
     var = _cat([n.running_var for n in norms]) if track else None
     use_batch_stats = first.training or not track
-    y = F.batch_norm(x, mean, var, _cat([n.weight for n in norms]), _cat([n.bias for n in norms]),
-                     use_batch_stats, first.momentum, first.eps)
+    weight, bias = _cat([n.weight for n in norms]), _cat([n.bias for n in norms])
+    if scales is not None:
+        per_channel = torch.cat([s.reshape(1).expand(n.num_features) for s, n in zip(scales, norms)])
+        weight = per_channel if weight is None else weight * per_channel
+        bias = None if bias is None else bias * per_channel
+    y = F.batch_norm(x, mean, var, weight, bias, use_batch_stats, first.momentum, first.eps)
     if first.training and track:
         with torch.no_grad():  # the concatenated copies were updated in place: hand each edge its part
             sizes = [n.num_features for n in norms]
@@ -157,21 +168,32 @@ def compatible(modules: Sequence[nn.Module]) -> bool:
     return True
 
 
-def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
-    """``[m(x) for m in modules]`` for copies of one op (or modules that are :func:`compatible`), computed
-    together.
+def _scaled(outputs: Sequence[torch.Tensor], scales: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+    return list(outputs) if scales is None else [s * y for s, y in zip(scales, outputs)]
 
-    Returns one tensor per module; when the op has no parameters the entries are the same tensor.
+
+def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
+                    scales: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """``[m(x) for m in modules]`` for copies of one op (or modules that are :func:`compatible`), computed
+    together; with ``scales`` (one scalar tensor per module, e.g. the edges' mixing weights for this op),
+    ``[s * m(x) for ...]``. A stack that ends in BatchNorm folds the scales into the BN's affine transform: no
+    separate multiplication forward, nor its two backward passes (the BN's backward reduces what the scales'
+    gradients need anyway).
+
+    Returns one tensor per module; without scales, when the op has no parameters the entries are the same
+    tensor.
     """
     if not can_stack(modules[0]):
-        return [m(x) for m in modules]
+        return _scaled([m(x) for m in modules], scales)
     copies = len(modules)
     depthwise = DEPTHWISE_CHANNELS_LAST and any(
         isinstance(layer, nn.Conv2d) and layer.groups > 1 for layer in _layers(modules[0]))
     converted = False
     widths: list[int] = []  # each module's channels in h, once h is stacked
     h = x
-    for layer_group in zip(*(_layers(m) for m in modules)):
+    layer_groups = list(zip(*(_layers(m) for m in modules)))
+    folded = False  # scales folded into the last layer (a BatchNorm)
+    for depth, layer_group in enumerate(layer_groups):
         layer = layer_group[0]
         if isinstance(layer, _CHANNELWISE):
             h = layer(h)
@@ -194,10 +216,12 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch
             h = _stacked_conv(layer_group, h, layer.groups * copies)
             widths = [layer.out_channels] * copies
         else:
-            h = _stacked_batch_norm(layer_group, h)
+            folded = FOLD_SCALES and scales is not None and depth == len(layer_groups) - 1
+            h = _stacked_batch_norm(layer_group, h, scales if folded else None)
     if converted:
         h = h.contiguous()
-    return list(h.split(widths, dim=1)) if widths else [h] * copies
+    outputs = list(h.split(widths, dim=1)) if widths else [h] * copies
+    return outputs if folded else _scaled(outputs, scales)
 
 
 def forward_together(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:

@@ -146,7 +146,8 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
     Returns ``(outputs, bypass)``: per edge ``sum_o weights[e][o] * op_o(x[:, :width])`` over its kept ops,
     and the bypassed channels ``x[:, width:]`` (pooled at stride 2), shared by the edges, or None when K=1.
     The edges must have the same width and stride (they do: they leave the same node of one cell). With
-    ``fuse``, each op is run once for all edges that keep it (:func:`stacked_forward`).
+    ``fuse``, each op is run once for all edges that keep it (:func:`stacked_forward`, which folds the weights
+    into a final BatchNorm).
     """
     first = edges[0]
     part = x if first.partial_k == 1 else x[:, : first.width]
@@ -158,9 +159,9 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
     for op_index in sorted(keeping):
         positions = keeping[op_index]
         ops = [edges[p].ops[op_index] for p in positions]
-        results = stacked_forward(ops, part) if fuse else [op(part) for op in ops]
-        for p, y in zip(positions, results):
-            term = weights[p][op_index] * y
+        scales = [weights[p][op_index] for p in positions]
+        terms = stacked_forward(ops, part, scales) if fuse else [w * op(part) for w, op in zip(scales, ops)]
+        for p, term in zip(positions, terms):
             outputs[p] = term if outputs[p] is None else outputs[p] + term
     done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
     bypass = None if first.partial_k == 1 else first.bypass_pool(x[:, first.width:])
