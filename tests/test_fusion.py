@@ -52,20 +52,27 @@ def _assert_same_results(outs, refs, x, x_ref, mods, ref_mods) -> None:
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
-                         + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
+def _three_copies_and_input(name, stride, factory, training):
+    """Three copies of one op at 4 channels (distinct weights), their plain clones, an input and its clone."""
+    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
+    for m in mods:
+        m.train(training)
+    x = torch.randn(5, 4, 8, 8, requires_grad=True)
+    return mods, copy.deepcopy(mods), x, x.detach().clone().requires_grad_(True)
+
+
+ALL_OPS = ([(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
+           + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
+
+
+@pytest.mark.parametrize("name,stride,factory", ALL_OPS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("channels_last_paths", [True, False])
 def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, monkeypatch):
     """At 4 channels the CPU's channels_last paths (depthwise stacks, small dense convs) are taken when on."""
     monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", channels_last_paths)
     monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", 4 if channels_last_paths else 0)
-    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
-    for m in mods:
-        m.train(training)
-    plain = copy.deepcopy(mods)
-    x = torch.randn(5, 4, 8, 8, requires_grad=True)
-    x_plain = x.detach().clone().requires_grad_(True)
+    mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training)
     _assert_same_results(stacked_forward(mods, x), [m(x_plain) for m in plain], x, x_plain, mods, plain)
     expected_stackable = name != "skip_connect" or stride == 1  # FactorizedReduce runs edge by edge
     assert can_stack(mods[0]) == expected_stackable
@@ -198,18 +205,12 @@ def test_small_conv_stack_hands_back_an_nchw_gradient(small_conv_channels_last, 
     assert seen[0].is_contiguous()
 
 
-@pytest.mark.parametrize("name,stride,factory", [(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
-                         + [(n, s, search_op) for n in DARTS_OPS if not is_zero_op(n) for s in (1, 2)])
+@pytest.mark.parametrize("name,stride,factory", ALL_OPS)
 @pytest.mark.parametrize("training", [True, False])
 def test_scaled_stack_equals_scaled_copies(name, stride, factory, training):
     """``stacked_forward(..., scales)`` = ``[s * m(x)]``: outputs and the gradients of the input, the parameters
     and the scales (the mixing weights); ops ending in BatchNorm fold the scales into it (no multiplication)."""
-    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
-    for m in mods:
-        m.train(training)
-    plain = copy.deepcopy(mods)
-    x = torch.randn(5, 4, 8, 8, requires_grad=True)
-    x_plain = x.detach().clone().requires_grad_(True)
+    mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training)
     scales = torch.rand(3, requires_grad=True)
     scales_plain = scales.detach().clone().requires_grad_(True)
     outs = stacked_forward(mods, x, list(scales))
