@@ -52,9 +52,9 @@ def _assert_same_results(outs, refs, x, x_ref, mods, ref_mods) -> None:
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
 
 
-def _three_copies_and_input(name, stride, factory, training):
+def _three_copies_and_input(name, stride, factory, training, affine=False):
     """Three copies of one op at 4 channels (distinct weights), their plain clones, an input and its clone."""
-    mods = _copies(lambda: factory(name, 4, 4, stride, False, True), 3)
+    mods = _copies(lambda: factory(name, 4, 4, stride, affine, True), 3)
     for m in mods:
         m.train(training)
     x = torch.randn(5, 4, 8, 8, requires_grad=True)
@@ -207,10 +207,12 @@ def test_small_conv_stack_hands_back_an_nchw_gradient(small_conv_channels_last, 
 
 @pytest.mark.parametrize("name,stride,factory", ALL_OPS)
 @pytest.mark.parametrize("training", [True, False])
-def test_scaled_stack_equals_scaled_copies(name, stride, factory, training):
+@pytest.mark.parametrize("affine", [False, True])
+def test_scaled_stack_equals_scaled_copies(name, stride, factory, training, affine):
     """``stacked_forward(..., scales)`` = ``[s * m(x)]``: outputs and the gradients of the input, the parameters
-    and the scales (the mixing weights); ops ending in BatchNorm fold the scales into it (no multiplication)."""
-    mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training)
+    and the scales (the mixing weights); ops ending in BatchNorm fold the scales into it (no multiplication),
+    into its weight and bias when it has them."""
+    mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training, affine)
     scales = torch.rand(3, requires_grad=True)
     scales_plain = scales.detach().clone().requires_grad_(True)
     outs = stacked_forward(mods, x, list(scales))
