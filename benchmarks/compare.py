@@ -14,6 +14,8 @@ interleaved (on, off, on, off, ...), and the ratio of the medians is printed. Sw
   on the CPU (``drnas.fusion.SMALL_CONV_CHANNELS_LAST``), or in the network's layout.
 * ``fold_scales``: the mixing weights of an op's edges are folded into the op's final BatchNorm
   (``drnas.fusion.FOLD_SCALES``), or multiplied with its outputs.
+* ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
+  (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
   read it as one stack, or module by module (``preprocess_together`` of ``DartsSupernet`` and ``DartsNetwork``).
 
@@ -31,6 +33,7 @@ import torch
 
 from run import CASES, _search_case, _train_case, parse_overrides
 import drnas.fusion
+import drnas.supernet
 from drnas.spaces.darts import DartsNetwork, DartsSupernet
 from drnas.supernet import SearchCell
 from drnas.training import Job
@@ -58,6 +61,10 @@ def _fold_scales(job: Job, on: bool) -> None:
     drnas.fusion.FOLD_SCALES = on
 
 
+def _join_shuffle(job: Job, on: bool) -> None:
+    drnas.supernet.JOIN_SHUFFLE = on
+
+
 def _preprocess_together(job: Job, on: bool) -> None:
     DartsSupernet.preprocess_together = DartsNetwork.preprocess_together = on
 
@@ -66,7 +73,8 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "depthwise_channels_last": _depthwise_channels_last,
                                                     "small_conv_channels_last": _small_conv_channels_last,
                                                     "preprocess_together": _preprocess_together,
-                                                    "fold_scales": _fold_scales}
+                                                    "fold_scales": _fold_scales,
+                                                    "join_shuffle": _join_shuffle}
 
 
 def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import torch
 
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.nb201 import NB201_OPS
-from drnas.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
+from drnas.supernet import MixedOp, channel_shuffle, join_and_shuffle, widen_mapping, widen_tensor
 
 
 def _reference(op: MixedOp, x: torch.Tensor, w: torch.Tensor, kept) -> torch.Tensor:
@@ -49,6 +49,32 @@ def test_channel_shuffle_keeps_channels_last(groups):
 def test_channel_shuffle_is_a_permutation():
     x = torch.arange(8.0).view(1, 8, 1, 1)
     assert channel_shuffle(x, 2).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+@pytest.mark.parametrize("layout", ["contiguous", "slice views", "channels_last"])
+def test_join_and_shuffle_equals_cat_then_shuffle(groups, layout):
+    """A node's join: values and both inputs' gradients as ``channel_shuffle(cat(...))``, written in one pass for
+    NCHW inputs (views included); channels_last inputs keep the plain path and stay channels_last."""
+    width = 3
+    ops = torch.randn(2, width, 4, 5)
+    bypass = torch.randn(2, width * (groups - 1), 4, 5)
+    if layout == "slice views":  # as a single incoming edge hands them over: channel slices of larger tensors
+        ops, bypass = torch.randn(2, width + 2, 4, 5)[:, 1:width + 1], torch.randn(2, width * groups, 4, 5)[:, width:]
+    if layout == "channels_last":
+        ops, bypass = (t.contiguous(memory_format=torch.channels_last) for t in (ops, bypass))
+    a = [t.detach().clone().requires_grad_(True) for t in (ops, bypass)]
+    b = [t.detach().clone().requires_grad_(True) for t in (ops, bypass)]
+    out = join_and_shuffle(a[0], a[1], groups)
+    ref = channel_shuffle(torch.cat(b, dim=1), groups)
+    assert torch.equal(out, ref)
+    assert ("JoinShuffle" in out.grad_fn.name()) == (layout != "channels_last")
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    weights = torch.randn_like(ref)
+    (weights * out).sum().backward()
+    (weights * ref).sum().backward()
+    for x, y in zip(a, b):
+        assert torch.equal(x.grad, y.grad)
 
 
 def test_widen_mapping_is_eq8():

@@ -5,7 +5,7 @@
   them, and a channel shuffle mixes the two parts for the next layer.
 * :func:`cell_nodes` evaluates a cell written once for both spaces: the edges leaving a node run together,
   each candidate op once for all of them (:mod:`drnas.fusion`), and each node joins its partial channels
-  and shuffles once instead of once per incoming edge.
+  and shuffles once instead of once per incoming edge, in one pass (:func:`join_and_shuffle`).
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
 * ``compile_cells`` wraps every search cell's forward in ``torch.compile`` (the whole supernet is too large a
@@ -35,6 +35,40 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         nhwc = x.permute(0, 2, 3, 1).reshape(n, h, w, groups, c // groups)
         return nhwc.transpose(3, 4).reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class _JoinShuffle(torch.autograd.Function):
+    """``channel_shuffle(torch.cat([ops, bypass], 1), groups)`` for NCHW tensors, written straight into the
+    shuffled order: one pass over the node instead of two (the concatenation, then the shuffle's copy)."""
+
+    @staticmethod
+    def forward(ctx, ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:  # type: ignore[override]
+        n, width, h, w = ops.shape
+        out = ops.new_empty((n, width * groups, h, w))
+        slots = out.view(n, width, groups, h, w)  # output channel j * groups + g sits at slots[:, j, g]
+        slots[:, :, 0].copy_(ops)
+        slots[:, :, 1:].copy_(bypass.reshape(n, groups - 1, width, h, w).transpose(1, 2))
+        ctx.groups = groups
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        n, c, h, w = grad.shape
+        width = c // ctx.groups
+        slots = grad.contiguous().view(n, width, ctx.groups, h, w)
+        return (slots[:, :, 0].contiguous(),
+                slots[:, :, 1:].transpose(1, 2).reshape(n, c - width, h, w), None)
+
+
+#: Join a node's partial channels with :class:`_JoinShuffle` (False: concatenate, then shuffle; for A/B timing).
+JOIN_SHUFFLE = True
+
+
+def join_and_shuffle(ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:
+    """A partial-channel node: the op channels and the bypassed channels, concatenated and shuffled."""
+    if JOIN_SHUFFLE and all(t.stride(1) >= t.stride(2) for t in (ops, bypass)):  # NCHW (or views of it)
+        return _JoinShuffle.apply(ops, bypass, groups)
+    return channel_shuffle(torch.cat([ops, bypass], dim=1), groups)
 
 
 def widen_mapping(old: int, new: int, generator: torch.Generator) -> torch.Tensor:
@@ -179,7 +213,7 @@ def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tenso
     bypass = bypasses[0]
     for other in bypasses[1:]:
         bypass = bypass + other
-    return channel_shuffle(torch.cat([total, bypass], dim=1), partial_k)
+    return join_and_shuffle(total, bypass, partial_k)
 
 
 def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]], mixed: Sequence[MixedOp],
