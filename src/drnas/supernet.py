@@ -184,7 +184,9 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
     into a final BatchNorm).
     """
     first = edges[0]
-    part = x if first.partial_k == 1 else x[:, : first.width]
+    # one split rather than two slices: its backward writes both gradients into one tensor, where each slice's
+    # would zero-fill a full-size tensor (1.3-2x on this piece; 0.99-1.02x on a partial-channel step)
+    part, rest = (x, None) if first.partial_k == 1 else x.split([first.width, x.shape[1] - first.width], dim=1)
     keeping: dict[int, list[int]] = {}
     for position, mixed in enumerate(edges):
         for op_index in mixed.active:
@@ -198,7 +200,7 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
         for p, term in zip(positions, terms):
             outputs[p] = term if outputs[p] is None else outputs[p] + term
     done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
-    bypass = None if first.partial_k == 1 else first.bypass_pool(x[:, first.width:])
+    bypass = None if rest is None else first.bypass_pool(rest)
     return done, bypass
 
 
