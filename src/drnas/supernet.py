@@ -66,7 +66,8 @@ JOIN_SHUFFLE = True
 
 def join_and_shuffle(ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:
     """A partial-channel node: the op channels and the bypassed channels, concatenated and shuffled."""
-    if JOIN_SHUFFLE and all(t.stride(1) >= t.stride(2) for t in (ops, bypass)):  # NCHW (or views of it)
+    if (JOIN_SHUFFLE and all(t.stride(1) >= t.stride(2) for t in (ops, bypass))  # NCHW (or views of it)
+            and not torch.compiler.is_compiling()):  # a compiled cell fuses the plain form by itself
         return _JoinShuffle.apply(ops, bypass, groups)
     return channel_shuffle(torch.cat([ops, bypass], dim=1), groups)
 
