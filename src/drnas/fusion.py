@@ -12,7 +12,9 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
   does a first dense conv on very few channels (see ``SMALL_CONV_CHANNELS_LAST``);
 * from there every conv runs with ``groups * E`` and concatenated weights (group e sees only edge e's
   channels) and every BatchNorm over the concatenated channels, with the edges' running statistics
-  concatenated in and written back, so each edge's parameters, buffers and gradients are its own.
+  concatenated in and written back, so each edge's parameters, buffers and gradients are its own;
+* the edges' mixing weights, when given, become the affine weight of a final BatchNorm (``FOLD_SCALES``):
+  the weighted sum then costs no multiplication, forward or backward.
 
 Every edge keeps its own modules, so checkpoints, widening, pruning and optimizer state are untouched; the
 stacking happens per forward (concatenating a few small weight tensors). Ops built from anything else (e.g.
