@@ -117,7 +117,7 @@ class _SwitchLayout(torch.autograd.Function):
     """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. Around a small conv, a
     plain conversion hands the ReLU before it a channels_last gradient, and ReLU's backward on mixed layouts
     costs about what channels_last saved: on ``nb201-prog-s1`` the plain conversion gained 1.01x, this one
-    1.02-1.03x. (Around the depthwise stacks the plain conversion measured ~10% faster in a microbenchmark, so
+    1.02-1.05x. (Around the depthwise stacks the plain conversion measured ~10% faster in a microbenchmark, so
     it stays there.)"""
 
     @staticmethod
