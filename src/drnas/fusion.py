@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spaces.ops import AvgPool3x3
+from .spaces.ops import AvgPool3x3, may_switch_to_channels_last
 
 #: parameter-free layers that act on each channel alone: running them on a shared input is exact
 _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
@@ -134,11 +134,6 @@ def _switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
     return _SwitchLayout.apply(x, to_channels_last)
 
 
-def _small_conv_in_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    return (conv.in_channels <= SMALL_CONV_CHANNELS_LAST and x.device.type == "cpu" and x.dim() == 4
-            and not x.is_contiguous(memory_format=torch.channels_last) and not torch.compiler.is_compiling())
-
-
 def _signature(layer: nn.Module) -> tuple:
     """What two layers must share to be stacked (a conv's output width may differ, see :func:`compatible`)."""
     if isinstance(layer, nn.Conv2d):
@@ -201,15 +196,14 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             h = layer(h)
             continue
         if not widths and isinstance(layer, nn.Conv2d) and layer.groups == 1:
-            if _small_conv_in_channels_last(layer, h):
+            if layer.in_channels <= SMALL_CONV_CHANNELS_LAST and may_switch_to_channels_last(h):
                 h = _switch_layout(_stacked_conv(layer_group, _switch_layout(h, True), 1), False)
             else:
                 h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
             widths = [conv.out_channels for conv in layer_group]
             continue
         if not widths:
-            if (depthwise and h.device.type == "cpu" and not torch.compiler.is_compiling()
-                    and not h.is_contiguous(memory_format=torch.channels_last)):
+            if depthwise and may_switch_to_channels_last(h):
                 h = h.contiguous(memory_format=torch.channels_last)  # cat keeps it; repeat would not
                 converted = True
             widths = [h.shape[1]] * copies

@@ -207,6 +207,13 @@ def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> 
     return _PoolThenProject(AvgPool3x3(stride), c_in, c_out, affine, track)
 
 
+def may_switch_to_channels_last(x: torch.Tensor) -> bool:
+    """An eager CPU image batch not yet in channels_last: the layout switches of the CPU fast paths apply
+    (compiled graphs pick their own layouts)."""
+    return (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.compiler.is_compiling())
+
+
 class MaxPool(nn.MaxPool2d):
     """``nn.MaxPool2d`` that runs in channels_last on the CPU, where PyTorch's NCHW max-pooling kernel is
     5-20x slower than its channels_last one at the supernets' sizes (3x3, stride 1, 64x12x32x32: 10-13 ms vs
@@ -214,7 +221,7 @@ class MaxPool(nn.MaxPool2d):
     and the positions gradients flow to are the same."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dim() != 4 or x.is_contiguous(memory_format=torch.channels_last):
+        if not may_switch_to_channels_last(x):
             return super().forward(x)
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
