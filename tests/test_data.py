@@ -215,6 +215,19 @@ def test_npz_generic_info(tmp_path: Path) -> None:
     np.testing.assert_allclose(d.info.std, f.std(axis=(0, 1, 2)))
 
 
+def test_cifar_dir_holding_its_npz(tmp_path: Path) -> None:
+    """``--data DIR`` finds ``DIR/cifar10.npz`` (the layout of a saved copy); another npz name gets a hint."""
+    x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", x_train=x, y_train=np.arange(6) % 10)
+    with pytest.raises(DataError, match="to use mine.npz, pass that file as --data") as exc:
+        load_dataset("cifar10", tmp_path)
+    assert "\n" not in str(exc.value)
+    (tmp_path / "mine.npz").rename(tmp_path / "cifar10.npz")
+    d = load_dataset("cifar10", tmp_path)
+    np.testing.assert_array_equal(d.x_train, x)
+    assert d.info.name == "cifar10" and d.info.num_classes == 10
+
+
 def test_download_false_empty_dir(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="--download"):
         load_dataset("cifar100", tmp_path)

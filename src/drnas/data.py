@@ -371,7 +371,7 @@ def _download(url: str, dest: Path, md5: str) -> None:
 
 def _load_cifar(spec: _CifarSpec, root: Path, download: bool) -> ImageArrays:
     files = spec.train_files + spec.test_files
-    expected = f"{spec.folder}/ with {', '.join(files)}, {spec.archive}, or an .npz"
+    expected = f"{spec.folder}/ with {', '.join(files)}, {spec.archive}, or {spec.info.name}.npz"
     if root.is_file():
         if root.name.endswith(".npz"):
             return _load_npz(root, spec.info)
@@ -393,10 +393,12 @@ def _load_cifar(spec: _CifarSpec, root: Path, download: bool) -> ImageArrays:
         _download(_CIFAR_URL + spec.archive, root / spec.archive, spec.md5)
         _safe_extract(root / spec.archive, root, spec.folder)
         found = _find_dir(root, spec.folder, files)
+    if found is None and (root / f"{spec.info.name}.npz").is_file():
+        return _load_npz(root / f"{spec.info.name}.npz", spec.info)
     if found is None:
-        raise DataError(
-            f"no {spec.info.name} files in {root}: expected {expected}; pass --download to fetch it"
-        )
+        others = sorted(p.name for p in root.glob("*.npz"))
+        hint = f"; to use {others[0]}, pass that file as --data" if others else "; pass --download to fetch it"
+        raise DataError(f"no {spec.info.name} files in {root}: expected {expected}{hint}")
 
     def read(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         parts = [_batch_arrays(found / n, spec.label_key, 32) for n in names]
