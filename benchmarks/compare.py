@@ -4,7 +4,8 @@
 
 Timings on a shared or throttling machine drift by tens of percent between processes, so a ratio of two
 separate ``run.py`` invocations says little. Here both settings run on the same network and data,
-interleaved (on, off, on, off, ...), and the ratio of the medians is printed. Switches:
+interleaved (on, off, on, off, ...), and the ratio of the medians is printed with the range of the per-round
+ratios. Switches:
 
 * ``fuse_edges``: the edges leaving a cell node run together (``SearchCell.fuse_edges``) or edge by edge.
 * ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW).
@@ -77,8 +78,8 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "join_shuffle": _join_shuffle}
 
 
-def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[float, float]:
-    """Median seconds per iteration with the switch on and off (one untimed round first)."""
+def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Seconds per iteration with the switch on and off, one pair per round (after one untimed round)."""
     set_switch = SWITCHES[switch]
     make_case = _train_case if name == "train-cifar" else functools.partial(_search_case, name)
     job, step, available, _ = make_case(2 * rounds + 2, 2, "auto", overrides)
@@ -96,7 +97,17 @@ def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> t
             if round_:
                 times[on].append(time.perf_counter() - start)
             i += 1
-    return statistics.median(times[True]), statistics.median(times[False])
+    return times[True], times[False]
+
+
+def summary(on: list[float], off: list[float]) -> str:
+    """Medians, their ratio, and the spread of the per-round ratios (each round's two steps ran back to back,
+    so a round's ratio is the least disturbed by the machine's drift; their range shows how far to trust the
+    median ratio)."""
+    paired = sorted(b / a for a, b in zip(on, off))
+    median_on, median_off = statistics.median(on), statistics.median(off)
+    return (f"on {median_on:8.3f}  off {median_off:8.3f}  off/on {median_off / median_on:5.2f}"
+            f"  (per round {paired[0]:.2f}-{paired[-1]:.2f}, {len(paired)} rounds)")
 
 
 def main() -> None:
@@ -112,7 +123,7 @@ def main() -> None:
         if name not in CASES:
             parser.error(f"unknown case {name!r}; cases: {', '.join(CASES)}")
         on, off = compare(args.switch, name, args.rounds, overrides)
-        print(f"{name:<15} on {on:8.3f}  off {off:8.3f}  off/on {off / on:5.2f}", flush=True)
+        print(f"{name:<15} {summary(on, off)}", flush=True)
 
 
 if __name__ == "__main__":
