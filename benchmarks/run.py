@@ -145,6 +145,7 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
               "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device),
               "amp": str(job.amp_dtype).replace("torch.", "") if job.amp_dtype else "off",
               "cuda_graphs": job.steps.captured, "warmup_s": warmup_s, "graphs_compiled": graphs,
+              "compile": getattr(job, "compile_mode", "none"),
               "graphs_while_timed": graphs - graphs_warm, "overrides": overrides}
     if name != "train-cifar":
         record.update(partial_k=job.net.partial_k, ops_kept=job.relax.num_kept)

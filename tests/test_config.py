@@ -66,7 +66,7 @@ def test_bad_overrides(overrides, match):
     ({"stages": [Stage(2, 1, None, 3)]}, "arch_warmup"),
     ({"train_portion": 1.0}, "train_portion"),
     ({"regulariser": "l1"}, "regulariser"),
-    ({"compile": "network"}, "compile must be one of none, cells"),
+    ({"compile": "network"}, "compile must be one of auto, none, cells"),
     ({"stages": []}, "at least one stage"),
 ])
 def test_inconsistent_configs_are_refused(changes, match):

@@ -212,3 +212,46 @@ def test_compiled_cell_matches_eager_with_inductor():
     assert counters["stats"]["unique_graphs"] == 1  # the compiled cell did not fall back to eager
     for a, b in zip(*outs):
         assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- compile=auto
+def test_compile_auto_rule(monkeypatch):
+    """``auto`` compiles long CPU searches in a space where that was measured to pay, and nothing else."""
+    from drnas import accel
+    from drnas.accel import AUTO_COMPILE_MIN_STEPS, resolve_compile
+
+    monkeypatch.setattr(accel.sys, "platform", "linux")
+    cpu, cuda, long = torch.device("cpu"), torch.device("cuda"), AUTO_COMPILE_MIN_STEPS
+    assert accel.cpp_compiler_found()  # inductor's own search: the test suite's inductor tests need one too
+    mode, why = resolve_compile("auto", cpu, True, long)
+    assert mode == "cells" and "compile=none" in why and "\n" not in why
+    assert resolve_compile("auto", cpu, True, long - 1) == ("none", "")  # a quick try: not worth compiling
+    assert resolve_compile("auto", cpu, False, long) == ("none", "")     # DARTS cells: not faster compiled
+    assert resolve_compile("auto", cuda, True, long) == ("none", "")     # GPUs replay CUDA graphs instead
+    assert resolve_compile("cells", cuda, False, 1) == ("cells", "")     # explicit settings are kept
+    assert resolve_compile("none", cpu, True, long) == ("none", "")
+    with torch._inductor.config.patch({"cpp.cxx": ("no-such-compiler-drnas",)}):  # (monkeypatch would delete it)
+        assert not accel.cpp_compiler_found()
+        mode, why = resolve_compile("auto", cpu, True, long)
+    assert mode == "none" and "C++ compiler" in why
+    monkeypatch.setattr(accel.sys, "platform", "darwin")
+    assert resolve_compile("auto", cpu, True, long)[0] == "none"
+
+
+@pytest.mark.parametrize("space, compiled", [("nb201", True), ("darts", False)])
+def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compiled):
+    """The search counts its weight steps (batches per epoch x epochs) and compiles its cells (lazily: nothing
+    is compiled before the first step) when ``auto`` says so, saying why in its log."""
+    from drnas import accel
+
+    changes = {"space": space, "cells": 3, "channels": 8} if space == "darts" else {}
+    lines: list[str] = []
+    short = Search(tiny_config(**changes), data=pattern_images(128), progress=False, log=lines.append)
+    assert short.config.compile == "auto" and short.compile_mode == "none"
+    assert all(cell._compiled_call_impl is None for cell in short.net.search_cells()) and not lines
+    steps = len(short.weight_loader) * short.config.epochs
+    monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", steps)
+    search = Search(tiny_config(**changes), data=pattern_images(128), progress=False, log=lines.append)
+    assert search.compile_mode == ("cells" if compiled else "none")
+    assert all((cell._compiled_call_impl is not None) == compiled for cell in search.net.search_cells())
+    assert any(f"{steps} weight steps" in line for line in lines) == compiled

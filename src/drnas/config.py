@@ -90,7 +90,7 @@ class SearchConfig:
     memory_format: str = "auto"
     amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
-    compile: str = "none"
+    compile: str = "auto"  # "cells": torch.compile each search cell; auto = on a CPU for long NB201 searches
     benchmark: str | None = None
     preset: str | None = None
 
@@ -125,7 +125,7 @@ class SearchConfig:
         check_device_settings(self)
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
-                              f"search cell), got {self.compile!r}")
+                              f"search cell; auto: only where that pays), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):

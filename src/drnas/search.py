@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
+from .accel import resolve_compile
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
 from .distributed import average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
@@ -99,6 +100,10 @@ class Search(Job):
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
+        self.compile_mode, why = resolve_compile(config.compile, self.device, self.space.compile_pays_on_cpu,
+                                                 len(self.weight_loader) * config.epochs)
+        if why:
+            self.log(why)
         self.relax: Relaxation = RELAXATIONS[config.relaxation](
             self.space.num_edges, len(self.space.ops), init_std=config.eta_init_std,
             regulariser=RegulariserSpec(config.regulariser, config.reg_scale)).to(self.device)
@@ -164,7 +169,7 @@ class Search(Job):
         changes what is used)."""
         self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
-        self.net.compile_cells(self.config.compile)
+        self.net.compile_cells(self.compile_mode)
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them

@@ -22,7 +22,6 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .accel import COMPILE_MODES
 from .fusion import stacked_forward
 from .spaces.ops import build_op, is_zero_op
 
@@ -270,8 +269,8 @@ class Supernet(nn.Module):
         or pruning: dynamo's guards on parameter shapes and on the host-side ``MixedOp.active`` lists then
         recompile once per new cell shape. ``"none"`` undoes it.
         """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+        if mode not in ("none", "cells"):
+            raise ValueError(f"compile_cells takes 'none' or 'cells' (resolve 'auto' first), got {mode!r}")
         if mode == "cells":
             import torch._dynamo
 

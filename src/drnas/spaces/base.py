@@ -65,6 +65,9 @@ class SearchSpace(Protocol):
     num_edges: int
     #: op names that the derivation never picks (DARTS never picks ``none``); empty for NB201.
     excluded_from_derivation: tuple[str, ...]
+    #: whether ``compile=auto`` compiles this space's search cells on a CPU (measured to pay, see
+    #: :func:`drnas.accel.resolve_compile`).
+    compile_pays_on_cpu: bool
 
     def build_supernet(self, spec: SupernetSpec) -> Supernet: ...
 

@@ -401,6 +401,7 @@ class DartsSpace:
 
     name = "darts"
     excluded_from_derivation = ("none",)
+    compile_pays_on_cpu = False  # 18 cell graphs took 31 minutes to compile on 2 cores, and ran no faster
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else DARTS_OPS

@@ -187,6 +187,7 @@ class NB201Space:
     name = "nb201"
     num_edges = len(EDGES)
     excluded_from_derivation: tuple[str, ...] = ()
+    compile_pays_on_cpu = True  # compiled cells: 1.14-1.32x per step on 2 cores (nb201, both progressive stages)
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else NB201_OPS
