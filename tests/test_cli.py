@@ -96,6 +96,13 @@ def test_resume_refuses_config_changes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", "--resume", str(out), "--seed", "3"]) == 2
     assert "drop --seed" in _err_lines(capsys)[0]
+    assert main(["search", "--resume", str(out), "--set", "lr=0.5", "--set", "compile=none"]) == 2
+    line = _err_lines(capsys)[0]
+    assert "drop --set lr=..." in line and "compile" in line.split("(")[-1]
+    # how a step runs (not what it computes) may change on resume: e.g. stop compiling
+    assert main(["search", "--resume", str(out), "--set", "compile=none", "--quiet"]) == 0
+    assert main(["search", "--resume", str(out), "--set", "compile=sometimes"]) == 2
+    assert "compile must be one of" in _err_lines(capsys)[0]
 
 
 def test_console_entry_point_runs_as_a_module():

@@ -19,8 +19,8 @@ import time
 from typing import Any, Sequence
 
 from . import __version__
-from .config import (ConfigError, SearchConfig, apply_overrides, load_config_file, preset, preset_names,
-                     set_total_epochs)
+from .config import (RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides, load_config_file, preset,
+                     preset_names, set_total_epochs)
 from .errors import DrnasError
 
 #: flags of ``drnas search`` that map one-to-one onto config fields
@@ -139,10 +139,13 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
     log = (lambda msg: None) if args.quiet else None
     if args.resume:
         given = [f"--{n.replace('_', '-')}" for n in config_flags if getattr(args, n, None) is not None]
-        given += ["--set"] if args.set else []
+        settings = _parse_set(args.set)
+        given += [f"--set {key}=..." for key in settings if key not in RESUME_SETTABLE]
         if given:
-            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)}")
+            raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)} "
+                              f"(on resume --set may change only {', '.join(RESUME_SETTABLE)})")
         overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+        overrides.update(settings)
         job = job_class.resume(args.resume, progress=not args.quiet, log=log, **overrides)
     else:
         config = make_config()

@@ -46,6 +46,11 @@ class Stage:
             raise ConfigError(f"{where}: arch_warmup must be between 0 and its {self.epochs} epochs")
 
 
+#: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
+#: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to
+RESUME_SETTABLE = ("compile", "cuda_graphs")
+
+
 @dataclass
 class SearchConfig:
     """Everything that defines a search. Defaults follow the paper and the authors' NB201 settings."""
