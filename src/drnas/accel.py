@@ -66,7 +66,7 @@ def resolve_compile(setting: str, device: torch.device, space_pays: bool, weight
                         "here); compiled cells are 1.14-1.32x faster on long NB201 searches")
     return "cells", (f"compile=auto: compiling the search cells with torch.compile ({weight_steps} weight steps on "
                      f"the CPU: 1.14-1.32x faster steps after 1.5-2 minutes of compiling at each stage's first "
-                     f"steps); --set compile=none runs them eagerly")
+                     f"steps and first validation); --set compile=none runs them eagerly")
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
