@@ -226,7 +226,7 @@ def test_compile_auto_rule(monkeypatch):
     mode, why = resolve_compile("auto", cpu, True, long)
     assert mode == "cells" and "compile=none" in why and "\n" not in why
     assert resolve_compile("auto", cpu, True, long - 1) == ("none", "")  # a quick try: not worth compiling
-    assert resolve_compile("auto", cpu, False, long) == ("none", "")     # DARTS cells: not faster compiled
+    assert resolve_compile("auto", cpu, False, long) == ("none", "")     # DARTS cells: slower compiled
     assert resolve_compile("auto", cuda, True, long) == ("none", "")     # GPUs replay CUDA graphs instead
     assert resolve_compile("cells", cuda, False, 1) == ("cells", "")     # explicit settings are kept
     assert resolve_compile("none", cpu, True, long) == ("none", "")
@@ -255,3 +255,25 @@ def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compil
     assert search.compile_mode == ("cells" if compiled else "none")
     assert all((cell._compiled_call_impl is not None) == compiled for cell in search.net.search_cells())
     assert any(f"{steps} weight steps" in line for line in lines) == compiled
+
+
+def test_compile_auto_leaves_a_space_that_does_not_say_eager(monkeypatch):
+    """A space registered from outside, written before ``compile_pays_on_cpu`` existed, is never compiled by
+    ``auto`` (and does not break the search)."""
+    from drnas import accel
+    from drnas.spaces import base
+    from drnas.spaces.nb201 import NB201Space
+
+    class OlderSpace:
+        def __init__(self, ops=None):
+            self._inner = NB201Space(ops)
+
+        def __getattr__(self, name):
+            if name == "compile_pays_on_cpu":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    monkeypatch.setitem(base._SPACES, "nb201", OlderSpace)
+    monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", 1)
+    search = Search(tiny_config(), data=pattern_images(128), **QUIET)
+    assert not hasattr(search.space, "compile_pays_on_cpu") and search.compile_mode == "none"

@@ -100,7 +100,8 @@ class Search(Job):
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
-        self.compile_mode, why = resolve_compile(config.compile, self.device, self.space.compile_pays_on_cpu,
+        self.compile_mode, why = resolve_compile(config.compile, self.device,
+                                                 getattr(self.space, "compile_pays_on_cpu", False),
                                                  len(self.weight_loader) * config.epochs)
         if why:
             self.log(why)

@@ -66,7 +66,7 @@ class SearchSpace(Protocol):
     #: op names that the derivation never picks (DARTS never picks ``none``); empty for NB201.
     excluded_from_derivation: tuple[str, ...]
     #: whether ``compile=auto`` compiles this space's search cells on a CPU (measured to pay, see
-    #: :func:`drnas.accel.resolve_compile`).
+    #: :func:`drnas.accel.resolve_compile`); a registered space without it is taken as False (never compiled).
     compile_pays_on_cpu: bool
 
     def build_supernet(self, spec: SupernetSpec) -> Supernet: ...
