@@ -1,7 +1,8 @@
 """Run under torchrun by tests/test_distributed.py: a tiny search (or a tiny failure) in every rank.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/dist_worker.py MODE OUT [EPOCHS]
-MODE: run (fresh search in OUT for EPOCHS epochs), resume (continue OUT for EPOCHS more), fail (rank 1 raises).
+MODE: run (fresh search in OUT for EPOCHS epochs), resume (continue OUT for EPOCHS more), fail (rank 1 raises),
+ddp (a few DistributedDataParallel steps on a linear layer, then the library's way out of a worker).
 Every rank saves what it ends with to OUT/rank{R}.pt so the test can compare ranks.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import pattern_images, tiny_config  # noqa: E402
 
-from drnas.distributed import shutdown  # noqa: E402
+from drnas.distributed import exit_worker, init_distributed, shutdown, wrap_ddp  # noqa: E402
 from drnas.search import Search  # noqa: E402
 
 
@@ -24,6 +25,9 @@ def main() -> None:
     mode, out = sys.argv[1], Path(sys.argv[2])
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else None
     rank = int(os.environ["RANK"])
+    if mode == "ddp":
+        ddp_steps_then_exit()
+        return
     data = pattern_images(256)
     quiet = dict(data=data, progress=False, log=lambda m: None)
     if mode == "resume":
@@ -47,6 +51,17 @@ def main() -> None:
                 "arch": str(search.derive()), "epoch": search.epoch, "seen_batches": len(search.weight_loader),
                 "seen": seen, "world": search.dist.world_size}, out / f"rank{rank}.pt")
     shutdown()
+    exit_worker(0)
+
+
+def ddp_steps_then_exit() -> None:
+    """The shortest run that left gloo threads alive into interpreter teardown (and aborted one run in 3-4)."""
+    ctx, device = init_distributed("cpu")
+    model = wrap_ddp(torch.nn.Linear(64, 64), ctx, device)
+    for _ in range(3):
+        model(torch.randn(8, 64)).sum().backward()
+    shutdown()
+    exit_worker(0)
 
 
 if __name__ == "__main__":

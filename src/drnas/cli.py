@@ -353,18 +353,21 @@ def _dataset_shape(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .distributed import shutdown
+    from .distributed import exit_worker, shutdown
 
     args = _parser().parse_args(argv)
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
                 "arch": _arch}
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except DrnasError as err:
         _report(err)
-        return 2
+        code = 2
     finally:
-        shutdown()
+        had_group = shutdown()
+    if had_group:
+        exit_worker(code)  # a torchrun worker: see exit_worker for why it skips interpreter teardown
+    return code
 
 
 def _is_main_process() -> bool:

@@ -13,10 +13,12 @@ sample gives. Only rank 0 writes files.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -69,9 +71,31 @@ def init_distributed(device_name: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> tu
     return DistContext(rank, world, local), device
 
 
-def shutdown() -> None:
+def shutdown() -> bool:
+    """Destroy this process's group, if it joined one; says whether it had."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        return True
+    return False
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End a torchrun worker that used a process group: flush what it printed and leave without interpreter teardown.
+
+    Why: a gloo group that DistributedDataParallel has used keeps its worker threads after
+    ``destroy_process_group`` (torch 2.13). When one of them drops its last finished collective while Python is
+    finalizing, it must take the GIL, CPython ends the thread, and the process aborts with "terminate called
+    without an active exception" (SIGABRT), about one run in four on 2 cores; torchrun then kills the other
+    ranks, which may still be writing. Nothing is left to do by then (files are written and closed), so skipping
+    the teardown loses nothing and removes the race.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken pipe: nothing more can reach it anyway
+    logging.shutdown()
+    os._exit(code)
 
 
 def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
