@@ -142,6 +142,10 @@ def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
     assert "(training)" in shown and "2/2 epochs (finished)" in shown and "test top1" in shown
     assert main(["train", "--resume", str(out), "--epochs", "5"]) == 2
     assert "drop --epochs" in capsys.readouterr().err
+    # training has no compile field, so the message names only what its own config may change
+    assert main(["train", "--resume", str(out), "--set", "compile=none"]) == 2
+    line = _err_lines(capsys)[0]
+    assert "drop --set compile=..." in line and line.endswith("(on resume --set may change only cuda_graphs)")
 
 
 def test_train_from_a_search_run_directory(tmp_path, capsys):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -140,10 +141,13 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
     if args.resume:
         given = [f"--{n.replace('_', '-')}" for n in config_flags if getattr(args, n, None) is not None]
         settings = _parse_set(args.set)
-        given += [f"--set {key}=..." for key in settings if key not in RESUME_SETTABLE]
+        own = {f.name for f in dataclasses.fields(job_class.config_class)}
+        settable = [name for name in RESUME_SETTABLE if name in own]
+        given += [f"--set {key}=..." for key in settings if key not in settable]
         if given:
+            may = f"may change only {', '.join(settable)}" if settable else "may change nothing"
             raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)} "
-                              f"(on resume --set may change only {', '.join(RESUME_SETTABLE)})")
+                              f"(on resume --set {may})")
         overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
         overrides.update(settings)
         job = job_class.resume(args.resume, progress=not args.quiet, log=log, **overrides)
