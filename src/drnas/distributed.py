@@ -85,7 +85,7 @@ def exit_worker(code: int) -> NoReturn:
     Why: a gloo group that DistributedDataParallel has used keeps its worker threads after
     ``destroy_process_group`` (torch 2.13). When one of them drops its last finished collective while Python is
     finalizing, it must take the GIL, CPython ends the thread, and the process aborts with "terminate called
-    without an active exception" (SIGABRT), about one run in four on 2 cores; torchrun then kills the other
+    without an active exception" (SIGABRT), 1 launch in 3 to 6 on 2 cores; torchrun then kills the other
     ranks, which may still be writing. Nothing is left to do by then (files are written and closed), so skipping
     the teardown loses nothing and removes the race.
     """
