@@ -113,7 +113,7 @@ def test_graphed_step_equals_the_eager_step_from_the_same_state(stage, determini
         assert torch.allclose(replayed, eager, rtol=1e-4, atol=1e-6)
 
 
-def test_graphed_search_runs_across_a_stage_transition_like_the_eager_one():
+def test_graphed_search_runs_across_a_stage_transition_like_the_eager_one(deterministic_cudnn):
     """Whole runs (stage 2 re-captures): the same trajectory up to the reassociation noise of GPU kernels."""
     eager = _search(amp="off", cuda_graphs="off")
     eager_result = eager.run()
@@ -151,7 +151,7 @@ def test_bf16_autocast_search_stays_close_to_float32():
     assert mixed.eta.dtype == torch.float32
 
 
-def test_graphed_training_matches_eager():
+def test_graphed_training_matches_eager(deterministic_cudnn):
     data = pattern_images(256, size=32)
     runs = []
     for graphs in ("off", "on"):
