@@ -104,3 +104,12 @@ def test_device_settings_are_checked_alike_for_search_and_training():
             apply_overrides(SearchConfig(), {field: bad}).validate()
         with pytest.raises(ConfigError, match=f"{field} must be one of"):
             apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": "DARTS_V2", field: bad}).validate()
+
+
+def test_cudnn_benchmark_is_a_boolean_of_both_job_kinds():
+    from drnas.train import PROTOCOLS
+
+    assert apply_overrides(SearchConfig(), {"cudnn_benchmark": "true"}).cudnn_benchmark is True
+    assert apply_overrides(PROTOCOLS.get("darts-cifar"), {"cudnn_benchmark": "yes"}).cudnn_benchmark is True
+    with pytest.raises(ConfigError, match="cudnn_benchmark must be true or false"):
+        apply_overrides(SearchConfig(), {"cudnn_benchmark": "maybe"})

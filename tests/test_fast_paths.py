@@ -215,6 +215,16 @@ def test_compiled_cell_matches_eager_with_inductor():
 
 
 # ---------------------------------------------------------------------------------------- compile=auto
+def test_cudnn_benchmark_leaves_the_process_alone_on_a_cpu():
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        Search(tiny_config(cudnn_benchmark=True), data=pattern_images(64), progress=False, log=lambda m: None)
+        assert torch.backends.cudnn.benchmark is False  # a GPU-only setting: a CPU job does not touch it
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def test_compile_auto_rule(monkeypatch):
     """``auto`` compiles long CPU searches in a space where that was measured to pay, and nothing else."""
     from drnas import accel

@@ -141,6 +141,19 @@ def test_graphed_steps_replay_the_graph_and_fall_back_on_a_short_batch():
     assert not torch.equal(before, search.relax.eta.detach())
 
 
+def test_cudnn_benchmark_is_switched_on_by_a_gpu_job_that_asks():
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        search = _search(amp="off", cudnn_benchmark=True)
+        assert torch.backends.cudnn.benchmark
+        (xw, yw), (xa, ya) = next(iter(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))))
+        loss, _ = search.weight_step(xw, yw)
+        assert math.isfinite(float(loss))
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def test_bf16_autocast_search_stays_close_to_float32():
     plain = _search(amp="off", cuda_graphs="off").run()
     mixed_search = _search(amp="bf16", cuda_graphs="on")
