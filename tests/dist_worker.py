@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import pattern_images, tiny_config  # noqa: E402
 
-from drnas.distributed import exit_worker, init_distributed, shutdown, wrap_ddp  # noqa: E402
+from drnas.distributed import exit_worker, init_distributed, wrap_ddp  # noqa: E402
 from drnas.search import Search  # noqa: E402
 
 
@@ -50,7 +50,6 @@ def main() -> None:
     torch.save({"reduced": reduced, "eta": search.relax.eta.detach().clone(), "net": search.net.state_dict(),
                 "arch": str(search.derive()), "epoch": search.epoch, "seen_batches": len(search.weight_loader),
                 "seen": seen, "world": search.dist.world_size}, out / f"rank{rank}.pt")
-    shutdown()
     exit_worker(0)
 
 
@@ -60,7 +59,6 @@ def ddp_steps_then_exit() -> None:
     model = wrap_ddp(torch.nn.Linear(64, 64), ctx, device)
     for _ in range(3):
         model(torch.randn(8, 64)).sum().backward()
-    shutdown()
     exit_worker(0)
 
 

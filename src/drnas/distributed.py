@@ -80,7 +80,8 @@ def shutdown() -> bool:
 
 
 def exit_worker(code: int) -> NoReturn:
-    """End a torchrun worker that used a process group: flush what it printed and leave without interpreter teardown.
+    """End a torchrun worker: destroy its process group, flush what it printed and leave without interpreter
+    teardown.
 
     Why: a gloo group that DistributedDataParallel has used keeps its worker threads after
     ``destroy_process_group`` (torch 2.13). When one of them drops its last finished collective while Python is
@@ -89,6 +90,7 @@ def exit_worker(code: int) -> NoReturn:
     ranks, which may still be writing. Nothing is left to do by then (files are written and closed), so skipping
     the teardown loses nothing and removes the race.
     """
+    shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
