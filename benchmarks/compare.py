@@ -15,6 +15,8 @@ ratios. Switches:
   on the CPU (``drnas.fusion.SMALL_CONV_CHANNELS_LAST``), or in the network's layout.
 * ``fold_scales``: the mixing weights of an op's edges are folded into the op's final BatchNorm
   (``drnas.fusion.FOLD_SCALES``), or multiplied with its outputs.
+* ``batch_norm_nchw``: in a stack switched to channels_last, BatchNorms over channel counts that are not a
+  multiple of 8 run in NCHW (``drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE``), or in channels_last.
 * ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
   (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
@@ -58,6 +60,10 @@ def _small_conv_channels_last(job: Job, on: bool) -> None:
     drnas.fusion.SMALL_CONV_CHANNELS_LAST = 4 if on else 0
 
 
+def _batch_norm_nchw(job: Job, on: bool) -> None:
+    drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8 if on else 0
+
+
 def _fold_scales(job: Job, on: bool) -> None:
     drnas.fusion.FOLD_SCALES = on
 
@@ -75,6 +81,7 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "small_conv_channels_last": _small_conv_channels_last,
                                                     "preprocess_together": _preprocess_together,
                                                     "fold_scales": _fold_scales,
+                                                    "batch_norm_nchw": _batch_norm_nchw,
                                                     "join_shuffle": _join_shuffle}
 
 

@@ -67,11 +67,15 @@ ALL_OPS = ([(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
 
 @pytest.mark.parametrize("name,stride,factory", ALL_OPS)
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("channels_last_paths", [True, False])
-def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, monkeypatch):
-    """At 4 channels the CPU's channels_last paths (depthwise stacks, small dense convs) are taken when on."""
+@pytest.mark.parametrize("channels_last_paths,batch_norm_multiple", [(True, 8), (True, 0), (False, 8)])
+def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, batch_norm_multiple,
+                                     monkeypatch):
+    """At 4 channels the CPU's channels_last paths (depthwise stacks, small dense convs) are taken when on; the
+    stacked BatchNorms of a depthwise stack (12 channels) then run in NCHW, or with the multiple at 0 in
+    channels_last."""
     monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", channels_last_paths)
     monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", 4 if channels_last_paths else 0)
+    monkeypatch.setattr(fusion, "CHANNELS_LAST_BATCH_NORM_MULTIPLE", batch_norm_multiple)
     mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training)
     _assert_same_results(stacked_forward(mods, x), [m(x_plain) for m in plain], x, x_plain, mods, plain)
     expected_stackable = name != "skip_connect" or stride == 1  # FactorizedReduce runs edge by edge
@@ -181,6 +185,43 @@ def test_stacked_depthwise_op_keeps_a_channels_last_input_in_channels_last():
         innermost = 1 if fmt == torch.channels_last else 3  # outputs are channel slices of one stacked tensor
         assert all(o.stride(innermost) == 1 for o in outs)
         assert all(torch.allclose(o, m(x), rtol=1e-4, atol=1e-5) for o, m in zip(outs, mods))
+
+
+@pytest.mark.parametrize("copies,batch_norm_nchw", [(3, True), (2, False)])
+def test_depthwise_stack_runs_convs_in_channels_last_and_unaligned_batch_norms_in_nchw(copies, batch_norm_nchw,
+                                                                                      monkeypatch):
+    """A separable conv stack of 4-channel copies: its convs run in channels_last; its BatchNorms in NCHW over 12
+    channels (not a multiple of 8, where PyTorch's channels_last kernel is slow) and in channels_last over 8.
+    Every switch of layout hands its gradient back in the layout it was given (mixed-layout backward kernels
+    are slow), and the outputs are NCHW like the input."""
+    mods = _copies(lambda: search_op("sep_conv_3x3", 4, 4, 1, False, True), copies)
+    x = torch.randn(3, 4, 6, 6, requires_grad=True)
+    conv_layouts, norm_layouts, switches = [], [], []
+    stacked_conv, stacked_norm, switch = fusion._stacked_conv, fusion._stacked_batch_norm, fusion._switch_layout
+    is_channels_last = lambda t: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    monkeypatch.setattr(fusion, "_stacked_conv", lambda convs, t, groups: (
+        conv_layouts.append(is_channels_last(t)), stacked_conv(convs, t, groups))[1])
+    monkeypatch.setattr(fusion, "_stacked_batch_norm", lambda norms, t, scales=None: (
+        norm_layouts.append(is_channels_last(t)), stacked_norm(norms, t, scales))[1])
+    monkeypatch.setattr(fusion, "_switch_layout", lambda t, to_channels_last: (
+        switches.append(to_channels_last), switch(t, to_channels_last))[1])
+    outs = stacked_forward(mods, x, list(torch.rand(copies)))
+    assert conv_layouts == [True] * 4  # two depthwise and two pointwise convs
+    assert norm_layouts == [not batch_norm_nchw] * 2
+    assert switches == ([True, False, True, False] if batch_norm_nchw else [True, False])
+    assert all(o.stride()[2:] == (6, 1) for o in outs)  # channel slices of one NCHW tensor
+
+
+@pytest.mark.parametrize("to_channels_last", [True, False])
+def test_layout_switch_hands_back_its_gradient_in_the_input_layout(to_channels_last):
+    source = torch.channels_last if not to_channels_last else torch.contiguous_format
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=source).requires_grad_(True)
+    y = fusion._switch_layout(x, to_channels_last)
+    assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last) == to_channels_last
+    grad = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last if to_channels_last else
+                                              torch.contiguous_format)
+    y.backward(grad)
+    assert torch.equal(x.grad, grad) and x.grad.is_contiguous(memory_format=source)
 
 
 @pytest.mark.parametrize("small_conv_channels_last", [4, 0])

@@ -38,9 +38,9 @@ from .spaces.ops import AvgPool3x3, may_switch_to_channels_last
 _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
 
 
-#: On the CPU, stacked ops containing a depthwise conv run in channels_last (converted once on the way in and
-#: once on the way out): oneDNN's NCHW depthwise backward is 3-4x slower than its channels_last one at DARTS'
-#: sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with ``benchmarks/compare.py``.
+#: On the CPU, stacked ops containing a depthwise conv run in channels_last (converted on the way in and out,
+#: gradients too, see ``_SwitchLayout``): oneDNN's NCHW depthwise backward is 3-4x slower than its channels_last
+#: one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with ``benchmarks/compare.py``.
 DEPTHWISE_CHANNELS_LAST = True
 
 #: On the CPU, a stack's first dense conv with at most this many input channels runs in channels_last (its input
@@ -48,6 +48,12 @@ DEPTHWISE_CHANNELS_LAST = True
 #: forward+backward on 4-channel 3x3 convs at 32x32 (the first stage of the progressive NB201 search), while at
 #: 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
 SMALL_CONV_CHANNELS_LAST = 4
+
+#: In a stack switched to channels_last, a BatchNorm over a channel count that is not a multiple of this runs in
+#: NCHW (the stack switches back to channels_last at its next conv): PyTorch's channels_last BatchNorm kernel on
+#: the CPU vectorises over channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels,
+#: 32x32 (64x6x32x32: 4.7 vs 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
+CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
 
 #: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
 FOLD_SCALES = True
@@ -114,11 +120,12 @@ def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor,
 
 
 class _SwitchLayout(torch.autograd.Function):
-    """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. Around a small conv, a
-    plain conversion hands the ReLU before it a channels_last gradient, and ReLU's backward on mixed layouts
-    costs about what channels_last saved: on ``nb201-prog-s1`` the plain conversion gained 1.01x, this one
-    1.02-1.05x. (Around the depthwise stacks the plain conversion measured ~10% faster in a microbenchmark, so
-    it stays there.)"""
+    """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. With a plain
+    conversion, the layers on either side get gradients in the other layout, and PyTorch's CPU backward kernels
+    on mixed layouts are slow: ReLU's before a small conv cost about what channels_last saved there (on
+    ``nb201-prog-s1`` the plain conversion gained 1.01x, this one 1.02-1.05x), and BatchNorm's backward on a
+    channels_last input with an NCHW gradient took 1.5-2x its time on one layout (64x24x32x32: 5.7 vs 3.0 ms),
+    which made it a quarter of a ``darts-s1`` step."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:  # type: ignore[override]
@@ -204,18 +211,23 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             continue
         if not widths:
             if depthwise and may_switch_to_channels_last(h):
-                h = h.contiguous(memory_format=torch.channels_last)  # cat keeps it; repeat would not
+                h = _switch_layout(h, True)  # cat keeps it; repeat would not
                 converted = True
             widths = [h.shape[1]] * copies
             h = torch.cat([h] * copies, dim=1)
         if isinstance(layer, nn.Conv2d):
+            if depthwise and not converted and may_switch_to_channels_last(h):
+                h, converted = _switch_layout(h, True), True  # back after a BatchNorm that ran in NCHW
             h = _stacked_conv(layer_group, h, layer.groups * copies)
             widths = [layer.out_channels] * copies
         else:
+            multiple = CHANNELS_LAST_BATCH_NORM_MULTIPLE
+            if converted and multiple and h.shape[1] % multiple:
+                h, converted = _switch_layout(h, False), False  # see CHANNELS_LAST_BATCH_NORM_MULTIPLE
             folded = FOLD_SCALES and scales is not None and depth == len(layer_groups) - 1
             h = _stacked_batch_norm(layer_group, h, scales if folded else None)
     if converted:
-        h = h.contiguous()
+        h = _switch_layout(h, False)
     outputs = list(h.split(widths, dim=1)) if widths else [h] * copies
     return outputs if folded else _scaled(outputs, scales)
 
