@@ -50,7 +50,7 @@ DEPTHWISE_CHANNELS_LAST = True
 SMALL_CONV_CHANNELS_LAST = 4
 
 #: In a stack switched to channels_last, a BatchNorm over a channel count that is not a multiple of this runs in
-#: NCHW (the stack switches back to channels_last at its next conv): PyTorch's channels_last BatchNorm kernel on
+#: NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on
 #: the CPU vectorises over channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels,
 #: 32x32 (64x6x32x32: 4.7 vs 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
 CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
@@ -216,16 +216,18 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             widths = [h.shape[1]] * copies
             h = torch.cat([h] * copies, dim=1)
         if isinstance(layer, nn.Conv2d):
-            if depthwise and not converted and may_switch_to_channels_last(h):
-                h, converted = _switch_layout(h, True), True  # back after a BatchNorm that ran in NCHW
             h = _stacked_conv(layer_group, h, layer.groups * copies)
             widths = [layer.out_channels] * copies
         else:
+            last = depth == len(layer_groups) - 1
             multiple = CHANNELS_LAST_BATCH_NORM_MULTIPLE
-            if converted and multiple and h.shape[1] % multiple:
-                h, converted = _switch_layout(h, False), False  # see CHANNELS_LAST_BATCH_NORM_MULTIPLE
-            folded = FOLD_SCALES and scales is not None and depth == len(layer_groups) - 1
-            h = _stacked_batch_norm(layer_group, h, scales if folded else None)
+            in_nchw = converted and multiple > 0 and h.shape[1] % multiple != 0
+            folded = FOLD_SCALES and scales is not None and last
+            h = _stacked_batch_norm(layer_group, _switch_layout(h, False) if in_nchw else h,
+                                    scales if folded else None)
+            if in_nchw:  # back right away: the ReLU and the conv after it then save one copy between them
+                converted = not last
+                h = _switch_layout(h, True) if converted else h
     if converted:
         h = _switch_layout(h, False)
     outputs = list(h.split(widths, dim=1)) if widths else [h] * copies
