@@ -197,13 +197,13 @@ def test_depthwise_stack_runs_convs_in_channels_last_and_unaligned_batch_norms_i
     mods = _copies(lambda: search_op("sep_conv_3x3", 4, 4, 1, False, True), copies)
     x = torch.randn(3, 4, 6, 6, requires_grad=True)
     conv_layouts, norm_layouts, switches = [], [], []
-    stacked_conv, stacked_norm, switch = fusion._stacked_conv, fusion._stacked_batch_norm, fusion._switch_layout
+    stacked_conv, stacked_norm, switch = fusion._stacked_conv, fusion._stacked_batch_norm, fusion.switch_layout
     is_channels_last = lambda t: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
     monkeypatch.setattr(fusion, "_stacked_conv", lambda convs, t, groups: (
         conv_layouts.append(is_channels_last(t)), stacked_conv(convs, t, groups))[1])
     monkeypatch.setattr(fusion, "_stacked_batch_norm", lambda norms, t, scales=None: (
         norm_layouts.append(is_channels_last(t)), stacked_norm(norms, t, scales))[1])
-    monkeypatch.setattr(fusion, "_switch_layout", lambda t, to_channels_last: (
+    monkeypatch.setattr(fusion, "switch_layout", lambda t, to_channels_last: (
         switches.append(to_channels_last), switch(t, to_channels_last))[1])
     outs = stacked_forward(mods, x, list(torch.rand(copies)))
     assert conv_layouts == [True] * 4  # two depthwise and two pointwise convs
@@ -216,7 +216,7 @@ def test_depthwise_stack_runs_convs_in_channels_last_and_unaligned_batch_norms_i
 def test_layout_switch_hands_back_its_gradient_in_the_input_layout(to_channels_last):
     source = torch.channels_last if not to_channels_last else torch.contiguous_format
     x = torch.randn(2, 3, 4, 5).contiguous(memory_format=source).requires_grad_(True)
-    y = fusion._switch_layout(x, to_channels_last)
+    y = fusion.switch_layout(x, to_channels_last)
     assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last) == to_channels_last
     grad = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last if to_channels_last else
                                               torch.contiguous_format)

@@ -32,15 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spaces.ops import AvgPool3x3, may_switch_to_channels_last
+from .spaces.ops import AvgPool3x3, may_switch_to_channels_last, switch_layout
 
 #: parameter-free layers that act on each channel alone: running them on a shared input is exact
 _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
 
 
 #: On the CPU, stacked ops containing a depthwise conv run in channels_last (converted on the way in and out,
-#: gradients too, see ``_SwitchLayout``): oneDNN's NCHW depthwise backward is 3-4x slower than its channels_last
-#: one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with ``benchmarks/compare.py``.
+#: gradients too, see ``drnas.spaces.ops.switch_layout``): oneDNN's NCHW depthwise backward is 3-4x slower than
+#: its channels_last one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with
+#: ``benchmarks/compare.py``.
 DEPTHWISE_CHANNELS_LAST = True
 
 #: On the CPU, a stack's first dense conv with at most this many input channels runs in channels_last (its input
@@ -119,28 +120,6 @@ def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor,
     return y
 
 
-class _SwitchLayout(torch.autograd.Function):
-    """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. With a plain
-    conversion, the layers on either side get gradients in the other layout, and PyTorch's CPU backward kernels
-    on mixed layouts are slow: ReLU's before a small conv cost about what channels_last saved there (on
-    ``nb201-prog-s1`` the plain conversion gained 1.01x, this one 1.02-1.05x), and BatchNorm's backward on a
-    channels_last input with an NCHW gradient took 1.5-2x its time on one layout (64x24x32x32: 5.7 vs 3.0 ms),
-    which made it a quarter of a ``darts-s1`` step."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:  # type: ignore[override]
-        ctx.back = torch.contiguous_format if to_channels_last else torch.channels_last
-        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return grad.contiguous(memory_format=ctx.back), None
-
-
-def _switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
-    return _SwitchLayout.apply(x, to_channels_last)
-
-
 def _signature(layer: nn.Module) -> tuple:
     """What two layers must share to be stacked (a conv's output width may differ, see :func:`compatible`)."""
     if isinstance(layer, nn.Conv2d):
@@ -204,14 +183,14 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             continue
         if not widths and isinstance(layer, nn.Conv2d) and layer.groups == 1:
             if layer.in_channels <= SMALL_CONV_CHANNELS_LAST and may_switch_to_channels_last(h):
-                h = _switch_layout(_stacked_conv(layer_group, _switch_layout(h, True), 1), False)
+                h = switch_layout(_stacked_conv(layer_group, switch_layout(h, True), 1), False)
             else:
                 h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
             widths = [conv.out_channels for conv in layer_group]
             continue
         if not widths:
             if depthwise and may_switch_to_channels_last(h):
-                h = _switch_layout(h, True)  # cat keeps it; repeat would not
+                h = switch_layout(h, True)  # cat keeps it; repeat would not
                 converted = True
             widths = [h.shape[1]] * copies
             h = torch.cat([h] * copies, dim=1)
@@ -223,13 +202,13 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             multiple = CHANNELS_LAST_BATCH_NORM_MULTIPLE
             in_nchw = converted and multiple > 0 and h.shape[1] % multiple != 0
             folded = FOLD_SCALES and scales is not None and last
-            h = _stacked_batch_norm(layer_group, _switch_layout(h, False) if in_nchw else h,
+            h = _stacked_batch_norm(layer_group, switch_layout(h, False) if in_nchw else h,
                                     scales if folded else None)
             if in_nchw:  # back right away: the ReLU and the conv after it then save one copy between them
                 converted = not last
-                h = _switch_layout(h, True) if converted else h
+                h = switch_layout(h, True) if converted else h
     if converted:
-        h = _switch_layout(h, False)
+        h = switch_layout(h, False)
     outputs = list(h.split(widths, dim=1)) if widths else [h] * copies
     return outputs if folded else _scaled(outputs, scales)
 
