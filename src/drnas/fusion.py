@@ -51,9 +51,9 @@ DEPTHWISE_CHANNELS_LAST = True
 SMALL_CONV_CHANNELS_LAST = 4
 
 #: In a stack switched to channels_last, a BatchNorm over a channel count that is not a multiple of this runs in
-#: NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on
-#: the CPU vectorises over channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels,
-#: 32x32 (64x6x32x32: 4.7 vs 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
+#: NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on the CPU vectorises over
+#: channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels, 32x32 (64x6x32x32: 4.7 vs
+#: 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
 CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
 
 #: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
