@@ -222,6 +222,10 @@ def test_layout_switch_hands_back_its_gradient_in_the_input_layout(to_channels_l
                                               torch.contiguous_format)
     y.backward(grad)
     assert torch.equal(x.grad, grad) and x.grad.is_contiguous(memory_format=source)
+    with torch.no_grad():  # nothing to hand back: the plain conversion, which an ONNX export can trace
+        z = fusion.switch_layout(x, to_channels_last)
+    assert torch.equal(z, x) and z.grad_fn is None
+    assert z.is_contiguous(memory_format=torch.channels_last) == to_channels_last
 
 
 @pytest.mark.parametrize("small_conv_channels_last", [4, 0])

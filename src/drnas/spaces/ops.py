@@ -234,7 +234,11 @@ class _SwitchLayout(torch.autograd.Function):
 
 
 def switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
-    """``x`` in channels_last (or back in NCHW), its gradient handed back in ``x``'s layout."""
+    """``x`` in channels_last (or back in NCHW), its gradient handed back in ``x``'s layout. Without a gradient
+    to hand back, or while tracing for an ONNX export (which cannot record a Python autograd function), it is
+    the plain conversion."""
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
     return _SwitchLayout.apply(x, to_channels_last)
 
 
