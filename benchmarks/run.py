@@ -9,10 +9,15 @@ in a fresh process so its peak memory is its own: median seconds per iteration (
 batch 64, or one training step) after warm-up, images per second, peak memory (RSS on the CPU, max allocated
 on a GPU), FLOPs of one iteration (torch.utils.flop_counter, with a groups-correct count for the backward of
 grouped/depthwise convolutions), the achieved FLOP/s, and its ratio to the float32 (bf16 on GPU)
-matrix-multiply rate measured in the same run. Data are random CIFAR-shaped uint8 images: timing does not
-depend on pixel values. ``--set`` overrides config fields of every case (e.g. ``--set compile=cells``,
-or ``--set cuda_graphs=off`` for the plain eager path on a GPU; the search and training configs share
-the device fields), so variants can be compared. The first ``--warmup`` iterations are not timed: they
+matrix-multiply rate measured in the same run; and the bytes that the ops of one eager iteration read and
+write (every tensor argument and output of each op that is not a view: an upper bound of its memory traffic,
+since some operands are still in cache), the rate that makes at the median time, and its ratio to the copy
+bandwidth measured in the same run (a large ``copy_``, bytes read plus written). Near 1, an iteration is bound
+by memory bandwidth: fewer FLOPs would not make it faster, fewer passes over the activations would. (A compiled
+iteration fuses passes, so its own traffic is lower than the eager count.) Data are random CIFAR-shaped uint8
+images: timing does not depend on pixel values. ``--set`` overrides config fields of every case (e.g. ``--set
+compile=cells``, or ``--set cuda_graphs=off`` for the plain eager path on a GPU; the search and training configs
+share the device fields), so variants can be compared. The first ``--warmup`` iterations are not timed: they
 hold compilation (reported apart, with the number of graphs dynamo compiled) and, on a GPU, the two eager
 warm-up calls and the CUDA-graph capture. Run by hand; not part of the test suite.
 """
@@ -32,6 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from drnas import Search, apply_overrides, preset
 from drnas.data import DatasetInfo, ImageArrays
@@ -66,6 +73,46 @@ def _count_flops(step: Callable[[], None]) -> int:
     with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) as c:
         step()
     return c.get_total_flops()
+
+
+class _TrafficCounter(TorchDispatchMode):
+    """Bytes of the tensor arguments and outputs of every op that is not a view (its outputs share no storage
+    with its inputs, or it writes in place)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        storages = {t.untyped_storage().data_ptr() for t in inputs}
+        in_place = any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
+        if in_place or not all(t.untyped_storage().data_ptr() in storages for t in outputs):
+            self.bytes += sum(t.numel() * t.element_size() for t in inputs + outputs)
+        return out
+
+
+def _count_bytes(step: Callable[[], None]) -> int:
+    with torch.compiler.set_stance("force_eager"), _TrafficCounter() as counter:
+        step()
+    return counter.bytes
+
+
+def copy_rate(device: torch.device, seconds: float = 1.0) -> float:
+    """Memory bandwidth of a large tensor copy, bytes read plus written per second."""
+    src = torch.randn(64 * 2**20, device=device)  # 256 MB: far beyond any cache
+    dst = torch.empty_like(src)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    dst.copy_(src)
+    sync()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        dst.copy_(src)
+        count += 1
+    sync()
+    return 2 * src.numel() * src.element_size() * count / (time.perf_counter() - start)
 
 
 def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
@@ -139,10 +186,14 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
     job.steps.enabled = False  # count FLOPs on the eager path: a graph replay is invisible to the counter
     flops = _count_flops(step(available - 1))
-    rate = matmul_rate(job.device)
+    touched = _count_bytes(step(available - 1))
+    rate, bandwidth = matmul_rate(job.device), copy_rate(job.device)
     record = {"name": name, "steps": len(times), "s_per_iter": median, "images_per_s": images / median,
               "peak_mb": peak, "gflop_per_iter": flops / 1e9, "achieved_gflops": flops / median / 1e9,
-              "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate, "device": str(job.device),
+              "matmul_gflops": rate / 1e9, "fraction_of_matmul": flops / median / rate,
+              "gb_touched_per_iter": touched / 1e9, "achieved_gbps": touched / median / 1e9,
+              "copy_gbps": bandwidth / 1e9, "fraction_of_copy": touched / median / bandwidth,
+              "device": str(job.device),
               "amp": str(job.amp_dtype).replace("torch.", "") if job.amp_dtype else "off",
               "cuda_graphs": job.steps.captured, "warmup_s": warmup_s, "graphs_compiled": graphs,
               "compile": getattr(job, "compile_mode", "none"),
@@ -188,7 +239,7 @@ def main() -> None:
     info = machine()
     print(f"# {json.dumps({**info, 'overrides': overrides})}")
     print(f"{'case':<15}{'K':>3}{'ops':>5}{'s/iter':>9}{'img/s':>8}{'peak MB':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'of mm':>7}"
-          f"{'warmup s':>10}{'graphs':>7}")
+          f"{'GB/it':>7}{'of copy':>8}{'warmup s':>10}{'graphs':>7}")
     results = []
     for name in names:  # one process per case: peak memory is the case's own
         done = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--warmup",
@@ -201,7 +252,8 @@ def main() -> None:
         results.append(r)
         print(f"{name:<15}{r.get('partial_k', '-'):>3}{r.get('ops_kept', '-'):>5}{r['s_per_iter']:>9.3f}"
               f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
-              f"{r['fraction_of_matmul']:>7.2f}{r['warmup_s']:>10.1f}{r['graphs_compiled']:>7}", flush=True)
+              f"{r['fraction_of_matmul']:>7.2f}{r['gb_touched_per_iter']:>7.1f}{r['fraction_of_copy']:>8.2f}"
+              f"{r['warmup_s']:>10.1f}{r['graphs_compiled']:>7}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "overrides": overrides, "results": results}, indent=2) + "\n")
 

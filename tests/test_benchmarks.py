@@ -1,0 +1,36 @@
+"""The measuring parts of ``benchmarks/run.py`` (the suite itself is run by hand, not in CI)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+_RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+_spec = importlib.util.spec_from_file_location("bench_run", _RUN_PY)
+bench_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_run)
+
+
+def test_traffic_counts_what_ops_read_and_write_but_not_views() -> None:
+    x, w = torch.randn(1000), torch.randn(1000)  # 4000 bytes each
+
+    def step() -> None:
+        y = x.view(10, 100).t().t().reshape(-1)  # views: nothing moves
+        z = y + 1.0                              # reads 4000, writes 4000
+        z.mul_(2.0)                              # in place: reads and writes the same 4000 bytes
+        (z * w).sum()                            # 8000 + 4000, then 4000 + a 4-byte scalar
+
+    assert bench_run._count_bytes(step) == 8000 + 8000 + 12000 + 4004
+
+
+def test_traffic_counts_the_backward_pass() -> None:
+    x, w = torch.randn(1000), torch.randn(1000, requires_grad=True)
+    forward_only = bench_run._count_bytes(lambda: (x * w).sum())
+    with_backward = bench_run._count_bytes(lambda: (x * w).sum().backward())
+    assert with_backward >= forward_only + 12000  # the gradient w.r.t. w reads x and the grad, writes 4000
+
+
+def test_copy_rate_is_a_plausible_bandwidth() -> None:
+    rate = bench_run.copy_rate(torch.device("cpu"), seconds=0.2)
+    assert 1e8 < rate < 1e13  # between 0.1 GB/s and 10 TB/s
