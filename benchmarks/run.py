@@ -75,6 +75,14 @@ def _count_flops(step: Callable[[], None]) -> int:
     return c.get_total_flops()
 
 
+def _addressed_bytes(t: torch.Tensor) -> int:
+    """The bytes a tensor's elements occupy: a broadcast (stride-0) dimension does not multiply them."""
+    count = 1
+    for size, stride in zip(t.shape, t.stride()):
+        count *= size if stride else 1
+    return count * t.element_size()
+
+
 class _TrafficCounter(TorchDispatchMode):
     """Bytes of the tensor arguments and outputs of every op that is not a view (its outputs share no storage
     with its inputs, or it writes in place)."""
@@ -90,7 +98,7 @@ class _TrafficCounter(TorchDispatchMode):
         storages = {t.untyped_storage().data_ptr() for t in inputs}
         in_place = any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
         if in_place or not all(t.untyped_storage().data_ptr() in storages for t in outputs):
-            self.bytes += sum(t.numel() * t.element_size() for t in inputs + outputs)
+            self.bytes += sum(_addressed_bytes(t) for t in inputs + outputs)
         return out
 
 

@@ -20,15 +20,16 @@ def test_traffic_counts_what_ops_read_and_write_but_not_views() -> None:
         z = y + 1.0                              # reads 4000, writes 4000
         z.mul_(2.0)                              # in place: reads and writes the same 4000 bytes
         (z * w).sum()                            # 8000 + 4000, then 4000 + a 4-byte scalar
+        w + x[:1].expand(1000)                   # a broadcast operand counts once: 4000 + 4 + 4000
 
-    assert bench_run._count_bytes(step) == 8000 + 8000 + 12000 + 4004
+    assert bench_run._count_bytes(step) == 8000 + 8000 + 12000 + 4004 + 8004
 
 
 def test_traffic_counts_the_backward_pass() -> None:
     x, w = torch.randn(1000), torch.randn(1000, requires_grad=True)
     forward_only = bench_run._count_bytes(lambda: (x * w).sum())
     with_backward = bench_run._count_bytes(lambda: (x * w).sum().backward())
-    assert with_backward >= forward_only + 12000  # the gradient w.r.t. w reads x and the grad, writes 4000
+    assert with_backward >= forward_only + 8004  # w.grad = x * (the sum's broadcast gradient): 4000 + 4 + 4000
 
 
 def test_copy_rate_is_a_plausible_bandwidth() -> None:
