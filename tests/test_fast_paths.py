@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from drnas.search import Search
+from drnas.supernet import cell_compile_options
 from drnas.train import PROTOCOLS, Trainer
 from drnas.config import Stage, apply_overrides
 from drnas.training import preferred_memory_format
@@ -187,10 +188,33 @@ def test_compiled_cells_give_the_same_steps_across_a_stage_transition(space):
     assert not counters["graph_break"]
 
 
-def test_compiled_cell_matches_eager_with_inductor():
+def test_compiled_cells_keep_the_nchw_layout_of_partial_channel_stages_on_the_cpu():
+    """Partial-channel stages run in NCHW on the CPU and their compiled cells keep it; a K=1 stage runs in
+    channels_last and leaves the layout to inductor. Changed settings recompile (a new wrapper per cell)."""
+    stages = [Stage(epochs=1, partial_k=2), Stage(epochs=1, partial_k=1, ops_kept=2)]
+    search = Search(tiny_config(stages=stages, compile="cells"), data=pattern_images(128), **QUIET)
+    cells = list(search.net.search_cells())
+    assert search.memory_format == torch.contiguous_format
+    assert search.net.cell_compile_settings == ("inductor", True)
+    assert cell_compile_options("inductor", True) == {"layout_optimization": False}
+    assert cell_compile_options("aot_eager", True) is None  # inductor's options only
+    before = [cell._compiled_call_impl for cell in cells]
+    search.net.compile_cells("cells", keep_layout=True)  # same settings: the same wrappers
+    assert [cell._compiled_call_impl for cell in cells] == before
+    search._enter_stage(1)
+    assert search.memory_format == torch.channels_last
+    assert search.net.cell_compile_settings == ("inductor", False)
+    assert all(cell._compiled_call_impl is not old for cell, old in zip(cells, before))
+    search.net.compile_cells("none")
+    assert search.net.cell_compile_settings is None and all(c._compiled_call_impl is None for c in cells)
+
+
+@pytest.mark.parametrize("keep_layout", [True, False])
+def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     """Inductor's code for one partial-channel NB201 cell, forward and backward (to theta and the weights at
-    once: the search-level test above covers each step's own mix). Costs ~40 s on 2 cores with a cold inductor
-    cache (mostly inductor's one-time setup), ~3 s warm."""
+    once: the search-level test above covers each step's own mix), with the NCHW layout kept (what a CPU search
+    compiles for partial channels) and with inductor's own layout choice. Costs ~40 s on 2 cores with a cold
+    inductor cache (mostly inductor's one-time setup), ~3 s warm."""
     from torch._dynamo.utils import counters
 
     from drnas.spaces.nb201 import NB201Cell
@@ -200,7 +224,8 @@ def test_compiled_cell_matches_eager_with_inductor():
     torch.manual_seed(0)
     cells = [NB201Cell(8, 2, ("none", "skip_connect", "nor_conv_1x1")) for _ in range(2)]
     cells[1].load_state_dict(cells[0].state_dict())
-    cells[1].compile(dynamic=False)  # what Supernet.compile_cells does to every cell
+    # what Supernet.compile_cells does to every cell
+    cells[1].compile(dynamic=False, options=cell_compile_options("inductor", keep_layout))
     x = torch.randn(4, 8, 6, 6)
     theta = torch.softmax(torch.randn(6, 3), -1)
     outs = []

@@ -170,7 +170,9 @@ class Search(Job):
         changes what is used)."""
         self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
-        self.net.compile_cells(self.compile_mode)
+        # compiled cells keep an NCHW network's layout on the CPU (see drnas.supernet.cell_compile_options)
+        self.net.compile_cells(self.compile_mode, keep_layout=self.device.type == "cpu"
+                               and self.memory_format == torch.contiguous_format)
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them

@@ -246,6 +246,16 @@ def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]],
 CELL_RECOMPILE_LIMIT = 256
 
 
+def cell_compile_options(backend: str, keep_layout: bool) -> dict[str, bool] | None:
+    """Inductor options of compiled cells. ``keep_layout`` turns off inductor's layout optimisation (which runs
+    convolutions in channels_last whatever the network's layout): for the partial-channel NB201 stages, which
+    run in NCHW on the CPU, it left 4-8-channel tensors in channels_last next to NCHW ones, and the generated
+    kernels transposed between them in 4-channel tiles. Keeping NCHW made compiled steps on 2 CPU cores faster:
+    ``nb201-prog-s1`` 1.075x (median of 6 pairs of alternating processes), ``nb201-prog-s2`` 1.2x (3 pairs). For
+    the channels_last K=1 network it was 0.96x (3 pairs), so there inductor keeps its choice."""
+    return {"layout_optimization": not keep_layout} if backend == "inductor" else None
+
+
 class SearchCell(nn.Module):
     """Base of every space's search cell: the unit ``Supernet.compile_cells`` compiles.
 
@@ -262,12 +272,16 @@ class Supernet(nn.Module):
     def search_cells(self) -> Iterator[SearchCell]:
         return (m for m in self.modules() if isinstance(m, SearchCell))
 
-    def compile_cells(self, mode: str, backend: str = "inductor") -> None:
+    #: ``(backend, keep_layout)`` the cells were last compiled with by :meth:`compile_cells`; None: not compiled
+    cell_compile_settings: tuple[str, bool] | None = None
+
+    def compile_cells(self, mode: str, backend: str = "inductor", keep_layout: bool = False) -> None:
         """``mode="cells"``: every search cell's forward runs through ``torch.compile`` (static shapes).
 
-        Idempotent (cells already compiled keep their wrapper, and its backend); call it again after widening
-        or pruning: dynamo's guards on parameter shapes and on the host-side ``MixedOp.active`` lists then
-        recompile once per new cell shape. ``"none"`` undoes it.
+        ``keep_layout``: the compiled graphs keep the layout the network runs in (see :func:`cell_compile_options`).
+        Idempotent (cells compiled with the same settings keep their wrapper; other settings replace it); call
+        it again after widening or pruning: dynamo's guards on parameter shapes and on the host-side
+        ``MixedOp.active`` lists then recompile once per new cell shape. ``"none"`` undoes it.
         """
         if mode not in ("none", "cells"):
             raise ValueError(f"compile_cells takes 'none' or 'cells' (resolve 'auto' first), got {mode!r}")
@@ -277,13 +291,15 @@ class Supernet(nn.Module):
             config = torch._dynamo.config
             config.recompile_limit = max(config.recompile_limit, CELL_RECOMPILE_LIMIT)
             config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * CELL_RECOMPILE_LIMIT)
+        settings = (backend, keep_layout)
         for cell in self.search_cells():
             if mode == "none":
                 cell._compiled_call_impl = None
-            elif cell._compiled_call_impl is None:
+            elif cell._compiled_call_impl is None or self.cell_compile_settings != settings:
                 # dynamic=False: one graph specialised to each cell shape; dynamo would otherwise switch to
                 # symbolic sizes once the second width shows up
-                cell.compile(backend=backend, dynamic=False)
+                cell.compile(backend=backend, dynamic=False, options=cell_compile_options(backend, keep_layout))
+        self.cell_compile_settings = settings if mode == "cells" else None
 
     def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
         """``(edge index into theta, mixed op)`` for every mixed op of the network."""
