@@ -17,6 +17,8 @@ ratios. Switches:
   (``drnas.fusion.FOLD_SCALES``), or multiplied with its outputs.
 * ``batch_norm_nchw``: in a stack switched to channels_last, BatchNorms over channel counts that are not a
   multiple of 8 run in NCHW (``drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE``), or in channels_last.
+* ``keep_layout``: compiled cells (needs ``--set compile=cells``) keep the network's layout or take inductor's
+  (``keep_layout`` of ``Supernet.compile_cells``); both sets of compiled cells are made once and swapped.
 * ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
   (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
@@ -68,6 +70,22 @@ def _fold_scales(job: Job, on: bool) -> None:
     drnas.fusion.FOLD_SCALES = on
 
 
+def _keep_layout(job: Job, on: bool) -> None:
+    net = job.net
+    if net.cell_compile_settings is None:
+        raise SystemExit("keep_layout compares compiled cells: add --set compile=cells")
+    wrappers = getattr(job, "_layout_wrappers", None)
+    if wrappers is None:  # one wrapper per cell and setting: each keeps its own graphs in dynamo's cache
+        wrappers = {}
+        for keep in (True, False):
+            net.compile_cells("cells", keep_layout=keep)
+            wrappers[keep] = [cell._compiled_call_impl for cell in net.search_cells()]
+        job._layout_wrappers = wrappers
+    for cell, wrapper in zip(net.search_cells(), wrappers[on]):
+        cell._compiled_call_impl = wrapper
+    net.cell_compile_settings = (net.cell_compile_settings[0], on)
+
+
 def _join_shuffle(job: Job, on: bool) -> None:
     drnas.supernet.JOIN_SHUFFLE = on
 
@@ -82,6 +100,7 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "preprocess_together": _preprocess_together,
                                                     "fold_scales": _fold_scales,
                                                     "batch_norm_nchw": _batch_norm_nchw,
+                                                    "keep_layout": _keep_layout,
                                                     "join_shuffle": _join_shuffle}
 
 

@@ -251,8 +251,9 @@ def cell_compile_options(backend: str, keep_layout: bool) -> dict[str, bool] | N
     convolutions in channels_last whatever the network's layout): for the partial-channel NB201 stages, which
     run in NCHW on the CPU, it left 4-8-channel tensors in channels_last next to NCHW ones, and the generated
     kernels transposed between them in 4-channel tiles. Keeping NCHW made compiled steps on 2 CPU cores faster:
-    ``nb201-prog-s1`` 1.075x (median of 6 pairs of alternating processes), ``nb201-prog-s2`` 1.2x (3 pairs). For
-    the channels_last K=1 network it was 0.96x (3 pairs), so there inductor keeps its choice."""
+    ``nb201-prog-s1`` 1.12x and 1.07x, ``nb201-prog-s2`` 1.05x (two copies of the search alternating steps in one
+    process, 10 rounds each). For the channels_last K=1 network it changed nothing (1.01x, 8 rounds), so there
+    inductor keeps its choice."""
     return {"layout_optimization": not keep_layout} if backend == "inductor" else None
 
 
