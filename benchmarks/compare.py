@@ -19,6 +19,8 @@ ratios. Switches:
   multiple of 8 run in NCHW (``drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE``), or in channels_last.
 * ``keep_layout``: compiled cells (needs ``--set compile=cells``) keep the network's layout or take inductor's
   (``keep_layout`` of ``Supernet.compile_cells``); both sets of compiled cells are made once and swapped.
+* ``pointwise_conv``: inside compiled cells (``--set compile=cells``), 1x1 convs over at most 16 channels are
+  weighted channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``), or oneDNN convs.
 * ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
   (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
@@ -86,6 +88,10 @@ def _keep_layout(job: Job, on: bool) -> None:
     net.cell_compile_settings = (net.cell_compile_settings[0], on)
 
 
+def _pointwise_conv(job: Job, on: bool) -> None:
+    drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS = 16 if on else 0
+
+
 def _join_shuffle(job: Job, on: bool) -> None:
     drnas.supernet.JOIN_SHUFFLE = on
 
@@ -101,6 +107,7 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "fold_scales": _fold_scales,
                                                     "batch_norm_nchw": _batch_norm_nchw,
                                                     "keep_layout": _keep_layout,
+                                                    "pointwise_conv": _pointwise_conv,
                                                     "join_shuffle": _join_shuffle}
 
 

@@ -213,7 +213,8 @@ def test_compiled_cells_keep_the_nchw_layout_of_partial_channel_stages_on_the_cp
 def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     """Inductor's code for one partial-channel NB201 cell, forward and backward (to theta and the weights at
     once: the search-level test above covers each step's own mix), with the NCHW layout kept (what a CPU search
-    compiles for partial channels) and with inductor's own layout choice. Costs ~40 s on 2 cores with a cold
+    compiles for partial channels) and with inductor's own layout choice; its 1x1 convs over 4 channels are the
+    compiled path's channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``). Costs ~40 s on 2 cores with a cold
     inductor cache (mostly inductor's one-time setup), ~3 s warm."""
     from torch._dynamo.utils import counters
 

@@ -267,3 +267,22 @@ def test_scaled_stack_equals_scaled_copies(name, stride, factory, training, affi
     ends_in_bn = isinstance(fusion._layers(mods[0])[-1], torch.nn.BatchNorm2d) and can_stack(mods[0])
     assert ends_in_bn == (name != "skip_connect" and (factory is search_op or "conv" in name))
     assert all(("MulBackward" in out.grad_fn.name()) != ends_in_bn for out in outs)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_channel_sum_is_a_1x1_convolution(with_bias):
+    """The compiled path's 1x1 conv (a weighted sum of input channels): outputs and the gradients of input,
+    weight and bias equal ``F.conv2d``'s; only the path's condition differs (compiled, CPU, NCHW, few channels)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 6, requires_grad=True)
+    weight = torch.randn(12, 4, 1, 1, requires_grad=True)
+    bias = torch.randn(12, requires_grad=True) if with_bias else None
+    inputs = [t for t in (x, weight, bias) if t is not None]
+    grad = torch.randn(3, 12, 5, 6)
+    expected = torch.nn.functional.conv2d(x, weight, bias)
+    got = fusion._channel_sum(x, weight, bias)
+    assert torch.allclose(got, expected, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(expected, inputs, grad), torch.autograd.grad(got, inputs, grad)):
+        assert torch.allclose(a, b, atol=1e-5)
+    conv = torch.nn.Conv2d(4, 12, 1)
+    assert not fusion._pointwise(conv, x, 1)  # eager: the conv stays a conv

@@ -56,6 +56,14 @@ SMALL_CONV_CHANNELS_LAST = 4
 #: 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
 CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
 
+#: Inside compiled cells on the CPU, a dense 1x1 conv over at most this many input channels of an NCHW batch is
+#: written as a weighted sum of its input channels, which inductor fuses into its own loops forward and backward:
+#: 1.2-4x faster forward+backward than oneDNN's conv at the supernets' sizes (4-16 input channels, 8x8 to 32x32,
+#: batch 64, 2 cores); ``benchmarks/compare.py pointwise_conv --set compile=cells``: ``nb201-prog-s1`` 1.12x, 1.10x
+#: and 1.09x, ``nb201-prog-s2`` 1.02x and 1.01x (8-10 rounds). Not in channels_last, where the channel slices
+#: are strided (``nb201`` 0.75x). Eager steps keep the conv. 0 turns it off.
+COMPILED_POINTWISE_CONV_CHANNELS = 16
+
 #: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
 FOLD_SCALES = True
 
@@ -88,10 +96,29 @@ def _cat(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
     return None if tensors[0] is None else torch.cat(list(tensors))  # type: ignore[arg-type]
 
 
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
+    """A dense 1x1 conv over few channels of an NCHW batch inside a compiled CPU graph (see
+    ``COMPILED_POINTWISE_CONV_CHANNELS``)."""
+    return (groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS and x.device.type == "cpu"
+            and x.is_contiguous() and torch.compiler.is_compiling())
+
+
+def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution written as ``sum_c weight[:, c] * x[:, c]``: elementwise ops that inductor fuses."""
+    out = bias.view(1, -1, 1, 1) if bias is not None else None
+    for c in range(weight.shape[1]):
+        term = weight[:, c].reshape(1, -1, 1, 1) * x[:, c:c + 1]
+        out = term if out is None else out + term
+    return out
+
+
 def _stacked_conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, groups: int) -> torch.Tensor:
     first = convs[0]
-    return F.conv2d(x, torch.cat([c.weight for c in convs]), _cat([c.bias for c in convs]),
-                    first.stride, first.padding, first.dilation, groups)
+    weight, bias = torch.cat([c.weight for c in convs]), _cat([c.bias for c in convs])
+    if _pointwise(first, x, groups):
+        return _channel_sum(x, weight, bias)
+    return F.conv2d(x, weight, bias, first.stride, first.padding, first.dilation, groups)
 
 
 def _stacked_batch_norm(norms: Sequence[nn.BatchNorm2d], x: torch.Tensor,
