@@ -10,6 +10,8 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
   channels, or, for any other layer, the input repeated E times along the channels;
 * stacks with a depthwise conv switch to channels_last on the CPU (see ``DEPTHWISE_CHANNELS_LAST``), and so
   does a first dense conv on very few channels (see ``SMALL_CONV_CHANNELS_LAST``);
+* inside a compiled graph on the CPU, a first dense 1x1 conv over few NCHW channels is a weighted sum of its
+  input channels, which inductor fuses (see ``COMPILED_POINTWISE_CONV_CHANNELS``);
 * from there every conv runs with ``groups * E`` and concatenated weights (group e sees only edge e's
   channels) and every BatchNorm over the concatenated channels, with the edges' running statistics
   concatenated in and written back, so each edge's parameters, buffers and gradients are its own;
