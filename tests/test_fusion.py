@@ -286,3 +286,27 @@ def test_channel_sum_is_a_1x1_convolution(with_bias):
         assert torch.allclose(a, b, atol=1e-5)
     conv = torch.nn.Conv2d(4, 12, 1)
     assert not fusion._pointwise(conv, x, 1)  # eager: the conv stays a conv
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_stack_writes_small_1x1_convs_as_channel_sums_in_nchw_only(channels_last):
+    """The graph dynamo captures for a stack of 4-channel 1x1 ReLUConvBNs has no convolution when the batch is
+    NCHW (the channel sums) and keeps it in channels_last; either way it equals the eager stack."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    ops = [build_op("nor_conv_1x1", 4, 4, 1, False, True) for _ in range(3)]
+    x = torch.randn(2, 4, 5, 5)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    eager = stacked_forward(copy.deepcopy(ops), x)
+    compiled = torch.compile(lambda t: stacked_forward(ops, t), backend=record, dynamic=False)(x)
+    targets = {str(node.target) for gm in graphs for node in gm.graph.nodes}
+    assert any("conv2d" in t for t in targets) == channels_last
+    for a, b in zip(eager, compiled):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -101,9 +101,9 @@ def _cat(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
 def _pointwise(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
     """A dense 1x1 conv over few channels of an NCHW batch inside a compiled CPU graph (see
     ``COMPILED_POINTWISE_CONV_CHANNELS``)."""
-    return (groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-            and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS and x.device.type == "cpu"
-            and x.is_contiguous() and torch.compiler.is_compiling())
+    return (torch.compiler.is_compiling() and groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS
+            and x.device.type == "cpu" and x.is_contiguous())
 
 
 def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
