@@ -21,6 +21,9 @@ ratios. Switches:
   (``keep_layout`` of ``Supernet.compile_cells``); both sets of compiled cells are made once and swapped.
 * ``pointwise_conv``: inside compiled cells (``--set compile=cells``), 1x1 convs over at most 16 channels are
   weighted channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``), or oneDNN convs.
+* ``flipped_input_grad``: inside compiled cells (``--set compile=cells``), stride-1 convs over at most 4 NCHW
+  channels take their input gradient from a forward conv with flipped weights
+  (``drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``), or from oneDNN's backward-data kernel.
 * ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
   (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
 * ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
@@ -92,6 +95,10 @@ def _pointwise_conv(job: Job, on: bool) -> None:
     drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS = 16 if on else 0
 
 
+def _flipped_input_grad(job: Job, on: bool) -> None:
+    drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS = 4 if on else 0
+
+
 def _join_shuffle(job: Job, on: bool) -> None:
     drnas.supernet.JOIN_SHUFFLE = on
 
@@ -108,6 +115,7 @@ SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "
                                                     "batch_norm_nchw": _batch_norm_nchw,
                                                     "keep_layout": _keep_layout,
                                                     "pointwise_conv": _pointwise_conv,
+                                                    "flipped_input_grad": _flipped_input_grad,
                                                     "join_shuffle": _join_shuffle}
 
 

@@ -288,6 +288,66 @@ def test_channel_sum_is_a_1x1_convolution(with_bias):
     assert not fusion._pointwise(conv, x, 1)  # eager: the conv stays a conv
 
 
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (1, 3)])
+@pytest.mark.parametrize("wanted", ["all", "input", "weight"])
+def test_flipped_input_grad_conv_is_a_convolution(kernel, wanted):
+    """The compiled path's small conv (input gradient from a forward conv with flipped, transposed weights):
+    outputs and the gradients asked for equal ``F.conv2d``'s, for odd and non-square kernels at "same" padding,
+    with a bias, and with only some inputs needing a gradient (the arch step asks for no weight gradient)."""
+    torch.manual_seed(0)
+    padding = (kernel[0] // 2, kernel[1] // 2)
+    x = torch.randn(3, 4, 7, 6, requires_grad=wanted in ("all", "input"))
+    weight = torch.randn(10, 4, *kernel, requires_grad=wanted in ("all", "weight"))
+    bias = torch.randn(10, requires_grad=wanted == "all")
+    inputs = [t for t in (x, weight, bias) if t.requires_grad]
+    grad = torch.randn(3, 10, 7, 6)
+    expected = torch.nn.functional.conv2d(x, weight, bias, 1, padding)
+    got = fusion._FlippedInputGradConv.apply(x, weight, bias, padding)
+    assert torch.allclose(got, expected, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(expected, inputs, grad), torch.autograd.grad(got, inputs, grad)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+    conv = torch.nn.Conv2d(4, 10, kernel, padding=padding)
+    assert not fusion._flipped_input_grad(conv, x, 1)  # eager: oneDNN's own backward
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_stack_takes_small_conv_input_grads_from_flipped_weights_in_nchw_only(channels_last):
+    """The backward graph of a compiled stack of 4-channel 3x3 ReLUConvBNs computes the input gradient with a
+    forward convolution (flipped weights) when the batch is NCHW, and with ``convolution_backward`` in
+    channels_last; either way outputs and input gradients equal the eager stack's."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    ops = [build_op("nor_conv_3x3", 4, 4, 1, False, True) for _ in range(3)]
+    x = torch.randn(2, 4, 5, 5)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    backward_graphs = []
+
+    def keep_backward(gm, example_inputs):
+        backward_graphs.append(gm)
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(fw_compiler=lambda gm, example_inputs: make_boxed_func(gm.forward),
+                           bw_compiler=keep_backward)
+    x_eager, x_compiled = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager = stacked_forward(copy.deepcopy(ops), x_eager)
+    compiled = torch.compile(lambda t: stacked_forward(ops, t), backend=backend, dynamic=False)(x_compiled)
+    grads = [torch.randn_like(y) for y in eager]
+    torch.autograd.backward(eager, grads)
+    torch.autograd.backward(compiled, grads)
+    targets = [str(node.target) for gm in backward_graphs for node in gm.graph.nodes]
+    assert ("aten.convolution.default" in targets) != channels_last
+    input_grad_masks = [node.args[-1] for gm in backward_graphs for node in gm.graph.nodes
+                        if "convolution_backward" in str(node.target)]
+    assert all(not mask[0] for mask in input_grad_masks) != channels_last
+    for a, b in zip(eager, compiled):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(x_eager.grad, x_compiled.grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_compiled_stack_writes_small_1x1_convs_as_channel_sums_in_nchw_only(channels_last):
     """The graph dynamo captures for a stack of 4-channel 1x1 ReLUConvBNs has no convolution when the batch is

@@ -66,6 +66,14 @@ CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
 #: are strided (``nb201`` 0.75x). Eager steps keep the conv. 0 turns it off.
 COMPILED_POINTWISE_CONV_CHANNELS = 16
 
+#: Inside compiled cells on the CPU, a dense stride-1 "same" conv over at most this many input channels of an NCHW
+#: batch computes its input gradient as a forward convolution of the output gradient with the flipped,
+#: transposed weights (:class:`_FlippedInputGradConv`): oneDNN's NCHW backward-data kernel writing 4 channels is
+#: 1.5-2.5x slower than its forward kernel doing the same arithmetic (3x3, 64x4x32x32 input, 4-12 output channels:
+#: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search. At 8 channels and more the two
+#: are even. Eager steps run these convs in channels_last instead (``SMALL_CONV_CHANNELS_LAST``). 0 turns it off.
+COMPILED_FLIPPED_INPUT_GRAD_CHANNELS = 4
+
 #: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
 FOLD_SCALES = True
 
@@ -115,11 +123,49 @@ def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out
 
 
+def _flipped_input_grad(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
+    """A dense stride-1 "same" conv over few channels of an NCHW batch inside a compiled CPU graph (see
+    ``COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``)."""
+    return (torch.compiler.is_compiling() and groups == 1 and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding))
+            and conv.in_channels <= COMPILED_FLIPPED_INPUT_GRAD_CHANNELS
+            and x.device.type == "cpu" and x.is_contiguous())
+
+
+class _FlippedInputGradConv(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, 1, padding)`` for odd kernels at "same" padding, whose input gradient is the
+    forward convolution of the output gradient with ``weight`` flipped in space and transposed (in and out
+    channels swapped), at the same padding: the same sums, run by oneDNN's faster forward kernel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                padding: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, 1, padding)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight.flip(2, 3).transpose(0, 1), None, 1, ctx.padding)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
+                [False, True, False])[1]
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None
+
+
 def _stacked_conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, groups: int) -> torch.Tensor:
     first = convs[0]
     weight, bias = torch.cat([c.weight for c in convs]), _cat([c.bias for c in convs])
     if _pointwise(first, x, groups):
         return _channel_sum(x, weight, bias)
+    if _flipped_input_grad(first, x, groups):
+        return _FlippedInputGradConv.apply(x, weight, bias, first.padding)
     return F.conv2d(x, weight, bias, first.stride, first.padding, first.dilation, groups)
 
 
