@@ -48,7 +48,7 @@ class Stage:
 
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
 #: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to
-RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark")
+RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory")
 
 
 @dataclass
@@ -96,6 +96,7 @@ class SearchConfig:
     amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (faster DARTS steps; see the README)
+    keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
     compile: str = "auto"  # "cells": torch.compile each search cell; auto = on a CPU for long NB201 searches
     benchmark: str | None = None
     preset: str | None = None

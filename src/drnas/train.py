@@ -71,6 +71,7 @@ class TrainConfig:
     amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (see the README)
+    keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":

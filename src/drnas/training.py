@@ -9,6 +9,7 @@ import torch
 
 from .accel import StepRunner, amp_dtype, autocast, graphs_enabled
 from .errors import DrnasError
+from .host_memory import keep_freed_memory
 
 
 class NonFiniteLossError(DrnasError, RuntimeError):
@@ -127,6 +128,8 @@ class Job:
         self.log = (log or _print_to_stderr) if self.dist.is_main else (lambda message: None)
         if config.threads:
             torch.set_num_threads(config.threads)
+        if config.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()  # process-wide: fewer page faults per step (1.03-1.2x), same results
         self.amp_dtype = amp_dtype(config.amp, self.device)
         if config.cudnn_benchmark and self.device.type == "cuda":
             # process-wide: cuDNN then times its algorithms for each new shape and keeps the fastest (1.1-1.3x on
