@@ -310,6 +310,15 @@ def test_flipped_input_grad_conv_is_a_convolution(kernel, wanted):
     assert not fusion._flipped_input_grad(conv, x, 1)  # eager: oneDNN's own backward
 
 
+def _stack_of_three(op_name: str, channels_last: bool) -> tuple[list[torch.nn.Module], torch.Tensor]:
+    """Three 4-channel copies of ``op_name`` and an input batch, in NCHW or channels_last (dynamo reset)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    ops = [build_op(op_name, 4, 4, 1, False, True) for _ in range(3)]
+    x = torch.randn(2, 4, 5, 5)
+    return ops, x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_compiled_stack_takes_small_conv_input_grads_from_flipped_weights_in_nchw_only(channels_last):
     """The backward graph of a compiled stack of 4-channel 3x3 ReLUConvBNs computes the input gradient with a
@@ -318,12 +327,7 @@ def test_compiled_stack_takes_small_conv_input_grads_from_flipped_weights_in_nch
     from functorch.compile import make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
 
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    ops = [build_op("nor_conv_3x3", 4, 4, 1, False, True) for _ in range(3)]
-    x = torch.randn(2, 4, 5, 5)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    ops, x = _stack_of_three("nor_conv_3x3", channels_last)
     backward_graphs = []
 
     def keep_backward(gm, example_inputs):
@@ -352,12 +356,7 @@ def test_compiled_stack_takes_small_conv_input_grads_from_flipped_weights_in_nch
 def test_compiled_stack_writes_small_1x1_convs_as_channel_sums_in_nchw_only(channels_last):
     """The graph dynamo captures for a stack of 4-channel 1x1 ReLUConvBNs has no convolution when the batch is
     NCHW (the channel sums) and keeps it in channels_last; either way it equals the eager stack."""
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    ops = [build_op("nor_conv_1x1", 4, 4, 1, False, True) for _ in range(3)]
-    x = torch.randn(2, 4, 5, 5)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    ops, x = _stack_of_three("nor_conv_1x1", channels_last)
     graphs = []
 
     def record(gm, example_inputs):
