@@ -70,8 +70,11 @@ COMPILED_POINTWISE_CONV_CHANNELS = 16
 #: batch computes its input gradient as a forward convolution of the output gradient with the flipped,
 #: transposed weights (:class:`_FlippedInputGradConv`): oneDNN's NCHW backward-data kernel writing 4 channels is
 #: 1.5-2.5x slower than its forward kernel doing the same arithmetic (3x3, 64x4x32x32 input, 4-12 output channels:
-#: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search. At 8 channels and more the two
-#: are even. Eager steps run these convs in channels_last instead (``SMALL_CONV_CHANNELS_LAST``). 0 turns it off.
+#: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search; ``benchmarks/compare.py
+#: flipped_input_grad --set compile=cells``: ``nb201-prog-s1`` 1.06x and 1.07x. Extended to 8 input channels (at
+#: most 12 stacked outputs, where a microbenchmark gave 8->8 convs 1.2x) it measured ``nb201-prog-s2`` 0.97x and
+#: ``-s1`` 1.01x, so 4. Eager steps run these convs in channels_last instead (``SMALL_CONV_CHANNELS_LAST``). 0 turns
+#: it off.
 COMPILED_FLIPPED_INPUT_GRAD_CHANNELS = 4
 
 #: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
