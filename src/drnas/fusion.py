@@ -109,12 +109,18 @@ def _cat(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
     return None if tensors[0] is None else torch.cat(list(tensors))  # type: ignore[arg-type]
 
 
+def _dense_conv_in_compiled_nchw_cpu_graph(x: torch.Tensor, groups: int) -> bool:
+    """What the compiled CPU paths of :func:`_stacked_conv` share; the compile check first, so eager steps stop
+    at it."""
+    return torch.compiler.is_compiling() and groups == 1 and x.device.type == "cpu" and x.is_contiguous()
+
+
 def _pointwise(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
     """A dense 1x1 conv over few channels of an NCHW batch inside a compiled CPU graph (see
     ``COMPILED_POINTWISE_CONV_CHANNELS``)."""
-    return (torch.compiler.is_compiling() and groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-            and conv.padding == (0, 0) and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS
-            and x.device.type == "cpu" and x.is_contiguous())
+    return (_dense_conv_in_compiled_nchw_cpu_graph(x, groups) and conv.kernel_size == (1, 1)
+            and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS)
 
 
 def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -129,10 +135,9 @@ def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 def _flipped_input_grad(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
     """A dense stride-1 "same" conv over few channels of an NCHW batch inside a compiled CPU graph (see
     ``COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``)."""
-    return (torch.compiler.is_compiling() and groups == 1 and conv.stride == (1, 1) and conv.dilation == (1, 1)
-            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding))
-            and conv.in_channels <= COMPILED_FLIPPED_INPUT_GRAD_CHANNELS
-            and x.device.type == "cpu" and x.is_contiguous())
+    return (_dense_conv_in_compiled_nchw_cpu_graph(x, groups) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.in_channels <= COMPILED_FLIPPED_INPUT_GRAD_CHANNELS
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding)))
 
 
 class _FlippedInputGradConv(torch.autograd.Function):
