@@ -266,7 +266,8 @@ def test_compile_auto_rule(monkeypatch):
     assert resolve_compile("auto", cpu, True, long - 1) == ("none", "")  # a quick try: not worth compiling
     assert resolve_compile("auto", cpu, False, long) == ("none", "")     # DARTS cells: slower compiled
     assert resolve_compile("auto", cuda, True, long) == ("none", "")     # GPUs replay CUDA graphs instead
-    assert resolve_compile("cells", cuda, False, 1) == ("cells", "")     # explicit settings are kept
+    assert resolve_compile("cells", cpu, False, 1) == ("cells", "")      # explicit settings are kept,
+    assert resolve_compile("cells", cuda, False, 1) == ("cells", accel.GPU_COMPILE_WARNING)  # with a warning on GPUs
     assert resolve_compile("none", cpu, True, long) == ("none", "")
     with torch._inductor.config.patch({"cpp.cxx": ("no-such-compiler-drnas",)}):  # (monkeypatch would delete it)
         assert not accel.cpp_compiler_found()
