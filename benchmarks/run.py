@@ -192,7 +192,9 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
     median = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"  # before counting FLOPs,
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
-    job.steps.enabled = False  # count FLOPs on the eager path: a graph replay is invisible to the counter
+    job.steps.enabled = False  # count FLOPs on the eager path: a graph replay is invisible to the counter,
+    if name != "train-cifar":  # and generated kernels are too (eager cells do the same arithmetic, uncompiled)
+        job.net.compile_cells("none")
     flops = _count_flops(step(available - 1))
     touched = _count_bytes(step(available - 1))
     rate, bandwidth = matmul_rate(job.device), copy_rate(job.device)
