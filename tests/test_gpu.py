@@ -143,10 +143,15 @@ CUDA_PASS_VARIANTS = {"eager": ("none", True, True), "eager-edge-by-edge": ("non
                       "eager-plain-join": ("none", True, False), "compiled": ("cells", True, True)}
 
 
-def _search_for_passes(device: str, compile_mode: str, fuse: bool, stage: int) -> Search:
+#: the tiny DARTS supernet of these tests (3 cells: a reduction cell between two normal ones)
+TINY_DARTS = dict(space="darts", cells=3, channels=8)
+
+
+def _search_for_passes(device: str, compile_mode: str, fuse: bool, stage: int, space: str = "nb201") -> Search:
     torch.manual_seed(0)
-    search = Search(tiny_config(device=device, compile=compile_mode, cuda_graphs="off"), data=pattern_images(256),
-                    **QUIET)
+    changes = TINY_DARTS if space == "darts" else {}
+    search = Search(tiny_config(device=device, compile=compile_mode, cuda_graphs="off", **changes),
+                    data=pattern_images(256), **QUIET)
     if stage:
         search._enter_stage(1)
     for cell in search.net.search_cells():
@@ -168,9 +173,10 @@ def _passes(search: Search, batch: tuple[torch.Tensor, torch.Tensor], theta: tor
     return [t.detach().cpu() for t in (arch_loss, theta_grad, weight_loss, *grads)]
 
 
-@pytest.mark.parametrize("stage", [0, 1])
-@pytest.mark.parametrize("variant", list(CUDA_PASS_VARIANTS))
-def test_search_passes_on_cuda_equal_the_cpu_eager_ones(variant, stage, monkeypatch):
+@pytest.mark.parametrize("space, variant, stage",
+                         [("nb201", variant, stage) for variant in CUDA_PASS_VARIANTS for stage in (0, 1)]
+                         + [("darts", variant, stage) for variant in ("eager", "eager-edge-by-edge") for stage in (0, 1)])
+def test_search_passes_on_cuda_equal_the_cpu_eager_ones(space, variant, stage, monkeypatch):
     """From the same weights, batch and mixing weights, a CUDA arch pass gives the CPU's dL/dtheta and a CUDA
     weight pass its weight gradients (float64). Session 11 found compiled cells on an H200 (inductor and
     aot_eager alike) 25% apart from eager CUDA cells in eta's gradient after one float32 step with equal losses,
@@ -180,14 +186,14 @@ def test_search_passes_on_cuda_equal_the_cpu_eager_ones(variant, stage, monkeypa
     compile_mode, fuse, join_shuffle = CUDA_PASS_VARIANTS[variant]
     if compile_mode == "cells":
         pytest.importorskip("triton")
-    cpu_search = _search_for_passes("cpu", "none", True, stage)
+    cpu_search = _search_for_passes("cpu", "none", True, stage, space)
     state = {k: v.clone() for k, v in cpu_search.net.state_dict().items()}
     batch = next(iter(cpu_search.arch_loader.epoch(0)))
     torch.manual_seed(1)
     theta = cpu_search.relax.sample().detach()  # pruned ops at 0 in stage 1
     cpu = _passes(cpu_search, batch, theta)
     monkeypatch.setattr(drnas.supernet, "JOIN_SHUFFLE", join_shuffle)
-    cuda_search = _search_for_passes("cuda", compile_mode, fuse, stage)
+    cuda_search = _search_for_passes("cuda", compile_mode, fuse, stage, space)
     cuda_search.net.load_state_dict(state)
     cuda = _passes(cuda_search, batch, theta)
     assert len(cpu) == len(cuda)
