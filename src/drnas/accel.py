@@ -38,7 +38,7 @@ AUTO_COMPILE_MIN_STEPS = 5000
 #: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has told which path is off, compiled
 #: cells are not trusted on a GPU.
 GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: on an H200 its architecture gradients differed from "
-                       "the eager cells' (cause not found yet); --set compile=none runs the verified eager cells")
+                       "the eager cells' (cause not found yet); --set compile=none runs the default eager cells")
 
 
 class AccelError(DrnasError, ValueError):
