@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One prepared GPU session, in order of what matters, each part under its own time limit (about 9 minutes in all,
+# One prepared GPU session, in order of what matters, each part under its own time limit (at most 590 s in all,
 # so it fits one device call; what finished is kept under OUT_DIR when a later part runs out of time):
 #   1. the GPU tests, the CUDA-against-CPU passes first (float64: which CUDA path computes what the CPU does);
-#   2. the NB201 cases with the defaults (fp32, CUDA graphs) and with compiled cells (compile=cells);
-#   3. kernels per iteration and their summed device time (benchmarks/kernels.py), eager and compiled.
+#   2. the NB201 cases with the defaults (fp32, CUDA graphs), then COMPILED_CASES with compiled cells;
+#   3. kernels per eager nb201 iteration and their summed device time (benchmarks/kernels.py), plain and with
+#      the cudnn_batch_norm experiment.
 #   bash benchmarks/gpu_check.sh [OUT_DIR] [STEPS]
-# CASES=... changes the cases of part 2; EXTRA="--set A=B ..." adds one more run.py variant of them.
+# CASES=... changes the default-path cases of part 2, COMPILED_CASES=... the compiled ones (default nb201, which
+# compiles in about 100 s on an H200; each further case adds about as much).
 # Uses the python3 that holds torch (no install: the package is imported from src/).
 set -uo pipefail
 out=${1:-${OUT:-/tmp/drnas-gpu}}
@@ -19,20 +21,16 @@ part() { echo "== [$((SECONDS - start)) s] $*"; }
   $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
   $py -c "import triton; print('triton', triton.__version__)"; } 2>&1 | tee "$out/env.txt"
 part "GPU tests"
-timeout 200 $py -m pytest -q -p no:logging tests/test_gpu.py -k passes_on_cuda 2>&1 | tee "$out/tests_passes.log" | tail -12
-timeout 150 $py -m pytest -q -p no:logging tests/test_gpu.py -k "not passes_on_cuda" 2>&1 | tee "$out/tests.log" | tail -8
-cases=${CASES:-nb201-prog-s1,nb201,nb201-prog-s2}
+timeout 150 $py -m pytest -q -p no:logging tests/test_gpu.py -k passes_on_cuda 2>&1 | tee "$out/tests_passes.log" | tail -14
+timeout 140 $py -m pytest -q -p no:logging tests/test_gpu.py -k "not passes_on_cuda" 2>&1 | tee "$out/tests.log" | tail -8
 part "defaults (fp32, CUDA graphs)"
-timeout 80 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "$cases" --json "$out/bench_default.json"
+timeout 70 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "${CASES:-nb201-prog-s1,nb201,nb201-prog-s2}" \
+    --json "$out/bench_default.json"
 part "compile=cells (+ CUDA graphs)"
-timeout 200 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "$cases" --set compile=cells \
-    --json "$out/bench_compiled.json"
-if [ -n "${EXTRA:-}" ]; then
-  part "$EXTRA"
-  # shellcheck disable=SC2086
-  timeout 80 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "$cases" $EXTRA --json "$out/bench_extra.json"
-fi
-part "kernels per iteration (no graphs)"
-timeout 40 $py benchmarks/kernels.py --only nb201 2>&1 | grep -v -i warn | tee "$out/kernels.log"
-timeout 40 $py benchmarks/kernels.py --only nb201 --set compile=cells 2>&1 | grep -v -i warn | tee -a "$out/kernels.log"
+timeout 150 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "${COMPILED_CASES:-nb201}" \
+    --set compile=cells --json "$out/bench_compiled.json"
+part "kernels per eager nb201 iteration (no graphs)"
+timeout 35 $py benchmarks/kernels.py --only nb201 2>&1 | grep -v -i warn | tee "$out/kernels.log"
+timeout 35 $py benchmarks/kernels.py --only nb201 --experiment cudnn_batch_norm 2>&1 | grep -v -i warn \
+    | tee -a "$out/kernels.log"
 part "done"
