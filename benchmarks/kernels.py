@@ -1,6 +1,6 @@
 """GPU kernels of one search iteration: how many, their summed device time, and the largest by name.
 
-    python benchmarks/kernels.py [--only NAMES] [--steps N] [--set FIELD=VALUE ...]
+    python benchmarks/kernels.py [--only NAMES] [--steps N] [--set FIELD=VALUE ...] [--experiment NAME]
 
 A CUDA-graph replay runs the same kernels back to back, so the summed device time is the floor a graphed step
 can reach, and kernels x a few microseconds is what the gaps between them cost. Steps run without graphs here
