@@ -21,11 +21,13 @@ part() { echo "== [$((SECONDS - start)) s] $*"; }
   $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
   $py -c "import triton; print('triton', triton.__version__)"; } 2>&1 | tee "$out/env.txt"
 part "GPU tests"
-timeout 150 $py -m pytest -q -p no:logging tests/test_gpu.py -k passes_on_cuda 2>&1 | tee "$out/tests_passes.log" | tail -14
-timeout 140 $py -m pytest -q -p no:logging tests/test_gpu.py -k "not passes_on_cuda" 2>&1 | tee "$out/tests.log" | tail -8
+timeout 150 $py -m pytest -q -p no:logging tests/test_gpu.py -k passes_on_cuda 2>&1 \
+    | tee "$out/tests_passes.log" | tail -14
+timeout 140 $py -m pytest -q -p no:logging tests/test_gpu.py -k "not passes_on_cuda" 2>&1 \
+    | tee "$out/tests.log" | tail -8
 part "defaults (fp32, CUDA graphs)"
-timeout 70 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "${CASES:-nb201-prog-s1,nb201,nb201-prog-s2}" \
-    --json "$out/bench_default.json"
+timeout 70 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 \
+    --only "${CASES:-nb201-prog-s1,nb201,nb201-prog-s2}" --json "$out/bench_default.json"
 part "compile=cells (+ CUDA graphs)"
 timeout 150 $py benchmarks/run.py --device cuda --steps "$steps" --warmup 4 --only "${COMPILED_CASES:-nb201}" \
     --set compile=cells --json "$out/bench_compiled.json"

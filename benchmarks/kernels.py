@@ -44,7 +44,7 @@ EXPERIMENTS = {"cudnn_batch_norm": _cudnn_batch_norm}
 
 def profile_case(name: str, steps: int, overrides: dict[str, str]) -> dict[str, object]:
     warmup = 3
-    job, step, _, _ = _search_case(name, steps, warmup, "cuda", {**overrides, "cuda_graphs": "off"})
+    _, step, _, _ = _search_case(name, steps, warmup, "cuda", {**overrides, "cuda_graphs": "off"})
     for i in range(warmup):
         step(i)()
     torch.cuda.synchronize()

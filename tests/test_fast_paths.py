@@ -215,8 +215,8 @@ def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     once: the search-level test above covers each step's own mix), with the NCHW layout kept (what a CPU search
     compiles for partial channels) and with inductor's own layout choice; its 1x1 convs over 4 channels are the
     compiled path's channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``), and its 3x3 convs take
-    their input gradients from flipped weights (``drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``). Costs ~40 s on 2 cores with a cold
-    inductor cache (mostly inductor's one-time setup), ~3 s warm."""
+    their input gradients from flipped weights (``drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``). Costs
+    ~40 s on 2 cores with a cold inductor cache (mostly inductor's one-time setup), ~3 s warm."""
     from torch._dynamo.utils import counters
 
     from drnas.spaces.nb201 import NB201Cell

@@ -16,7 +16,8 @@ glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or platform
                                 reason="mallopt thresholds are glibc's")
 
 # six warm-up steps of a partial-channel NB201 search at batch 64 on 32x32 images, then the minor page faults
-# per step (arch + weight) over eight more (glibc's adaptive thresholds settle in the first steps); a fresh process, since the setting is process-wide
+# per step (arch + weight) over eight more (glibc's adaptive thresholds settle in the first steps); run in a
+# fresh process, since the setting is process-wide
 _FAULTS_PER_STEP = """
 import resource, sys
 from helpers import pattern_images, tiny_config
