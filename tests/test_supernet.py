@@ -161,14 +161,22 @@ def _channel_slice(size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor
     return whole, whole[:, :channels]
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("stride,size", [(1, 8), (1, 5), (2, 8), (2, 7)])
-def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size):
+def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size, compiled):
+    """Eager, and traced by dynamo as in a compiled cell (aot_eager: no C++ build). Under torch 2.11 the traced
+    window sum's in-place adds sent its gradient to the wrong output (pytorch#180642): wrong eta gradients in
+    compiled NB201 cells, on the CPU and on CUDA alike."""
     from drnas.spaces.ops import AvgPool3x3
 
     torch.manual_seed(0)
     whole, x = _channel_slice(size, 3)
     reference = torch.nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)
-    ours, theirs = AvgPool3x3(stride)(x), reference(x)
+    pool = AvgPool3x3(stride)
+    if compiled:
+        torch._dynamo.reset()
+        pool = torch.compile(pool, backend="aot_eager", dynamic=False)
+    ours, theirs = pool(x * 1.0), reference(x)  # a non-leaf input, as inside a cell
     assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-6)
     g = torch.randn_like(theirs)
     (ga,) = torch.autograd.grad(ours, whole, g)

@@ -32,13 +32,15 @@ COMPILE_MODES = ("auto", "none", "cells")
 AUTO_COMPILE_MIN_STEPS = 5000
 
 
-#: Logged when a GPU run asks for ``compile=cells``. On an H200 (session 11) compiled cells made graphed NB201 steps
-#: 2.2-2.7x faster, but one float32 step of a tiny search gave an eta gradient 25% away from the eager cells' with
-#: equal losses (inductor and aot_eager alike; on the CPU the two agree to 1e-8). Until
-#: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has told which path is off, compiled
-#: cells are not trusted on a GPU.
-GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: on an H200 its architecture gradients differed from "
-                       "the eager cells' (cause not found yet); --set compile=none runs the default eager cells")
+#: Logged when a GPU run asks for ``compile=cells``. On an H200 compiled cells made graphed NB201 steps 2.2-2.7x
+#: faster, but gave wrong eta gradients (float64, against the CPU: dL/dtheta 0.07 off at a scale of 0.16; eager CUDA
+#: cells agree to 3e-8). The cause was torch 2.11's dynamo, on every device (pytorch#180642: the in-place adds of
+#: the average pool's window sum sent its gradient astray; torch 2.13 does not show it), now avoided in
+#: ``drnas.spaces.ops._box_sum_3x3`` and shown right on the CPU under torch 2.11. Until
+#: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has passed on a GPU with that change,
+#: compiled cells stay opt-in and warned there.
+GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: its architecture gradients have not been checked "
+                       "on a GPU since the fix for pytorch#180642; --set compile=none runs the default eager cells")
 
 
 class AccelError(DrnasError, ValueError):

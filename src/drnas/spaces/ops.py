@@ -125,8 +125,17 @@ class _PoolThenProject(nn.Sequential):
 
 
 def _box_sum_3x3(x: torch.Tensor) -> torch.Tensor:
-    """Sum over each 3x3 window, zero padding 1, stride 1: a row pass and a column pass of shifted adds."""
+    """Sum over each 3x3 window, zero padding 1, stride 1: a row pass and a column pass of shifted adds.
+
+    Eager, the third term of each pass is added in place (one temporary less). Under ``torch.compile`` all adds
+    are out of place: dynamo routes the gradient of an ``autograd.Function`` whose forward mutates a tensor in
+    place to the wrong output (pytorch#180642, torch 2.11; it gave compiled NB201 cells wrong eta gradients),
+    and inductor fuses the adds anyway.
+    """
     padded = F.pad(x, (1, 1, 1, 1))
+    if torch.compiler.is_compiling():
+        rows = padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]
+        return rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
     rows = padded[..., :-2] + padded[..., 1:-1]
     rows += padded[..., 2:]
     out = rows[:, :, :-2] + rows[:, :, 1:-1]
