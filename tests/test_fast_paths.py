@@ -134,11 +134,64 @@ def test_bf16_autocast_search_step_on_cpu_keeps_theta_and_eta_float32():
 
 # ---------------------------------------------------------------------------------------- compiled cells
 def _compiled_search(config, backend: str) -> Search:
-    """A search with ``compile="cells"``, its cells compiled by ``backend`` (re-applying keeps that backend)."""
+    """A search with ``compile="cells"``, its cells compiled by ``backend`` (stage transitions keep it)."""
     search = Search(config, data=pattern_images(128), **QUIET)
+    search.compile_backend = backend
     search.net.compile_cells("none")
     search.net.compile_cells("cells", backend=backend)
     return search
+
+
+class _MiscompilingBackend:
+    """A ``torch.compile`` backend with a bug: it runs the captured cell and returns its output times 1.5."""
+
+    def __call__(self, graph_module, example_inputs, **options):
+        def run(*args):
+            return [out * 1.5 if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+                    for out in graph_module(*args)]
+        return run
+
+
+def _first_steps(search: Search):
+    """eta's gradient after one arch step, then the weights after one weight step."""
+    (xw, yw), (xa, ya) = next(iter(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0))))
+    torch.manual_seed(1)
+    search.arch_step(xa, ya)
+    eta_grad = search.relax.eta.grad.clone()
+    search.weight_step(xw, yw)
+    return eta_grad, torch.cat([p.detach().reshape(-1) for p in search.net.parameters()])
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", _MiscompilingBackend()], ids=["faithful", "miscompiling"])
+def test_compiled_cells_are_checked_against_eager_cells_and_dropped_when_off(monkeypatch, backend):
+    """The first arch and weight steps of newly compiled cells run again with eager cells (drnas.compile_check):
+    a faithful compiler keeps the cells compiled; one that computes wrongly (as torch 2.11's dynamo did through
+    the average pool, pytorch#180642) is dropped with a warning, and those steps keep the eager results."""
+    torch.manual_seed(0)
+    reference = _first_steps(Search(tiny_config(), data=pattern_images(128), **QUIET))
+    monkeypatch.setattr(Search, "compile_backend", backend)
+    logs: list[str] = []
+    torch.manual_seed(0)
+    search = Search(tiny_config(compile="cells"), data=pattern_images(128), progress=False, log=logs.append)
+    assert search.unchecked_compiled_steps == {"arch", "weight"}
+    checked = _first_steps(search)
+    for a, b in zip(reference, checked):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert search.unchecked_compiled_steps == set()
+    warnings = [line for line in logs if "going on with eager cells" in line]
+    cells = list(search.net.search_cells())
+    if backend == "aot_eager":
+        assert not warnings and search.compile_mode == "cells"
+        assert [line.split(" pass ")[0] for line in logs if line.startswith("compiled cells checked")] == \
+            ["compiled cells checked: their arch", "compiled cells checked: their weight"]
+        assert all(cell._compiled_call_impl is not None for cell in cells)
+        search._enter_stage(1)  # widened and pruned cells are new graphs: checked again
+        assert search.unchecked_compiled_steps == {"arch", "weight"}
+    else:
+        assert len(warnings) == 1 and "arch pass" in warnings[0] and "torch " + torch.__version__ in warnings[0]
+        assert search.compile_mode == "none" and all(cell._compiled_call_impl is None for cell in cells)
+        search._enter_stage(1)
+        assert search.unchecked_compiled_steps == set()  # stays eager
 
 
 def _steps_through_a_transition(config, backend: str | None, evaluate: bool):

@@ -39,8 +39,9 @@ AUTO_COMPILE_MIN_STEPS = 5000
 #: ``drnas.spaces.ops._box_sum_3x3`` and shown right on the CPU under torch 2.11. Until
 #: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has passed on a GPU with that change,
 #: compiled cells stay opt-in and warned there.
-GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: its architecture gradients have not been checked "
-                       "on a GPU since the fix for pytorch#180642; --set compile=none runs the default eager cells")
+GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: not yet tested on a GPU since the fix for "
+                       "pytorch#180642 (the run checks its first compiled steps against eager cells); "
+                       "--set compile=none runs the default eager cells")
 
 
 class AccelError(DrnasError, ValueError):

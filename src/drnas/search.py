@@ -22,10 +22,11 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
+from . import compile_check
 from .accel import resolve_compile
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
-from .distributed import average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
+from .distributed import all_reduce_sum, average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
 from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
@@ -83,6 +84,9 @@ class Search(Job):
 
     kind = "search"
     config_class = SearchConfig
+    #: ``torch.compile`` backend of ``compile=cells``: a name, or a backend object (tests use a cheaper one, and
+    #: one that computes wrongly)
+    compile_backend: Any = "inductor"
 
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
@@ -171,13 +175,15 @@ class Search(Job):
         self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
         # compiled cells keep an NCHW network's layout on the CPU (see drnas.supernet.cell_compile_options)
-        self.net.compile_cells(self.compile_mode, keep_layout=self.device.type == "cpu"
+        self.net.compile_cells(self.compile_mode, self.compile_backend, keep_layout=self.device.type == "cpu"
                                and self.memory_format == torch.contiguous_format)
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
         self.train_net = wrap_ddp(self.net, self.dist, self.device, find_unused=self.relax.num_kept < len(self.space.ops))
         self.steps.reset()  # captured graphs point at the parameters of the previous stage
+        # newly compiled graphs: their first arch and weight steps are checked against eager cells
+        self.unchecked_compiled_steps = {"arch", "weight"} if self.compile_mode == "cells" else set()
 
     # ------------------------------------------------------------------------------------------ stages
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -213,6 +219,9 @@ class Search(Job):
         """
         theta = self.relax.sample()
         loss, correct, theta_grad = self.steps("arch", self._arch_pass, x, y, theta.detach())
+        if "arch" in self.unchecked_compiled_steps:
+            loss, theta_grad = self._checked_against_eager_cells(
+                "arch", (loss, theta_grad), lambda: self._arch_pass(x, y, theta.detach())[::2])
         tensors, grads = [theta], [theta_grad]
         penalty = self.relax.penalty()
         if penalty is not None:
@@ -239,9 +248,36 @@ class Search(Job):
         with torch.no_grad():
             theta = self.relax.sample()
         loss, correct = self.steps("weight", self._weight_pass, x, y, theta)
+        if "weight" in self.unchecked_compiled_steps:
+            loss, _ = self._checked_against_eager_cells(
+                "weight", (loss, compile_check.flat_gradients(self.net)),
+                lambda: (self._weight_pass(x, y, theta)[0], compile_check.flat_gradients(self.net)))
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
         return loss, correct
+
+    def _checked_against_eager_cells(self, step: str, compiled: tuple[torch.Tensor, ...],
+                                     run_eager: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """The first ``step`` pass of newly compiled cells, run again with eager cells from the same state
+        (see :mod:`drnas.compile_check`): beyond tolerance on any rank, every rank goes on with eager cells.
+        Returns the eager results (the weight pass leaves its gradients in ``.grad``)."""
+        self.unchecked_compiled_steps.discard(step)
+        with self.net.eager_cells(), compile_check.buffers_kept(self.net):
+            eager = run_eager()
+        off = compile_check.largest_difference(compiled, eager)
+        accepted = compile_check.tolerance(self.amp_dtype or next(self.net.parameters()).dtype, self.device)
+        failed = all_reduce_sum(torch.tensor([float(off > accepted)], device=self.device), self.dist)
+        if float(failed) == 0:
+            self.log(f"compiled cells checked: their {step} pass is {off:.2g} from the eager cells' (relative; "
+                     f"accepted: {accepted:g})")
+        else:
+            self.log(f"warning: compiled cells' {step} pass was {off:.3g} away from the eager cells' (relative; "
+                     f"accepted: {accepted:g}) under torch {torch.__version__}: going on with eager cells, as "
+                     f"with --set compile=none")
+            self.compile_mode = "none"
+            self.net.compile_cells("none")
+            self.unchecked_compiled_steps.clear()
+        return eager
 
     def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph)."""

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -276,7 +277,7 @@ class Supernet(nn.Module):
     #: ``(backend, keep_layout)`` the cells were last compiled with by :meth:`compile_cells`; None: not compiled
     cell_compile_settings: tuple[str, bool] | None = None
 
-    def compile_cells(self, mode: str, backend: str = "inductor", keep_layout: bool = False) -> None:
+    def compile_cells(self, mode: str, backend: str | Callable = "inductor", keep_layout: bool = False) -> None:
         """``mode="cells"``: every search cell's forward runs through ``torch.compile`` (static shapes).
 
         ``keep_layout``: the compiled graphs keep the layout the network runs in (see :func:`cell_compile_options`).
@@ -301,6 +302,20 @@ class Supernet(nn.Module):
                 # symbolic sizes once the second width shows up
                 cell.compile(backend=backend, dynamic=False, options=cell_compile_options(backend, keep_layout))
         self.cell_compile_settings = settings if mode == "cells" else None
+
+    @contextlib.contextmanager
+    def eager_cells(self) -> Iterator[None]:
+        """Run every search cell eagerly inside this block; compiled cells get their compiled forward back after
+        it (what :mod:`drnas.compile_check` compares against)."""
+        cells = list(self.search_cells())
+        compiled = [cell._compiled_call_impl for cell in cells]
+        for cell in cells:
+            cell._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            for cell, forward in zip(cells, compiled):
+                cell._compiled_call_impl = forward
 
     def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
         """``(edge index into theta, mixed op)`` for every mixed op of the network."""
