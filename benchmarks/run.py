@@ -19,7 +19,9 @@ images: timing does not depend on pixel values. ``--set`` overrides config field
 compile=cells``, or ``--set cuda_graphs=off`` for the plain eager path on a GPU; the search and training configs
 share the device fields), so variants can be compared. The first ``--warmup`` iterations are not timed: they
 hold compilation (reported apart, with the number of graphs dynamo compiled) and, on a GPU, the two eager
-warm-up calls and the CUDA-graph capture. Run by hand; not part of the test suite.
+warm-up calls and the CUDA-graph capture (and, with compiled cells, their check against eager cells, whose log
+line is printed as a ``# CASE:`` line, as are stage transitions; the JSON's ``compile`` says whether the cells
+stayed compiled). Run by hand; not part of the test suite.
 """
 from __future__ import annotations
 
@@ -143,7 +145,8 @@ def _search_case(name: str, steps: int, warmup: int, device: str,
                  overrides: dict[str, str]) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
     preset_name, stage = CASES[name]
     config = apply_overrides(preset(preset_name), {**overrides, "device": device})
-    search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False, log=lambda m: None)
+    search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False,
+                    log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
     for index in range(1, stage + 1):
         search._enter_stage(index)
     batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
@@ -260,6 +263,9 @@ def main() -> None:
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(r)
+        for line in done.stderr.splitlines():  # the search's log (compile checks, stages)
+            if line.startswith("# "):
+                print(f"# {name}: {line[2:]}")
         print(f"{name:<15}{r.get('partial_k', '-'):>3}{r.get('ops_kept', '-'):>5}{r['s_per_iter']:>9.3f}"
               f"{r['images_per_s']:>8.1f}{r['peak_mb']:>9.0f}{r['gflop_per_iter']:>10.1f}{r['achieved_gflops']:>9.1f}"
               f"{r['fraction_of_matmul']:>7.2f}{r['gb_touched_per_iter']:>7.1f}{r['fraction_of_copy']:>8.2f}"
