@@ -130,7 +130,8 @@ def _box_sum_3x3(x: torch.Tensor) -> torch.Tensor:
     Eager, the third term of each pass is added in place (one temporary less). Under ``torch.compile`` all adds
     are out of place: dynamo routes the gradient of an ``autograd.Function`` whose forward mutates a tensor in
     place to the wrong output (pytorch#180642, torch 2.11; it gave compiled NB201 cells wrong eta gradients),
-    and inductor fuses the adds anyway.
+    and inductor fuses the adds anyway (compiled CPU steps against the in-place form, one process, 6 rounds:
+    ``nb201-prog-s1`` 0.98x, ``nb201-prog-s2`` 1.03x).
     """
     padded = F.pad(x, (1, 1, 1, 1))
     if torch.compiler.is_compiling():
