@@ -4,14 +4,14 @@
 from the eager cells' (pytorch#180642, through the average pool's in-place window sum; avoided here since, and
 absent from torch 2.13). A search runs for days on whatever torch the user has, so the first arch step and the
 first weight step after the cells are (re)compiled run a second time with eager cells, from the same state, and
-are compared. Within tolerance the search goes on compiled; otherwise it logs a warning and goes on with eager
-cells. Either way that step keeps the eager results, and the BatchNorm statistics are those of one pass, as without
-the check. The difference is logged either way, one line per check.
+are compared. Within tolerance, that step is the compiled one, bit for bit (so a resumed run repeats it), and the
+search goes on compiled; otherwise the step is the eager one, a warning is logged, and the search goes on with
+eager cells. The difference is logged either way, one line per check.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -51,14 +51,25 @@ def flat_gradients(module: nn.Module) -> torch.Tensor:
                       for p in module.parameters()])
 
 
-@contextlib.contextmanager
-def buffers_kept(module: nn.Module) -> Iterator[None]:
-    """Undo what the block does to the module's buffers (a second training-mode pass would update the
-    BatchNorm statistics twice)."""
-    saved = [b.clone() for b in module.buffers()]
-    try:
-        yield
-    finally:
+@dataclass
+class State:
+    """A module's buffers (BatchNorm statistics) and parameter gradients at one moment, as copies."""
+
+    buffers: list[torch.Tensor]
+    grads: list[torch.Tensor | None]
+
+    @classmethod
+    def of(cls, module: nn.Module) -> State:
+        return cls([b.detach().clone() for b in module.buffers()],
+                   [None if p.grad is None else p.grad.detach().clone() for p in module.parameters()])
+
+    def restore(self, module: nn.Module) -> None:
+        """Back to this state, in place where a tensor exists (a captured CUDA graph keeps writing into it)."""
         with torch.no_grad():
-            for b, value in zip(module.buffers(), saved):
+            for b, value in zip(module.buffers(), self.buffers):
                 b.copy_(value)
+            for p, grad in zip(module.parameters(), self.grads):
+                if grad is None or p.grad is None:
+                    p.grad = None if grad is None else grad.clone()
+                else:
+                    p.grad.copy_(grad)

@@ -218,10 +218,9 @@ class Search(Job):
         (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
         """
         theta = self.relax.sample()
-        loss, correct, theta_grad = self.steps("arch", self._arch_pass, x, y, theta.detach())
-        if "arch" in self.unchecked_compiled_steps:
-            loss, theta_grad = self._checked_against_eager_cells(
-                "arch", (loss, theta_grad), lambda: self._arch_pass(x, y, theta.detach())[::2])
+        loss, correct, theta_grad = self._checked_pass(
+            "arch", lambda: self.steps("arch", self._arch_pass, x, y, theta.detach()),
+            lambda: self._arch_pass(x, y, theta.detach()), lambda out: (out[0], out[2]))
         tensors, grads = [theta], [theta_grad]
         penalty = self.relax.penalty()
         if penalty is not None:
@@ -247,36 +246,44 @@ class Search(Job):
         """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
         with torch.no_grad():
             theta = self.relax.sample()
-        loss, correct = self.steps("weight", self._weight_pass, x, y, theta)
-        if "weight" in self.unchecked_compiled_steps:
-            loss, _ = self._checked_against_eager_cells(
-                "weight", (loss, compile_check.flat_gradients(self.net)),
-                lambda: (self._weight_pass(x, y, theta)[0], compile_check.flat_gradients(self.net)))
+        loss, correct = self._checked_pass(
+            "weight", lambda: self.steps("weight", self._weight_pass, x, y, theta),
+            lambda: self._weight_pass(x, y, theta), lambda out: (out[0], compile_check.flat_gradients(self.net)))
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
         return loss, correct
 
-    def _checked_against_eager_cells(self, step: str, compiled: tuple[torch.Tensor, ...],
-                                     run_eager: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-        """The first ``step`` pass of newly compiled cells, run again with eager cells from the same state
-        (see :mod:`drnas.compile_check`): beyond tolerance on any rank, every rank goes on with eager cells.
-        Returns the eager results (the weight pass leaves its gradients in ``.grad``)."""
+    def _checked_pass(self, step: str, run: Callable[[], tuple[torch.Tensor, ...]],
+                      run_eager: Callable[[], tuple[torch.Tensor, ...]],
+                      compared: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
+                      ) -> tuple[torch.Tensor, ...]:
+        """``run()``; the first ``step`` pass of newly compiled cells is also run with eager cells from the same
+        state (``run_eager()``, see :mod:`drnas.compile_check`) and ``compared``. Within tolerance the step is the
+        compiled one, bit for bit (results, gradients, BatchNorm statistics), so a resumed run repeats it; beyond
+        it on any rank, the step is the eager one and every rank goes on with eager cells."""
+        if step not in self.unchecked_compiled_steps:
+            return run()
         self.unchecked_compiled_steps.discard(step)
-        with self.net.eager_cells(), compile_check.buffers_kept(self.net):
+        before = compile_check.State.of(self.net)
+        compiled = run()
+        compiled_values, compiled_state = compared(compiled), compile_check.State.of(self.net)
+        before.restore(self.net)
+        with self.net.eager_cells():
             eager = run_eager()
-        off = compile_check.largest_difference(compiled, eager)
+        off = compile_check.largest_difference(compiled_values, compared(eager))
         accepted = compile_check.tolerance(self.amp_dtype or next(self.net.parameters()).dtype, self.device)
         failed = all_reduce_sum(torch.tensor([float(off > accepted)], device=self.device), self.dist)
         if float(failed) == 0:
             self.log(f"compiled cells checked: their {step} pass is {off:.2g} from the eager cells' (relative; "
                      f"accepted: {accepted:g})")
-        else:
-            self.log(f"warning: compiled cells' {step} pass was {off:.3g} away from the eager cells' (relative; "
-                     f"accepted: {accepted:g}) under torch {torch.__version__}: going on with eager cells, as "
-                     f"with --set compile=none")
-            self.compile_mode = "none"
-            self.net.compile_cells("none")
-            self.unchecked_compiled_steps.clear()
+            compiled_state.restore(self.net)
+            return compiled
+        self.log(f"warning: compiled cells' {step} pass was {off:.3g} away from the eager cells' (relative; "
+                 f"accepted: {accepted:g}) under torch {torch.__version__}: going on with eager cells, as with "
+                 f"--set compile=none")
+        self.compile_mode = "none"
+        self.net.compile_cells("none")
+        self.unchecked_compiled_steps.clear()
         return eager
 
     def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
