@@ -275,7 +275,7 @@ class Supernet(nn.Module):
         return (m for m in self.modules() if isinstance(m, SearchCell))
 
     #: ``(backend, keep_layout)`` the cells were last compiled with by :meth:`compile_cells`; None: not compiled
-    cell_compile_settings: tuple[str, bool] | None = None
+    cell_compile_settings: tuple[str | Callable, bool] | None = None
 
     def compile_cells(self, mode: str, backend: str | Callable = "inductor", keep_layout: bool = False) -> None:
         """``mode="cells"``: every search cell's forward runs through ``torch.compile`` (static shapes).
