@@ -159,6 +159,27 @@ def test_train_from_a_search_run_directory(tmp_path, capsys):
     assert json.loads((tmp_path / "t" / "architecture.json").read_text())["architecture"]["arch"] == found
 
 
+def test_ctrl_c_inside_a_string_exec_still_exits_130(tmp_path):
+    """A Ctrl-C that lands in code run by a string exec (dataclasses and other code generators) once made
+    ``python -m drnas`` die by SIGINT (-2) after printing its message; the race in the test above, made certain."""
+    probe = tmp_path / "ctrl_c_probe.py"
+    probe.write_text(
+        "import sys\n"
+        "import drnas.search\n"
+        "def interrupted_run(self):\n"
+        "    exec('import signal\\nsignal.raise_signal(signal.SIGINT)\\nfor _ in range(10): pass', {})\n"
+        "drnas.search.Search.run = interrupted_run\n"
+        "from drnas.cli import main\n"
+        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '2', '--train-images', '64', "
+        f"'--out', {str(tmp_path / 'run')!r}, '--quiet']))\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
+    proc = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     import signal
     import time
