@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-from .errors import DrnasError
+from .errors import DrnasError, reraise_interrupt
 
 AMP_SETTINGS = ("off", "bf16")
 GRAPH_SETTINGS = ("auto", "on", "off")
@@ -55,7 +55,8 @@ def cpp_compiler_found() -> bool:
 
         get_cpp_compiler()  # raises when none of the compilers it searches for is installed
         return True
-    except Exception:  # noqa: BLE001 - any failure means: do not compile automatically
+    except Exception as err:  # noqa: BLE001 - any failure means: do not compile automatically
+        reraise_interrupt(err)
         return False
 
 

@@ -11,13 +11,15 @@
 """
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import __version__
 from .config import (RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides, load_config_file, preset,
@@ -160,13 +162,39 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
     if jobs is not None:
         jobs.append(job)
     try:
-        return job.run()
+        with _interrupts_not_lost():
+            return job.run()
     except KeyboardInterrupt:
         _forget_unhandled_keyboard_interrupt()
         where = job.run_dir.path if job.run_dir is not None else "?"
         print(f"drnas: interrupted; the last checkpoint (after epoch {job.epoch}) is in {where}: "
               f"continue with `drnas {job.kind} --resume {where}`", file=sys.stderr)
         return None
+
+
+@contextlib.contextmanager
+def _interrupts_not_lost() -> Iterator[None]:
+    """While a job runs, a Ctrl-C that lands in a finaliser or weakref callback (where Python cannot raise it:
+    it prints "Exception ignored in ..." and runs on) is handed back to the main thread, so that it stops the
+    run like any other instead of being dropped.
+
+    The interrupt is re-sent from a new thread: sent from the hook itself, it would be raised inside the hook
+    (at its next bytecode boundary) and be lost again. ``start_new_thread`` returns without waiting for the
+    thread, which needs the GIL the main thread holds until the hook has returned.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _thread.start_new_thread(_thread.interrupt_main, ())
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _forget_unhandled_keyboard_interrupt() -> None:

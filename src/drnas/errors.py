@@ -3,3 +3,17 @@
 
 class DrnasError(Exception):
     """A problem with the user's input or run; the message names the problem and the fix."""
+
+
+def reraise_interrupt(err: BaseException) -> None:
+    """Raise KeyboardInterrupt if ``err`` came from one: for handlers that must survive any failure of optional
+    work (a plot, a probe) but not a Ctrl-C. Libraries can turn an interrupt into another exception on its way
+    out (Python 3.11 reports an exception from ``__set_name__`` as a RuntimeError; matplotlib's first import
+    runs through several), and a plain ``except Exception`` would then swallow it and let the run go on."""
+    seen: set[int] = set()
+    link: BaseException | None = err
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            raise KeyboardInterrupt from err
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__

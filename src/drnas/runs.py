@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .errors import DrnasError
+from .errors import DrnasError, reraise_interrupt
 
 
 class RunError(DrnasError, ValueError):
@@ -125,4 +125,5 @@ class RunDir:
         try:
             return torch.load(self.checkpoint, map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+            reraise_interrupt(err)
             raise RunError(f"checkpoint {self.checkpoint} could not be read ({type(err).__name__}: {err})") from None

@@ -27,6 +27,7 @@ from .accel import resolve_compile
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig
 from .distributed import all_reduce_sum, average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
+from .errors import reraise_interrupt
 from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
@@ -423,7 +424,8 @@ class Search(Job):
             from .plots import plot_dirichlet_means
 
             plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot)
-        except Exception as err:  # noqa: BLE001 - a plot must never stop a search
+        except Exception as err:  # noqa: BLE001 - a plot must never stop a search (a Ctrl-C must)
+            reraise_interrupt(err)
             self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}")
 
     def architecture_json(self) -> dict[str, Any]:
