@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -159,33 +160,46 @@ def test_train_from_a_search_run_directory(tmp_path, capsys):
     assert json.loads((tmp_path / "t" / "architecture.json").read_text())["architecture"]["arch"] == found
 
 
-def test_ctrl_c_inside_a_string_exec_still_exits_130(tmp_path):
-    """A Ctrl-C that lands in code run by a string exec (dataclasses and other code generators) once made
-    ``python -m drnas`` die by SIGINT (-2) after printing its message; the race in the test above, made certain."""
-    probe = tmp_path / "ctrl_c_probe.py"
-    probe.write_text(
-        "import sys\n"
-        "import drnas.search\n"
-        "def interrupted_run(self):\n"
-        "    exec('import signal\\nsignal.raise_signal(signal.SIGINT)\\nfor _ in range(10): pass', {})\n"
-        "drnas.search.Search.run = interrupted_run\n"
-        "from drnas.cli import main\n"
-        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '2', '--train-images', '64', "
+@pytest.fixture
+def sigint_reaches_children():
+    """A test run started as a background job of a shell ignores SIGINT; children inherit that and Python in
+    them then never raises KeyboardInterrupt. With a Python handler here (reset to the default across exec),
+    the Ctrl-C tests' children handle SIGINT as a user's terminal would have them."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _search_probe(tmp_path: Path, name: str, patch: str, epochs: int) -> subprocess.CompletedProcess:
+    """``python -m NAME`` (the way the -2 exit was seen) of a module that runs ``patch`` and then a demo search
+    into ``tmp_path/run``, as ``drnas search`` would."""
+    (tmp_path / f"{name}.py").write_text(
+        "import signal, sys\n" + patch + "from drnas.cli import main\n"
+        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '{epochs}', '--train-images', '64', "
         f"'--out', {str(tmp_path / 'run')!r}, '--quiet']))\n")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
-    proc = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", name], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_ctrl_c_inside_a_string_exec_still_exits_130(tmp_path, sigint_reaches_children):
+    """A Ctrl-C that lands in code run by a string exec (dataclasses and other code generators) once made
+    ``python -m drnas`` die by SIGINT (-2) after printing its message; a race of the last test, made certain."""
+    proc = _search_probe(tmp_path, "string_exec_probe", (
+        "import drnas.search\n"
+        "def interrupted_run(self):\n"
+        "    exec('import signal\\nsignal.raise_signal(signal.SIGINT)\\nfor _ in range(10): pass', {})\n"
+        "drnas.search.Search.run = interrupted_run\n"), epochs=2)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_landing_in_a_finaliser_still_stops_the_run(tmp_path):
+def test_ctrl_c_landing_in_a_finaliser_still_stops_the_run(tmp_path, sigint_reaches_children):
     """A Ctrl-C that lands in a finaliser (or weakref callback) cannot be raised there: Python prints "Exception
     ignored" and runs on. The run must stop as for any other Ctrl-C, not finish as if nothing had happened."""
-    probe = tmp_path / "finaliser_probe.py"
-    probe.write_text(
-        "import signal, sys\n"
+    proc = _search_probe(tmp_path, "finaliser_probe", (
         "import drnas.search\n"
         "class Interrupted:\n"
         "    def __del__(self):\n"
@@ -195,26 +209,17 @@ def test_ctrl_c_landing_in_a_finaliser_still_stops_the_run(tmp_path):
         "def run(self):\n"
         "    Interrupted()\n"
         "    return real_run(self)\n"
-        "drnas.search.Search.run = run\n"
-        "from drnas.cli import main\n"
-        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '2', '--train-images', '64', "
-        f"'--out', {str(tmp_path / 'run')!r}, '--quiet']))\n")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
-    proc = subprocess.run([sys.executable, "-m", "finaliser_probe"], capture_output=True, text=True, env=env,
-                          timeout=300)
+        "drnas.search.Search.run = run\n"), epochs=2)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted" in proc.stderr and "Exception ignored" not in proc.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # stopped before its first epoch ended
 
 
-def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_path):
-    """The Ctrl-C of the test below once landed in matplotlib's first import, inside a ``__set_name__``, which
+def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_path, sigint_reaches_children):
+    """The Ctrl-C of the last test once landed in matplotlib's first import, inside a ``__set_name__``, which
     Python 3.11 reports as a RuntimeError; the plot's "never stop a search" handler then swallowed it and the
-    search ran to its end, about one time in thirty."""
-    probe = tmp_path / "plot_probe.py"
-    probe.write_text(
-        "import signal, sys\n"
+    search ran to its end, in about one run of thirty."""
+    proc = _search_probe(tmp_path, "plot_probe", (
         "import drnas.plots\n"
         "def plot(*args, **kwargs):\n"
         "    class Descriptor:\n"
@@ -223,21 +228,13 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_
         "            for _ in range(10): pass\n"
         "    class Owner:\n"
         "        field = Descriptor()\n"
-        "drnas.plots.plot_dirichlet_means = plot\n"
-        "from drnas.cli import main\n"
-        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '4', '--train-images', '64', "
-        f"'--out', {str(tmp_path / 'run')!r}, '--quiet']))\n")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
-    proc = subprocess.run([sys.executable, "-m", "plot_probe"], capture_output=True, text=True, env=env,
-                          timeout=300)
+        "drnas.plots.plot_dirichlet_means = plot\n"), epochs=4)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted; the last checkpoint (after epoch 1)" in proc.stderr
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
-    import signal
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, sigint_reaches_children):
     import time
 
     out = tmp_path / "run"
