@@ -1,4 +1,5 @@
-"""The one base class of every error drnas reports to a user as a single line (the CLI catches it)."""
+"""The one base class of every error drnas reports to a user as a single line (the CLI catches it), and the
+guard that keeps a Ctrl-C from being taken for such an error."""
 
 
 class DrnasError(Exception):
