@@ -173,12 +173,13 @@ def sigint_reaches_children():
 
 
 def _search_probe(tmp_path: Path, name: str, patch: str, epochs: int) -> subprocess.CompletedProcess:
-    """``python -m NAME`` (the way the -2 exit was seen) of a module that runs ``patch`` and then a demo search
-    into ``tmp_path/run``, as ``drnas search`` would."""
+    """``python -m NAME`` of a module that runs ``patch`` and then ``python -m drnas search`` of the demo into
+    ``tmp_path/run`` (through ``drnas.__main__``, the entry point where the -2 exit was seen)."""
     (tmp_path / f"{name}.py").write_text(
-        "import signal, sys\n" + patch + "from drnas.cli import main\n"
-        f"sys.exit(main(['search', '--preset', 'demo', '--epochs', '{epochs}', '--train-images', '64', "
-        f"'--out', {str(tmp_path / 'run')!r}, '--quiet']))\n")
+        "import runpy, signal, sys\n" + patch +
+        f"sys.argv = ['drnas', 'search', '--preset', 'demo', '--epochs', '{epochs}', '--train-images', '64', "
+        f"'--out', {str(tmp_path / 'run')!r}, '--quiet']\n"
+        "runpy.run_module('drnas', run_name='__main__', alter_sys=True)\n")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
     return subprocess.run([sys.executable, "-m", name], capture_output=True, text=True, env=env, timeout=300)

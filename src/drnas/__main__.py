@@ -1,5 +1,13 @@
 import sys
 
-from .cli import main
+from .cli import INTERRUPTED, main
+from .distributed import exit_without_teardown
 
-sys.exit(main())
+code = main()
+if code == INTERRUPTED:
+    # CPython remembers a KeyboardInterrupt that left a string exec/eval (dataclasses and other code generators
+    # run those) as unhandled even after the CLI caught it, and under ``python -m`` ends the process by SIGINT
+    # (-2 to ``subprocess``) once the interpreter is torn down, whatever status we return: about one Ctrl-C in
+    # ten did. Leaving before that teardown keeps the status. The last checkpoint is written by then.
+    exit_without_teardown(code)
+sys.exit(code)

@@ -26,6 +26,9 @@ from .config import (RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides
                      preset_names, set_total_epochs)
 from .errors import DrnasError
 
+#: exit status of a command stopped by Ctrl-C (128 + SIGINT, what shells report for an interrupted program)
+INTERRUPTED = 130
+
 #: flags of ``drnas search`` that map one-to-one onto config fields
 _FIELD_FLAGS = {"space": str, "dataset": str, "data": str, "seed": int, "device": str, "benchmark": str,
                 "batch_size": int, "threads": int, "train_images": int}
@@ -165,7 +168,6 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
         with _interrupts_not_lost():
             return job.run()
     except KeyboardInterrupt:
-        _forget_unhandled_keyboard_interrupt()
         where = job.run_dir.path if job.run_dir is not None else "?"
         print(f"drnas: interrupted; the last checkpoint (after epoch {job.epoch}) is in {where}: "
               f"continue with `drnas {job.kind} --resume {where}`", file=sys.stderr)
@@ -197,18 +199,6 @@ def _interrupts_not_lost() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
-def _forget_unhandled_keyboard_interrupt() -> None:
-    """Make a caught Ctrl-C exit with our status (130), not as a death by SIGINT (-2 to ``subprocess``).
-
-    CPython marks a KeyboardInterrupt that leaves a string ``exec``/``eval`` (``PyRun_String``: dataclasses
-    and other code generators use it) as unhandled for good, even when a caller catches it; under
-    ``python -m drnas`` the interpreter then ends the process with SIGINT whatever status we return. A Ctrl-C
-    that landed in such code made ``python -m drnas search`` exit -2 about one time in ten. Every string
-    exec clears that mark when it starts, so running a trivial one after catching the interrupt clears it.
-    """
-    exec("pass", {})  # noqa: S102 - a constant string, run only for its side effect on the interpreter
-
-
 def _run_search(args: argparse.Namespace) -> int:
     from .search import Search
 
@@ -216,7 +206,7 @@ def _run_search(args: argparse.Namespace) -> int:
     result = _start_or_resume(args, Search, flags, lambda: resolve_search_config(args),
                               lambda c: f"runs/{c.preset or 'custom'}-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if result is None:
-        return 130
+        return INTERRUPTED
     if not _is_main_process():
         return 0
     last = result.metrics[-1] if result.metrics else {}
@@ -339,7 +329,7 @@ def _train(args: argparse.Namespace) -> int:
     result = _start_or_resume(args, Trainer, flags, lambda: _train_config(args),
                               lambda c: f"runs/train-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", jobs)
     if result is None:
-        return 130
+        return INTERRUPTED
     if not _is_main_process():
         return 0
     for path in args.export:

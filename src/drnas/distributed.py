@@ -91,6 +91,11 @@ def exit_worker(code: int) -> NoReturn:
     the teardown loses nothing and removes the race.
     """
     shutdown()
+    exit_without_teardown(code)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Flush what was printed and end the process with ``code`` now, without interpreter teardown."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
