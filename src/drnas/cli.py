@@ -8,6 +8,7 @@
     drnas train --resume RUN_DIR
     drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json]
     drnas presets
+    drnas methods
 """
 from __future__ import annotations
 
@@ -39,10 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drnas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    search = commands.add_parser("search", help="run (or resume) a DrNAS search",
-                                 description="Run a DrNAS search. Values resolve as: preset < --config file < "
-                                             "flags and --set. The resolved config is saved in the run directory.")
+    search = commands.add_parser("search", help="run (or resume) an architecture search (DrNAS by default)",
+                                 description="Run an architecture search. Values resolve as: preset < the method's "
+                                             "own hyperparameters < --config file < flags and --set. The resolved "
+                                             "config is saved in the run directory.")
     search.add_argument("--preset", help="named settings (see `drnas presets`); default nb201")
+    search.add_argument("--method", help="search method (see `drnas methods`); default drnas")
     search.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
     search.add_argument("--space", help="search space (nb201)")
     search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, digits (embedded) or npz")
@@ -62,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="run directory (default runs/PRESET-DATASET-TIME)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    commands.add_parser("methods", help="list the search methods (--method NAME) and their papers")
 
     show = commands.add_parser("show", help="summarise a run directory")
     show.add_argument("run_dir")
@@ -123,10 +128,15 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
-    """preset < config file < flags < --set."""
+    """preset < the method's defaults < config file < flags < --set."""
+    from .strategies import with_method
+
     config = preset(args.preset or "nb201")
-    if args.config:
-        config = apply_overrides(config, load_config_file(args.config))
+    from_file = load_config_file(args.config) if args.config else {}
+    settings = _parse_set(args.set)
+    method = args.method or settings.get("method") or from_file.get("method") or config.method
+    config = with_method(config, str(method))
+    config = apply_overrides(config, from_file)
     flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
@@ -202,7 +212,7 @@ def _interrupts_not_lost() -> Iterator[None]:
 def _run_search(args: argparse.Namespace) -> int:
     from .search import Search
 
-    flags = list(_FIELD_FLAGS) + ["preset", "config", "epochs", "out"]
+    flags = list(_FIELD_FLAGS) + ["preset", "method", "config", "epochs", "out"]
     result = _start_or_resume(args, Search, flags, lambda: resolve_search_config(args),
                               lambda c: f"runs/{c.preset or 'custom'}-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     if result is None:
@@ -231,21 +241,26 @@ def _show(args: argparse.Namespace) -> int:
         return _show_training(run, config, metrics, arch)
     total = sum(s["epochs"] for s in config["stages"])
     print(f"run:      {run.path}")
-    print(f"preset:   {config.get('preset')}  space: {config['space']}  dataset: {config['dataset']}  seed: {config['seed']}")
+    print(f"preset:   {config.get('preset')}  method: {config.get('method', 'drnas')}  space: {config['space']}  "
+          f"dataset: {config['dataset']}  seed: {config['seed']}")
     print("stages:   " + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
                                     f"warm-up={s['arch_warmup']}" for s in config["stages"]))
     print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
     if metrics:
         m = metrics[-1]
-        print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
-              f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
+        if "train_loss" in m:
+            print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
+                  f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
+        else:  # a benchmark-query search
+            print(f"last:     {m['queries']} queries, best table validation accuracy {m['best_valid_acc']:.2f}")
         if m.get("nb201"):
             print("nb201:    " + "  ".join(f"{k}={v:.2f}" for k, v in m["nb201"].items()))
     if arch:
         print(f"arch:     {arch['architecture'].get('arch', arch['architecture'])}")
         ops = arch["ops"]
         width = max(len(o) for o in ops)
-        print("Dirichlet mean per edge (pruned ops shown as -):")
+        print(("Dirichlet mean" if config.get("method", "drnas").startswith("drnas") else "expected weight")
+              + " per edge (pruned ops shown as -):")
         print("  edge   " + " ".join(f"{o[:width]:>{width}}" for o in ops))
         for edge in arch["edges"]:
             cells = [f"{v:>{width}.3f}" if op in edge["kept"] else f"{'-':>{width}}" for op, v in zip(ops, edge["mean"])]
@@ -286,6 +301,15 @@ def _nb201_query(args: argparse.Namespace) -> int:
         print(f"arch: {arch}")
         for key, value in row.items():
             print(f"{key:>24}: {value:g}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from .strategies import METHODS, method_names
+
+    print("search methods (drnas search --method NAME):")
+    for name in method_names():
+        print(f"  {name:<12} {METHODS.docs()[name]}")
     return 0
 
 
@@ -392,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
-                "arch": _arch}
+                "arch": _arch, "methods": _methods}
     try:
         code = handlers[args.command](args)
     except DrnasError as err:

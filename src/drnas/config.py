@@ -72,6 +72,12 @@ class SearchConfig:
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
+    # the search method (``drnas methods``); its own hyperparameters are applied over the preset by --method
+    method: str = "drnas"
+    tau_max: float | None = None  # Gumbel temperature at the first epoch (snas, gdas; None: the method's own)
+    tau_min: float | None = None  # ... and at the last
+    candidates: int = 100  # rsps, enas: architectures sampled and ranked on the supernet to derive the result
+    queries: int = 100  # random, reinforce: benchmark-table queries over the whole search
     # architecture: Adam on eta; the anchor on beta (eq. 4) as L2 on eta (Adam weight decay) or KL
     relaxation: str = "dirichlet"
     arch_lr: float = 3e-4
@@ -116,8 +122,17 @@ class SearchConfig:
                                   f"got {self.stages[i - 1].partial_k} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
             raise ConfigError("stage 0: ops_kept must be null (all ops); pruning happens between stages")
+        if self.relaxation != "dirichlet":
+            raise ConfigError(f"relaxation={self.relaxation!r}: the relaxation comes with the method; choose one with "
+                              "--method (darts: softmax, snas: Gumbel-softmax, gdas: hard Gumbel; `drnas methods` "
+                              "lists them)")
+        for name in ("tau_max", "tau_min"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be a positive temperature, got {value}")
         positive = {"batch_size": self.batch_size, "channels": self.channels, "cells_per_stage": self.cells_per_stage,
-                    "cells": self.cells, "image_size": self.image_size}
+                    "cells": self.cells, "image_size": self.image_size, "candidates": self.candidates,
+                    "queries": self.queries}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")

@@ -1,13 +1,16 @@
 """The bilevel search loop: alternating architecture and weight steps, organised in stages.
 
-Each step (first-order DARTS approximation, paper §2.2): an architecture step on a batch of the arch half
-(``theta ~ Dir(beta)``, gradients only for ``eta``, Adam), then a weight step on a batch of the weight half
-(a fresh sample, no gradient to ``eta``, SGD with gradient clipping). Stages (paper §2.4) are data: at the
-start of each stage after the first the supernet is widened to the stage's ``partial_k`` and each edge is
-pruned to its ``ops_kept`` strongest ops by ``beta``; the SGD momentum and the cosine schedule carry on.
+The method is a strategy (:mod:`drnas.strategies`; DrNAS by default) that the loop never names. Each step: an
+architecture step on a batch of the arch half (the strategy's rule: for DrNAS, first order as in paper §2.2,
+``theta ~ Dir(beta)``, gradients only for ``eta``, Adam), then a weight step on a batch of the weight half (a
+fresh sample of the strategy's mixing weights, no gradient to them, SGD with gradient clipping). Stages (paper
+§2.4) are data: at the start of each stage after the first the supernet is widened to the stage's
+``partial_k`` and each edge is pruned to its ``ops_kept`` strongest ops by the strategy's scores (``beta`` for
+DrNAS); the SGD momentum and the cosine schedule carry on.
 
-Every epoch ends with validation using the Dirichlet mean as mixing weights, one metrics line, the current
-architecture, and an atomic checkpoint that makes ``Search.resume`` continue bit-for-bit.
+Every epoch ends with the strategy's derivation, validation with its deterministic mixing weights (the
+Dirichlet mean for DrNAS), one metrics line, and an atomic checkpoint that makes ``Search.resume`` continue
+bit-for-bit.
 """
 from __future__ import annotations
 
@@ -31,9 +34,9 @@ from .errors import reraise_interrupt
 from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
-from .relax import RELAXATIONS, Relaxation, RegulariserSpec
 from .runs import RunError, atomic_write_json
 from .spaces import Architecture, SupernetSpec, get_space
+from .strategies import Mixing, Strategy, get_method
 
 CHECKPOINT_FORMAT = 1
 
@@ -89,11 +92,21 @@ class Search(Job):
     #: one that computes wrongly)
     compile_backend: Any = "inductor"
 
+    def __new__(cls, config: SearchConfig, *args: Any, **kwargs: Any) -> Any:
+        # a method that queries a benchmark table instead of training a supernet runs as a TableSearch
+        if cls is Search and not get_method(config.method).uses_supernet:
+            from .table_search import TableSearch
+
+            return TableSearch(config, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
         if not _resuming:  # a resume from another working directory must find the same files
             config = _with_absolute_paths(config)
         self.config = config.validate()
+        self.method = get_method(config.method)
+        self.method.check_config(config)
         self.space = get_space(config.space, config.ops)
         too_many = [s.ops_kept for s in config.stages if s.ops_kept is not None and s.ops_kept > len(self.space.ops)]
         if too_many:
@@ -105,21 +118,41 @@ class Search(Job):
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
+        self._refuse_fixed_path_speedups()
         self.compile_mode, why = resolve_compile(config.compile, self.device,
-                                                 getattr(self.space, "compile_pays_on_cpu", False),
+                                                 getattr(self.space, "compile_pays_on_cpu", False)
+                                                 and not self.method.single_path,
                                                  len(self.weight_loader) * config.epochs)
         if why:
             self.log(why)
-        self.relax: Relaxation = RELAXATIONS[config.relaxation](
-            self.space.num_edges, len(self.space.ops), init_std=config.eta_init_std,
-            regulariser=RegulariserSpec(config.regulariser, config.reg_scale)).to(self.device)
+        self.strategy: Strategy = self.method(self.space, config).to(self.device)
         self.stage_index = 0
         self._build_network(config.stages[0].partial_k)
-        self.arch_optimizer = torch.optim.Adam([self.relax.eta], lr=config.arch_lr, betas=config.arch_betas,
-                                               weight_decay=self.relax.adam_weight_decay)
+        self.arch_optimizer = self.strategy.make_arch_optimizer()
+        self.derived: Architecture = self.strategy.derive(self.space, None, 0)
+        self._validation_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._seed_rank_streams(config.seed)
         if not _resuming:
             self._start_run_dir(config.to_json())
+
+    @property
+    def relax(self) -> Strategy:
+        """The strategy under its former name (it owns ``eta``, the mask and the sampler)."""
+        return self.strategy
+
+    def _refuse_fixed_path_speedups(self) -> None:
+        """Compiled cells and CUDA graphs replay one fixed set of running ops: a single-path method (one sampled
+        op per edge and step) cannot use them; ``auto`` leaves them off, an explicit request is an error."""
+        if not self.method.single_path:
+            return
+        cfg = self.config
+        if cfg.compile == "cells":
+            raise ConfigError(f"method {cfg.method} runs one sampled op per edge, which compiled cells cannot "
+                              "follow: use --set compile=none (or auto)")
+        if cfg.cuda_graphs == "on":
+            raise ConfigError(f"method {cfg.method} runs one sampled op per edge, which a CUDA graph cannot "
+                              "follow: use --set cuda_graphs=auto (or off)")
+        self.steps.enabled = False
 
     # ------------------------------------------------------------------------------------------ building
     def _build_loaders(self, arrays: ImageArrays) -> None:
@@ -181,7 +214,8 @@ class Search(Job):
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
-        self.train_net = wrap_ddp(self.net, self.dist, self.device, find_unused=self.relax.num_kept < len(self.space.ops))
+        self.train_net = wrap_ddp(self.net, self.dist, self.device,
+                                  find_unused=self.relax.num_kept < len(self.space.ops) or self.method.single_path)
         self.steps.reset()  # captured graphs point at the parameters of the previous stage
         # newly compiled graphs: their first arch and weight steps are checked against eager cells
         self.unchecked_compiled_steps = {"arch", "weight"} if self.compile_mode == "cells" else set()
@@ -210,46 +244,108 @@ class Search(Job):
         self.log(f"stage {index}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
 
     # ------------------------------------------------------------------------------------------ steps
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One Adam step on eta from a fresh Dirichlet sample; no weight gradients are computed (the weights
-        are frozen for the network pass, so neither eager autograd nor a compiled cell's backward computes them).
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor,
+                  weight_batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One architecture step of the strategy on an arch-half batch (``weight_batch``: the weight-half batch
+        a second-order step unrolls on; the arch batch itself when not given). For DrNAS: one Adam step on eta
+        from a fresh Dirichlet sample, the chain rule through eq. (5) outside the network pass."""
+        return self.strategy.arch_step(self, self.arch_optimizer, (x, y), weight_batch or (x, y))
 
-        The network pass gives dL/dtheta (replayed as a CUDA graph when enabled); the chain rule through the
-        sample (eq. 5, float64) and the optional KL penalty then reach eta outside it. Runs the bare network
-        (DDP only reduces weight gradients); eta's gradient is averaged over ranks here.
-        """
-        theta = self.relax.sample()
-        loss, correct, theta_grad = self._checked_pass(
-            "arch", lambda: self.steps("arch", self._arch_pass, x, y, theta.detach()),
-            lambda: self._arch_pass(x, y, theta.detach()), lambda out: (out[0], out[2]))
-        tensors, grads = [theta], [theta_grad]
-        penalty = self.relax.penalty()
-        if penalty is not None:
-            tensors.append(penalty)
-            grads.append(torch.ones_like(penalty))
-        self.arch_optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(tensors, grads, inputs=[self.relax.eta])
-        average_gradients([self.relax.eta], self.dist)
-        self.arch_optimizer.step()
-        return loss, correct
+    @contextlib.contextmanager
+    def _running(self, active: list[list[int]] | None) -> Iterator[None]:
+        """Single-path mixing: only ``active[e]`` of each edge runs inside the block."""
+        if active is None:
+            yield
+            return
+        self.net.set_kept(active)
+        try:
+            yield
+        finally:
+            self.net.set_kept(self.strategy.kept_ops())
 
-    def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Loss, correct count and dL/dtheta of one batch (device work only: capturable as a CUDA graph)."""
-        theta.requires_grad_(True)
+    def gradients(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor, weights: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The engine's network pass for a strategy (:class:`drnas.strategies.Engine`): loss, correct count,
+        dL/d(mixing weights) and, with ``weights``, dL/dw (no update). Without weight gradients the weights are
+        frozen for the pass (neither eager autograd nor a compiled cell's backward computes them) and the pass
+        is replayed as a CUDA graph when enabled; it runs the bare network (DDP only reduces weight gradients)."""
+        tensors = [t.detach() for t in mixing.tensors()]
+        with self._running(mixing.active):
+            if weights:
+                out = self._full_pass(x, y, *tensors)
+                return out[0], out[1], list(out[2:2 + len(tensors)]), list(out[2 + len(tensors):])
+            out = self._checked_pass(
+                "arch", lambda: self.steps("arch", self._arch_pass, x, y, *tensors),
+                lambda: self._arch_pass(x, y, *tensors), lambda out: (out[0], *out[2:]))
+        return out[0], out[1], list(out[2:]), []
+
+    def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
+                   edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Loss, correct count and dL/dtheta (and dL/d edge_scale) of one batch (device work only: capturable
+        as a CUDA graph)."""
+        leaves = [theta] if edge_scale is None else [theta, edge_scale]
+        for leaf in leaves:
+            leaf.requires_grad_(True)
         with _frozen(self.net.parameters()):
             with self.autocast():
-                logits = self.net(x.contiguous(memory_format=self.memory_format), theta)
+                logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
             loss = F.cross_entropy(logits.float(), y)
-            loss.backward(inputs=[theta])  # theta is a fresh leaf (or the graph's static input): grad assigned
-        return loss.detach(), accuracy_counts(logits, y)[0], theta.grad
+            loss.backward(inputs=leaves)  # fresh leaves (or the graph's static inputs): grads assigned
+        return (loss.detach(), accuracy_counts(logits, y)[0], *[leaf.grad for leaf in leaves])
+
+    def _full_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
+                   edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Loss, correct count, gradients of the mixing weights, then of every weight (second-order steps)."""
+        leaves = [theta] if edge_scale is None else [theta, edge_scale]
+        for leaf in leaves:
+            leaf.requires_grad_(True)
+        params = self.weight_parameters()
+        with self.autocast():
+            logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
+        loss = F.cross_entropy(logits.float(), y)
+        grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+        grads = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(leaves + params, grads))
+        return (loss.detach(), accuracy_counts(logits, y)[0], *grads)
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.net.parameters())
+
+    def weight_step_rule(self) -> tuple[float, float, float, list[torch.Tensor | None]]:
+        group = self.weight_optimizer.param_groups[0]
+        buffers = [self.weight_optimizer.state.get(p, {}).get("momentum_buffer") for p in self.weight_parameters()]
+        return group["lr"], group["momentum"], group["weight_decay"], buffers
+
+    def average_gradients(self, params: Any) -> None:
+        average_gradients(list(params), self.dist)
+
+    @torch.no_grad()
+    def evaluate_batch(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """Loss and correct count of one batch in eval mode (BatchNorm statistics untouched)."""
+        self.net.eval()
+        try:
+            with self._running(mixing.active), self.autocast():
+                logits = self.net(x.contiguous(memory_format=self.memory_format), mixing.theta,
+                                  mixing.edge_scale).float()
+        finally:
+            self.net.train()
+        return float(F.cross_entropy(logits, y)), int(accuracy_counts(logits, y)[0])
+
+    def validation_batch(self, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first batch of the validation half (fixed for the whole run)."""
+        if self._validation_batch is None:
+            self._validation_batch = next(iter(self.valid_loader.epoch(0)))
+        return self._validation_batch
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the network weights with a fresh (non-differentiated) Dirichlet sample."""
+        """One SGD step on the network weights with a fresh (non-differentiated) sample of the mixing weights."""
         with torch.no_grad():
-            theta = self.relax.sample()
-        loss, correct = self._checked_pass(
-            "weight", lambda: self.steps("weight", self._weight_pass, x, y, theta),
-            lambda: self._weight_pass(x, y, theta), lambda out: (out[0], compile_check.flat_gradients(self.net)))
+            mixing = self.strategy.sample()
+        tensors = mixing.tensors()
+        with self._running(mixing.active):
+            loss, correct = self._checked_pass(
+                "weight", lambda: self.steps("weight", self._weight_pass, x, y, *tensors),
+                lambda: self._weight_pass(x, y, *tensors),
+                lambda out: (out[0], compile_check.flat_gradients(self.net)))
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
         return loss, correct
@@ -287,40 +383,46 @@ class Search(Job):
         self.unchecked_compiled_steps.clear()
         return eager
 
-    def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
+                     edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph)."""
-        return self.gradient_pass(self.weight_optimizer,
-                                  lambda: self.train_net(x.contiguous(memory_format=self.memory_format), theta),
-                                  y, lambda logits, target: (F.cross_entropy(logits, target), logits))
+        return self.gradient_pass(
+            self.weight_optimizer,
+            lambda: self.train_net(x.contiguous(memory_format=self.memory_format), theta, edge_scale),
+            y, lambda logits, target: (F.cross_entropy(logits, target), logits))
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader | None = None) -> tuple[float, float]:
-        """Loss and accuracy (%) with the Dirichlet mean as mixing weights (deterministic), in eval mode."""
+        """Loss and accuracy (%) with the strategy's deterministic mixing weights (DrNAS: the Dirichlet mean),
+        in eval mode."""
         loader = loader or self.valid_loader
         self.net.eval()
-        theta = self.relax.expected_weights()
+        mixing = self.strategy.eval_mixing()
         sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
-        for x, y in loader.epoch(0):
-            with self.autocast():
-                logits = self.net(x.contiguous(memory_format=self.memory_format), theta).float()
-            sums[0] += F.cross_entropy(logits, y, reduction="sum")
-            sums[1] += accuracy_counts(logits, y)[0]
-            sums[2] += len(y)
+        with self._running(mixing.active):
+            for x, y in loader.epoch(0):
+                with self.autocast():
+                    logits = self.net(x.contiguous(memory_format=self.memory_format), mixing.theta,
+                                      mixing.edge_scale).float()
+                sums[0] += F.cross_entropy(logits, y, reduction="sum")
+                sums[1] += accuracy_counts(logits, y)[0]
+                sums[2] += len(y)
         self.net.train()
         loss, correct, count = self._reduced(sums)
         return loss / count, 100.0 * correct / count
 
     def derive(self) -> Architecture:
-        """The current architecture: per edge, the strongest kept op by Dirichlet mean (eq. 6)."""
-        with torch.no_grad():
-            return self.space.derive(self.relax.expected_weights().cpu())
+        """The current architecture, as the strategy derived it at the end of the last epoch (DrNAS: per edge,
+        the strongest kept op by Dirichlet mean, eq. 6)."""
+        return self.derived
 
     # ------------------------------------------------------------------------------------------ loop
     def _run_epoch(self) -> dict[str, Any]:
         index, epoch_in_stage = self.stage_at(self.epoch)
         while self.stage_index < index:
             self._enter_stage(self.stage_index + 1)
-        return self._train_epoch(arch_on=epoch_in_stage >= self.config.stages[index].arch_warmup)
+        return self._train_epoch(arch_on=self.method.trains_arch
+                                 and epoch_in_stage >= self.config.stages[index].arch_warmup)
 
     def _train_epoch(self, arch_on: bool) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
@@ -328,6 +430,7 @@ class Search(Job):
         lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min)
         for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
+        self.strategy.start_epoch(epoch, cfg.epochs)
         self.net.train()
         sums = torch.zeros(5, device=self.device)  # weight loss, weight correct, arch loss, arch correct, seen
         steps = len(self.weight_loader)
@@ -335,7 +438,7 @@ class Search(Job):
         batches = zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch))
         for step, ((xw, yw), (xa, ya)) in enumerate(batches, start=1):
             if arch_on:
-                a_loss, a_correct = self.arch_step(xa, ya)
+                a_loss, a_correct = self.arch_step(xa, ya, (xw, yw))
                 sums[2] += a_loss * len(ya)
                 sums[3] += a_correct
             w_loss, w_correct = self.weight_step(xw, yw)
@@ -347,6 +450,7 @@ class Search(Job):
             bar.close()
         values = self._reduced(sums)
         average_buffers(self.net, self.dist)
+        self.derived = self.strategy.derive(self.space, self, epoch)
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
             self._fail_non_finite(steps)
@@ -359,7 +463,7 @@ class Search(Job):
             mean = self.relax.expected_weights().cpu()
             eta = self.relax.eta.detach().cpu()
         entropy = -(mean.clamp_min(1e-12).log() * mean).sum(-1)
-        arch = self.space.derive(mean)
+        arch = self.derived
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "stage": self.stage_index,
@@ -376,6 +480,7 @@ class Search(Job):
             "eta": _stats(eta),
             "beta": _stats(beta) if beta is not None else None,
             "seconds": round(seconds, 3),
+            **self.strategy.record(),
         }
         if self.table is not None:
             try:
@@ -400,7 +505,8 @@ class Search(Job):
             "net": self.net.state_dict(),
             "relax": self.relax.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
-            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict() if self.arch_optimizer is not None else None,
+            "derived": self.derived.to_json(),
             **self._rng_checkpoint(),
         }
         return state
@@ -413,8 +519,11 @@ class Search(Job):
         self._build_network(int(state["partial_k"]))
         self.net.load_state_dict(state["net"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        if self.arch_optimizer is not None:
+            self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
+        self.derived = (self.space.from_json(state["derived"]) if "derived" in state
+                        else self.strategy.derive(self.space, None, self.epoch))
         self._restore_rng(state)
 
     def _write_outputs(self) -> None:
@@ -434,21 +543,22 @@ class Search(Job):
             mean = self.relax.expected_weights().cpu()
             eta = self.relax.eta.detach().cpu()
             beta = self.relax.scores().cpu()
-        arch = self.space.derive(mean)
+        arch = self.derived
         edges = []
         kept = self.relax.kept_ops()
         for e, name in enumerate(self.space.edge_names()):
             edges.append({"edge": name, "op": self.space.ops[int(mean[e].argmax())],
                           "kept": [self.space.ops[i] for i in kept[e]],
                           "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
-        return {"space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
+        method = {} if self.config.method == "drnas" else {"method": self.config.method}
+        return {**method, "space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
                 "epochs_done": self.epoch, "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
                 "edges": edges}
 
     def result(self) -> SearchResult:
         with torch.no_grad():
             mean = self.relax.expected_weights().cpu()
-            return SearchResult(self.space.derive(mean), self.relax.eta.detach().cpu().clone(),
+            return SearchResult(self.derived, self.relax.eta.detach().cpu().clone(),
                                 self.relax.scores().cpu(), mean, self.epoch, list(self.metrics),
                                 self.run_dir.path if self.run_dir is not None else None)
 

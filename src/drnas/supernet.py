@@ -220,10 +220,15 @@ def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tenso
 
 
 def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]], mixed: Sequence[MixedOp],
-               theta: torch.Tensor, fuse: bool = True) -> list[torch.Tensor]:
+               theta: torch.Tensor, fuse: bool = True, edge_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
     """All nodes of a cell. ``edges[e] = (target, source)`` node ids, mixed op ``mixed[e]`` with weights
     ``theta[e]``; nodes ``0..len(inputs)-1`` are the inputs and node t sums the edges into it. The edges
-    leaving a node are evaluated together (:func:`mix_from_source`) once the node is complete."""
+    leaving a node are evaluated together (:func:`mix_from_source`) once the node is complete.
+
+    ``edge_scale[e]`` (PC-DARTS' edge normalisation) multiplies edge e's whole output, bypassed channels
+    included: folded into ``theta[e]`` for the ops (Σ γθ·op = γ Σ θ·op) and applied to the bypass."""
+    if edge_scale is not None:
+        theta = theta * edge_scale.unsqueeze(-1)
     nodes = list(inputs)
     num_nodes = max(t for t, _ in edges) + 1
     incoming: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {t: ([], []) for t, _ in edges}
@@ -238,7 +243,7 @@ def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]],
         for e, out in zip(leaving, outs):
             incoming[edges[e][0]][0].append(out)
             if bypass is not None:
-                incoming[edges[e][0]][1].append(bypass)
+                incoming[edges[e][0]][1].append(bypass if edge_scale is None else edge_scale[e] * bypass)
     return nodes
 
 
@@ -269,7 +274,8 @@ class SearchCell(nn.Module):
 
 
 class Supernet(nn.Module):
-    """Base of every space's search network: ``forward(x, theta)`` with ``theta`` of shape ``[edges, ops]``."""
+    """Base of every space's search network: ``forward(x, theta, edge_scale=None)`` with ``theta`` of shape
+    ``[edges, ops]`` and an optional weight per edge ``[edges]`` (see :func:`cell_nodes`)."""
 
     def search_cells(self) -> Iterator[SearchCell]:
         return (m for m in self.modules() if isinstance(m, SearchCell))

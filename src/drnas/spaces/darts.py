@@ -212,10 +212,11 @@ class DartsSearchCell(SearchCell):
             MixedOp(ops, c, 2 if reduction and j < 2 else 1, partial_k, affine=False, op_factory=search_op)
             for _, j in EDGES)
 
-    def forward(self, state0: torch.Tensor, state1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def forward(self, state0: torch.Tensor, state1: torch.Tensor, theta: torch.Tensor,
+                edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         """The cell on its inputs already preprocessed (``preprocess0(s0)``, ``preprocess1(s1)``; see
         :func:`run_cells`)."""
-        nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, self.fuse_edges)
+        nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, self.fuse_edges, edge_scale)
         return torch.cat(nodes[2:], dim=1)
 
 
@@ -265,12 +266,19 @@ class DartsSupernet(Supernet):
             for e, op in enumerate(cell.edges):
                 yield offset + e, op
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, theta: torch.Tensor, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         s0 = self.stem0(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
         normal, reduce = theta[:EDGES_PER_CELL], theta[EDGES_PER_CELL:]
-        last = run_cells(self.cells, s0, s1, lambda _, cell, p0, p1: cell(p0, p1, reduce if cell.reduction else normal),
-                         together=self.preprocess_together)
+        if edge_scale is None:
+            def run(_: int, cell: DartsSearchCell, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
+                return cell(p0, p1, reduce if cell.reduction else normal)
+        else:
+            scale_normal, scale_reduce = edge_scale[:EDGES_PER_CELL], edge_scale[EDGES_PER_CELL:]
+
+            def run(_: int, cell: DartsSearchCell, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
+                return cell(p0, p1, *((reduce, scale_reduce) if cell.reduction else (normal, scale_normal)))
+        last = run_cells(self.cells, s0, s1, run, together=self.preprocess_together)
         return self.classifier(self.pool(last).flatten(1))
 
 
@@ -432,6 +440,23 @@ class DartsSpace:
 
     def edge_names(self) -> Sequence[str]:
         return [f"{cell} {i + 2}<-{j}" for cell in ("normal", "reduce") for i, j in EDGES]
+
+    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A uniformly drawn pair of cells as 0/1 weights ``[edges, ops]``: every node of each cell takes two
+        distinct inputs, each through one ``allowed`` op other than ``none``; the other edges are off (all 0)."""
+        usable = allowed.cpu() & torch.tensor([not is_zero_op(o) for o in self.ops])
+        weights = torch.zeros(allowed.shape)
+        for group in self.edge_groups():
+            for pick in torch.randperm(len(group), generator=generator)[:2].tolist():
+                edge = group[pick]
+                op = int(torch.multinomial(usable[edge].float(), 1, generator=generator))
+                weights[edge, op] = 1.0
+        return weights
+
+    def edge_groups(self) -> list[list[int]]:
+        """Indices of the edges entering each node of each cell type (PC-DARTS' edge normalisation groups)."""
+        return [[offset + e for e, (i, _) in enumerate(EDGES) if i == node]
+                for offset in (0, EDGES_PER_CELL) for node in range(STEPS)]
 
 
 register_space("darts")(DartsSpace)

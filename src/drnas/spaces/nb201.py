@@ -94,8 +94,8 @@ class NB201Cell(SearchCell):
         self.edges = nn.ModuleList(
             MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return cell_nodes([x], EDGES, self.edges, theta, self.fuse_edges)[-1]
+    def forward(self, x: torch.Tensor, theta: torch.Tensor, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
+        return cell_nodes([x], EDGES, self.edges, theta, self.fuse_edges, edge_scale)[-1]
 
 
 class ResNetBasicBlock(nn.Module):
@@ -140,10 +140,10 @@ class NB201Supernet(Supernet):
             if isinstance(layer, NB201Cell):
                 yield from enumerate(layer.edges)
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, theta: torch.Tensor, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         x = self.stem(x)
         for layer in self.layers:
-            x = layer(x, theta) if isinstance(layer, NB201Cell) else layer(x)
+            x = layer(x, theta, edge_scale) if isinstance(layer, NB201Cell) else layer(x)
         return self.head(x)
 
 
@@ -215,6 +215,15 @@ class NB201Space:
 
     def edge_names(self) -> Sequence[str]:
         return [f"{i}<-{j}" for i, j in EDGES]
+
+    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A uniformly drawn cell as 0/1 weights ``[edges, ops]``: one ``allowed`` op per edge."""
+        choice = torch.multinomial(allowed.float().cpu(), 1, generator=generator).squeeze(-1)
+        return torch.zeros(allowed.shape).scatter_(1, choice.unsqueeze(-1), 1.0)
+
+    def edge_groups(self) -> list[list[int]]:
+        """Indices of the edges entering each node (the groups of PC-DARTS' edge normalisation)."""
+        return [[e for e, (t, _) in enumerate(EDGES) if t == node] for node in range(1, NUM_NODES)]
 
 
 register_space("nb201")(NB201Space)

@@ -1,0 +1,60 @@
+"""One generic registry for everything drnas looks up by name (search methods, spaces, presets, ops).
+
+Modelled on timm's ``register_model`` / ``list_models`` and torchvision's ``get_model``: entries are added by a
+decorator (or a direct call), a second entry under a taken name is refused, and an unknown name is a one-line
+error that lists the known ones.
+"""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import DrnasError
+
+T = TypeVar("T")
+
+
+class RegistryError(DrnasError, ValueError):
+    """An unknown or duplicate name; the message lists the known names."""
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind (``kind`` names it in messages: "method", "search space", ...), each with a
+    one-line description, kept in registration order."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, entry: T | None = None, *, doc: str = "") -> Callable[[T], T] | T:
+        """``@registry.register("name", doc=...)`` above a class or function, or ``registry.register(name, obj)``."""
+        def add(value: T) -> T:
+            if name in self._entries:
+                raise RegistryError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = value
+            self._docs[name] = doc or (getattr(value, "__doc__", None) or "").strip().split("\n")[0]
+            return value
+
+        return add(entry) if entry is not None else add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def docs(self) -> dict[str, str]:
+        """Name -> one-line description."""
+        return dict(self._docs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
