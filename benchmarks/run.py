@@ -4,7 +4,9 @@
                              [--set FIELD=VALUE ...]
 
 Cases: nb201 (K=1), nb201-prog-s1 / -s2 (the progressive preset's stages), darts-s1 / darts-s2 (darts-cifar10's
-stages at 20 cells / 36 channels), train-cifar (one training step of DrNAS_cifar10 at batch 96). For each case,
+stages at 20 cells / 36 channels), train-cifar (one training step of DrNAS_cifar10 at batch 96), and
+nb201-METHOD for every other method that trains a supernet (nb201-darts, nb201-gdas, ...: the nb201 preset under
+``--method METHOD``, its arch step, which the method may lack, plus a weight step). For each case,
 in a fresh process so its peak memory is its own: median seconds per iteration (arch step + weight step at
 batch 64, or one training step) after warm-up, images per second, peak memory (RSS on the CPU, max allocated
 on a GPU), FLOPs of one iteration (torch.utils.flop_counter, with a groups-correct count for the backward of
@@ -43,12 +45,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from drnas import Search, apply_overrides, preset
+from drnas.strategies import get_method, method_names, with_method
 from drnas.data import DatasetInfo, ImageArrays
 from drnas.train import PROTOCOLS, Trainer
 
 #: name -> (preset or protocol, stage index); "train-cifar" times the CIFAR evaluation network instead
 CASES = {"nb201": ("nb201", 0), "nb201-prog-s1": ("nb201-progressive", 0), "nb201-prog-s2": ("nb201-progressive", 1),
          "darts-s1": ("darts-cifar10", 0), "darts-s2": ("darts-cifar10", 1), "train-cifar": ("darts-cifar", 0)}
+#: ``nb201-METHOD``: the nb201 preset searched by another method (``--method``'s defaults applied); the
+#: benchmark-query methods train no network and have no case
+CASE_METHODS = {f"nb201-{name}": name for name in method_names() if name != "drnas" and get_method(name).uses_supernet}
+CASES.update({case: ("nb201", 0) for case in CASE_METHODS})
 
 
 def _cifar_like(n: int) -> ImageArrays:
@@ -144,7 +151,10 @@ def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
 def _search_case(name: str, steps: int, warmup: int, device: str,
                  overrides: dict[str, str]) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
     preset_name, stage = CASES[name]
-    config = apply_overrides(preset(preset_name), {**overrides, "device": device})
+    config = preset(preset_name)
+    if name in CASE_METHODS:
+        config = with_method(config, CASE_METHODS[name])
+    config = apply_overrides(config, {**overrides, "device": device})
     search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False,
                     log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
     for index in range(1, stage + 1):
@@ -153,7 +163,9 @@ def _search_case(name: str, steps: int, warmup: int, device: str,
 
     def step(i: int) -> Callable[[], None]:
         (xw, yw), (xa, ya) = batches[i]
-        return lambda: (search.arch_step(xa, ya), search.weight_step(xw, yw))
+        if not search.method.trains_arch:
+            return lambda: search.weight_step(xw, yw)
+        return lambda: (search.arch_step(xa, ya, (xw, yw)), search.weight_step(xw, yw))
 
     return search, step, len(batches), 128
 
@@ -232,7 +244,8 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument("--only", default=",".join(c for c in CASES if c not in CASE_METHODS),
+                        help="comma-separated case names (default: all but the nb201-METHOD cases)")
     parser.add_argument("--steps", type=int, default=10, help="timed iterations per case")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations (>= 3 for CUDA-graph capture)")
     parser.add_argument("--device", default="auto")

@@ -63,7 +63,7 @@ def test_arch_step_gradient_equals_full_backward():
     search = Search(tiny_config(stages=[tiny_config().stages[1].__class__(epochs=1)]), data=pattern_images(64), **QUIET)
     x, y = next(iter(search.arch_loader.epoch(0)))
     torch.manual_seed(3)
-    theta = search.relax.sample()
+    theta = search.relax.sample().theta
     loss = torch.nn.functional.cross_entropy(search.net(x.contiguous(memory_format=search.memory_format), theta), y)
     (full,) = torch.autograd.grad(loss, [search.relax.eta], retain_graph=True)
     loss.backward(inputs=[search.relax.eta])
@@ -96,7 +96,7 @@ def test_arch_step_split_at_theta_equals_one_backward(regulariser):
     search = Search(tiny_config(regulariser=regulariser, stages=[stage]), data=pattern_images(128), **QUIET)
     xa, ya = next(iter(search.arch_loader.epoch(0)))
     torch.manual_seed(5)
-    theta = search.relax.sample()
+    theta = search.relax.sample().theta
     objective = torch.nn.functional.cross_entropy(search.net(xa, theta), ya)
     if search.relax.penalty() is not None:
         objective = objective + search.relax.penalty()

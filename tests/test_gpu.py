@@ -192,7 +192,7 @@ def test_search_passes_on_cuda_equal_the_cpu_eager_ones(space, variant, stage, m
     state = {k: v.clone() for k, v in cpu_search.net.state_dict().items()}
     batch = next(iter(cpu_search.arch_loader.epoch(0)))
     torch.manual_seed(1)
-    theta = cpu_search.relax.sample().detach()  # pruned ops at 0 in stage 1
+    theta = cpu_search.relax.sample().theta.detach()  # pruned ops at 0 in stage 1
     cpu = _passes(cpu_search, batch, theta)
     monkeypatch.setattr(drnas.supernet, "JOIN_SHUFFLE", join_shuffle)
     cuda_search = _search_for_passes("cuda", compile_mode, fuse, stage, space)

@@ -1,13 +1,22 @@
 """The Dirichlet relaxation: sampling moments, the pathwise gradient of eq. (5), KL, guards, pruning."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from scipy import special, stats
 
-from drnas.relax import (DirichletRelaxation, RegulariserSpec, concentration, dirichlet_kl_to_uniform,
-                         sample_dirichlet)
+from drnas.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
+from drnas.config import ConfigError, SearchConfig
+from drnas.strategies.drnas import DrNAS
+
+
+def DirichletRelaxation(edges: int, ops: int, regulariser: str = "l2", scale: float = 1e-3) -> DrNAS:
+    """The DrNAS strategy on a space of ``edges`` x ``ops`` (only its shape matters here)."""
+    shape = SimpleNamespace(num_edges=edges, ops=tuple(range(ops)))
+    return DrNAS(shape, SearchConfig(regulariser=regulariser, reg_scale=scale))
 
 
 def test_concentration_is_elu_plus_one():
@@ -87,7 +96,7 @@ def test_extreme_concentrations_give_finite_gradients():
     relax = DirichletRelaxation(6, 5)
     with torch.no_grad():
         relax.eta.copy_(torch.tensor([[1e5, 2e5, 10.0, -50.0, -200.0]] * 6))
-    theta = relax.sample()
+    theta = relax.sample().theta
     (theta * torch.arange(5.0)).sum().backward()
     assert torch.isfinite(theta).all() and torch.isfinite(relax.eta.grad).all()
 
@@ -106,16 +115,16 @@ def test_kl_closed_form_matches_torch_and_monte_carlo():
 
 
 def test_regulariser_l2_is_adam_weight_decay_and_kl_is_a_penalty():
-    l2 = DirichletRelaxation(6, 5, regulariser=RegulariserSpec("l2", 1e-3))
+    l2 = DirichletRelaxation(6, 5, "l2", 1e-3)
     assert l2.adam_weight_decay == 1e-3 and l2.penalty() is None
-    kl = DirichletRelaxation(6, 5, regulariser=RegulariserSpec("kl", 0.5))
+    kl = DirichletRelaxation(6, 5, "kl", 0.5)
     assert kl.adam_weight_decay == 0.0
     with torch.no_grad():
         kl.eta.normal_()
     expected = 0.5 * dirichlet_kl_to_uniform(kl.beta()).sum()
     assert torch.allclose(kl.penalty(), expected)
-    with pytest.raises(ValueError):
-        DirichletRelaxation(6, 5, regulariser=RegulariserSpec("l1", 1.0))
+    with pytest.raises(ConfigError, match="regulariser must be 'l2' or 'kl'"):
+        SearchConfig(regulariser="l1").validate()
 
 
 def test_eta_initialised_small():
@@ -135,7 +144,7 @@ def test_prune_keeps_top_ops_by_beta_and_masks_them_out():
     assert relax.kept_ops() == [[0, 1, 3], [0, 2, 3], [1, 3, 4]]
     assert relax.num_kept == 3
     torch.manual_seed(0)
-    theta = relax.sample()
+    theta = relax.sample().theta
     assert torch.allclose(theta.sum(-1), torch.ones(3))
     assert (theta[~relax.mask] == 0).all() and (theta[relax.mask] > 0).all()
     mean = relax.expected_weights()
@@ -156,7 +165,7 @@ def test_pruned_sample_has_marginal_dirichlet_of_kept_ops():
     with torch.no_grad():
         relax.eta.copy_(torch.tensor([[0.9, -0.5, 0.4, 0.1, 1.5]]))
     relax.prune(3)
-    samples = torch.stack([relax.sample() for _ in range(4000)])
+    samples = torch.stack([relax.sample().theta for _ in range(4000)])
     beta = relax.beta()[0]
     kept = relax.mask[0]
     expected = torch.where(kept, beta, torch.zeros_like(beta))

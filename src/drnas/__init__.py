@@ -4,6 +4,7 @@ Typical use::
 
     import drnas
     config = drnas.preset("nb201")                          # or drnas.SearchConfig(...)
+    config = drnas.with_method(config, "darts")             # optional: another method (drnas.method_names())
     config = drnas.apply_overrides(config, {"dataset": "cifar10", "data": "data/cifar10"})
     search = drnas.Search(config, out="runs/nb201")
     result = search.run()
@@ -15,14 +16,16 @@ __version__ = "0.1.0"
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
 from .data import DataError, load_dataset
-from .relax import DirichletRelaxation, concentration, dirichlet_kl_to_uniform, sample_dirichlet
+from .relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
 from .search import NonFiniteLossError, Search, SearchResult
 from .archs import architecture_names, get_architecture
 from .spaces import ArchitectureError, DartsGenotype, NB201Arch, NetworkSpec, SupernetSpec, get_space, space_names
+from .strategies import Strategy, get_method, method_names, with_method
 from . import train
 
 __all__ = [
-    "ArchitectureError", "BenchmarkError", "ConfigError", "DartsGenotype", "DataError", "DirichletRelaxation",
+    "ArchitectureError", "BenchmarkError", "ConfigError", "DartsGenotype", "DataError", "Strategy", "get_method",
+    "method_names", "with_method",
     "NB201Arch", "NetworkSpec", "architecture_names", "get_architecture", "train",
     "NB201Table", "NonFiniteLossError", "Search", "SearchConfig", "SearchResult", "Stage", "SupernetSpec",
     "apply_overrides", "concentration", "dirichlet_kl_to_uniform", "get_space", "load_config_file",

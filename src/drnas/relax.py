@@ -1,11 +1,12 @@
-"""Architecture parameters and how operation mixing weights come from them.
+"""Architecture parameters and the Dirichlet relaxation's math.
 
-A *relaxation* owns the raw architecture parameters ``eta`` of shape ``[edges, ops]`` and turns them into
-mixing weights ``theta`` for one forward pass (one batched draw for all edges). DrNAS (paper §2.2) is the
-Dirichlet relaxation: ``beta = ELU(eta) + 1``, ``theta ~ Dir(beta)`` with the pathwise (implicit
-reparameterisation) gradient of eq. (5). Pruned ops (progressive learning, §2.4) are excluded through a
-boolean ``mask``: the Dirichlet is drawn over the kept ops only, which is the same distribution as drawing
-over all ops and renormalising over the kept ones (the aggregation property), and pruned ops get weight 0.
+:class:`Relaxation` owns the raw architecture parameters ``eta`` of shape ``[edges, ops]`` and the mask of ops
+still in the search; every search method (:mod:`drnas.strategies`) builds on it and turns ``eta`` into mixing
+weights ``theta`` for one forward pass (one batched draw for all edges). DrNAS (paper §2.2) is the Dirichlet
+relaxation: ``beta = ELU(eta) + 1``, ``theta ~ Dir(beta)`` with the pathwise (implicit reparameterisation)
+gradient of eq. (5), implemented here. Pruned ops (progressive learning, §2.4) are excluded through a boolean
+``mask``: the Dirichlet is drawn over the kept ops only, which is the same distribution as drawing over all ops
+and renormalising over the kept ones (the aggregation property), and pruned ops get weight 0.
 
 PyTorch pitfalls guarded here (pytorch issues 57447 and 76030):
 
@@ -21,7 +22,6 @@ The returned ``theta`` is float32 whatever autocast is active: the sample never 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
@@ -92,15 +92,6 @@ def dirichlet_kl_to_uniform(beta: torch.Tensor) -> torch.Tensor:
     log_norm_b = -torch.lgamma(torch.tensor(float(k), device=beta.device))  # lnG(b0) - sum lnG(1) with b=1
     return (torch.lgamma(total) - torch.lgamma(beta).sum(-1) + log_norm_b
             + ((beta - 1.0) * (torch.digamma(beta) - torch.digamma(total).unsqueeze(-1))).sum(-1))
-
-
-@dataclass(frozen=True)
-class RegulariserSpec:
-    """How the anchor ``d(beta, 1)`` of eq. (4) is applied: ``l2`` on eta (as Adam weight decay, like the
-    authors' code) or ``kl`` = KL(Dir(beta) || Dir(1)) summed over edges and added to the arch loss."""
-
-    kind: str = "l2"
-    scale: float = 1e-3
 
 
 class Relaxation(torch.nn.Module):
@@ -177,48 +168,3 @@ class Relaxation(torch.nn.Module):
     def _load_from_state_dict(self, *args, **kwargs):  # type: ignore[override]
         super()._load_from_state_dict(*args, **kwargs)
         self._refresh_mask_cache()
-
-
-class DirichletRelaxation(Relaxation):
-    """DrNAS: ``theta ~ Dir(ELU(eta) + 1)`` over the kept ops of every edge."""
-
-    name = "dirichlet"
-
-    def __init__(self, num_edges: int, num_ops: int, init_std: float = 1e-3,
-                 regulariser: RegulariserSpec = RegulariserSpec()) -> None:
-        super().__init__(num_edges, num_ops, init_std)
-        if regulariser.kind not in ("l2", "kl"):
-            raise ValueError(f"unknown regulariser {regulariser.kind!r}: use 'l2' or 'kl'")
-        self.regulariser = regulariser
-
-    def beta(self) -> torch.Tensor:
-        return concentration(self.eta)
-
-    def scores(self) -> torch.Tensor:
-        return self.beta()
-
-    def expected_weights(self) -> torch.Tensor:
-        beta = self.beta().masked_fill(~self.mask, 0.0)
-        return beta / beta.sum(-1, keepdim=True)
-
-    def sample(self) -> torch.Tensor:
-        beta = self.beta()
-        if self._all_kept:
-            return sample_dirichlet(beta)
-        index = self._kept_index
-        kept = sample_dirichlet(beta.gather(1, index))
-        return kept.new_zeros(beta.shape).scatter(1, index, kept)
-
-    def penalty(self) -> torch.Tensor | None:
-        if self.regulariser.kind != "kl":
-            return None
-        kept_beta = self.beta().gather(1, self._kept_index)
-        return self.regulariser.scale * dirichlet_kl_to_uniform(kept_beta).sum()
-
-    @property
-    def adam_weight_decay(self) -> float:
-        """The L2 anchor on eta, applied as Adam weight decay as in the authors' code."""
-        return self.regulariser.scale if self.regulariser.kind == "l2" else 0.0
-
-
-RELAXATIONS: dict[str, type[Relaxation]] = {"dirichlet": DirichletRelaxation}

@@ -269,14 +269,17 @@ class Search(Job):
         dL/d(mixing weights) and, with ``weights``, dL/dw (no update). Without weight gradients the weights are
         frozen for the pass (neither eager autograd nor a compiled cell's backward computes them) and the pass
         is replayed as a CUDA graph when enabled; it runs the bare network (DDP only reduces weight gradients)."""
-        tensors = [t.detach() for t in mixing.tensors()]
+        def leaves() -> list[torch.Tensor]:  # fresh leaves for every pass: gradients never accumulate
+            return [t.detach() for t in mixing.tensors()]
+
         with self._running(mixing.active):
             if weights:
-                out = self._full_pass(x, y, *tensors)
-                return out[0], out[1], list(out[2:2 + len(tensors)]), list(out[2 + len(tensors):])
+                out = self._full_pass(x, y, *leaves())
+                count = len(mixing.tensors())
+                return out[0], out[1], list(out[2:2 + count]), list(out[2 + count:])
             out = self._checked_pass(
-                "arch", lambda: self.steps("arch", self._arch_pass, x, y, *tensors),
-                lambda: self._arch_pass(x, y, *tensors), lambda out: (out[0], *out[2:]))
+                "arch", lambda: self.steps("arch", self._arch_pass, x, y, *leaves()),
+                lambda: self._arch_pass(x, y, *leaves()), lambda out: (out[0], *out[2:]))
         return out[0], out[1], list(out[2:]), []
 
     def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,

@@ -5,35 +5,21 @@ the search (GDAS §4.1). Ops that did not run get no gradient (their outputs are
 additionally adds their zero-valued weights to the node as scalars, which we do not."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from ..config import SearchConfig
 from .base import Mixing, SinglePathStrategy, gumbel_noise, masked_logits, register_method
-from .darts import DARTS_ARCH
-from .snas import annealed
+from .snas import AnnealedTemperature
 
 
 @register_method("gdas", doc="GDAS: one sampled op per edge, straight-through Gumbel, tau 10 -> 0.1 (Dong & Yang, CVPR 2019)")
-class GDAS(SinglePathStrategy):
+class GDAS(AnnealedTemperature, SinglePathStrategy):
     """Hard Gumbel-softmax with a straight-through gradient; single path."""
 
     name = "gdas"
     paper = "Dong & Yang, Searching for a Robust Neural Architecture in Four GPU Hours, CVPR 2019"
     tau_range = (10.0, 0.1)
-
-    @classmethod
-    def defaults(cls, config: SearchConfig) -> dict[str, Any]:
-        return {**DARTS_ARCH, "tau_max": cls.tau_range[0], "tau_min": cls.tau_range[1]}
-
-    @property
-    def tau(self) -> float:
-        cfg = self.config
-        tau_max = cfg.tau_max if cfg.tau_max is not None else self.tau_range[0]
-        tau_min = cfg.tau_min if cfg.tau_min is not None else self.tau_range[1]
-        return annealed(tau_max, tau_min, self.epoch_fraction, "linear")
+    schedule = "linear"
 
     def sample(self) -> Mixing:
         logits = masked_logits(self.eta, self.mask)
@@ -42,6 +28,3 @@ class GDAS(SinglePathStrategy):
         hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
         theta = hard - soft.detach() + soft
         return Mixing(theta, None, [[i] for i in index.tolist()])
-
-    def record(self) -> dict[str, Any]:
-        return {"tau": round(self.tau, 6)}

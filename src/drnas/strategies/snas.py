@@ -20,14 +20,14 @@ def annealed(tau_max: float, tau_min: float, fraction: float, kind: str) -> floa
     return tau_max * (tau_min / tau_max) ** fraction
 
 
-@register_method("snas", doc="SNAS: Gumbel-softmax mixing weights, annealed temperature (Xie et al., ICLR 2019)")
-class SNAS(SoftmaxStrategy):
-    """Relaxed one-hot samples; every op runs, weighted by the sample."""
+class AnnealedTemperature:
+    """A Gumbel temperature ``tau`` that moves from ``tau_max`` to ``tau_min`` over the search (``tau_range``
+    by default, ``schedule`` linear or exponential); config ``tau_max`` / ``tau_min`` override the ends."""
 
-    name = "snas"
-    paper = "Xie et al., SNAS: Stochastic Neural Architecture Search, ICLR 2019"
-    tau_range = (1.0, 0.33)
+    tau_range: tuple[float, float] = (1.0, 1.0)
     schedule = "exponential"
+    config: SearchConfig
+    epoch_fraction: float
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
@@ -40,13 +40,20 @@ class SNAS(SoftmaxStrategy):
         tau_min = cfg.tau_min if cfg.tau_min is not None else self.tau_range[1]
         return annealed(tau_max, tau_min, self.epoch_fraction, self.schedule)
 
-    def soft_sample(self):
-        logits = masked_logits(self.eta, self.mask)
-        noise = gumbel_noise(logits.shape, logits.device)
-        return F.softmax((logits + noise) / self.tau, dim=-1)
-
-    def sample(self) -> Mixing:
-        return Mixing(self.soft_sample())
-
     def record(self) -> dict[str, Any]:
         return {"tau": round(self.tau, 6)}
+
+
+@register_method("snas", doc="SNAS: Gumbel-softmax mixing weights, annealed temperature (Xie et al., ICLR 2019)")
+class SNAS(AnnealedTemperature, SoftmaxStrategy):
+    """Relaxed one-hot samples; every op runs, weighted by the sample."""
+
+    name = "snas"
+    paper = "Xie et al., SNAS: Stochastic Neural Architecture Search, ICLR 2019"
+    tau_range = (1.0, 0.33)
+    schedule = "exponential"
+
+    def sample(self) -> Mixing:
+        logits = masked_logits(self.eta, self.mask)
+        noise = gumbel_noise(logits.shape, logits.device)
+        return Mixing(F.softmax((logits + noise) / self.tau, dim=-1))

@@ -1,0 +1,343 @@
+"""Every search method on both spaces (parametrised over the method registry, as timm's tests run over
+``list_models``), and each method's own math on tiny real problems."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from drnas.cli import main
+from drnas.config import ConfigError, Stage
+from drnas.data import load_dataset
+from drnas.registry import Registry, RegistryError
+from drnas.search import Search
+from drnas.spaces import get_space
+from drnas.spaces.nb201 import NB201_OPS, NB201Arch
+from drnas.strategies import METHODS, get_method, method_names, with_method
+from drnas.strategies.base import gumbel_noise
+from drnas.strategies.unrolled import unrolled_hypergradient
+from helpers import pattern_images, tiny_config
+
+SPACES = ("nb201", "darts")
+QUIET = dict(progress=False, log=lambda m: None)
+
+
+def _applies(method: str, space: str) -> bool:
+    cls = get_method(method)
+    return space == "nb201" or (cls.uses_supernet and method != "enas")
+
+
+CASES = [(m, s) for m in method_names() for s in SPACES if _applies(m, s)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    arrays = load_dataset("digits", None)
+    return dataclasses.replace(arrays, x_train=arrays.x_train[:128], y_train=arrays.y_train[:128])
+
+
+@pytest.fixture(scope="module")
+def synthetic_table(tmp_path_factory):
+    """A complete NB201 results table with made-up accuracies (convolutions score, none/pooling do not), so the
+    benchmark-query methods run against all 15,625 cells without the real table."""
+    score = {"none": 0.0, "skip_connect": 1.0, "nor_conv_1x1": 2.0, "nor_conv_3x3": 3.0, "avg_pool_3x3": 0.5}
+    path = tmp_path_factory.mktemp("table") / "nb201.csv"
+    lines = ["arch,cifar10_valid_acc,cifar10_test_acc,cifar100_valid_acc,cifar100_test_acc"]
+    for ops in itertools.product(NB201_OPS, repeat=6):
+        acc = 50.0 + sum(score[o] * (1 + 0.1 * i) for i, o in enumerate(ops))
+        lines.append(f"{NB201Arch(ops)},{acc:.4f},{acc + 1:.4f},{acc - 20:.4f},{acc - 19:.4f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _config(method: str, space: str, table=None, **changes):
+    if space == "nb201":
+        base = tiny_config(dataset="digits", stages=[Stage(epochs=2, partial_k=1)], batch_size=32)
+    else:
+        base = tiny_config(space="darts", dataset="digits", cells=2, channels=8, batch_size=32,
+                           stages=[Stage(epochs=2, partial_k=1)])
+    config = with_method(base, method)
+    if not get_method(method).uses_supernet:
+        config = dataclasses.replace(config, dataset="cifar10", benchmark=str(table), queries=12,
+                                     stages=[Stage(epochs=2)])
+    return dataclasses.replace(config, candidates=4, **changes)
+
+
+def _strip(metrics):
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+
+# ------------------------------------------------------------------------------------------ every method x space
+@pytest.mark.parametrize("method,space", CASES)
+def test_every_method_searches_derives_and_resumes_bit_identically(method, space, digits, synthetic_table, tmp_path):
+    config = _config(method, space, synthetic_table)
+    full = Search(config, tmp_path / "full", data=digits, **QUIET).run()
+    assert full.epochs_done == 2 and len(full.metrics) == 2
+    # a valid architecture of the space, which survives its own text and JSON forms
+    arch = full.architecture
+    parsed = get_space(space).parse(str(arch))
+    assert str(parsed) == str(arch) and str(get_space(space).from_json(arch.to_json())) == str(arch)
+    saved = json.loads((tmp_path / "full" / "architecture.json").read_text())
+    assert saved["architecture"] == arch.to_json()
+
+    Search(config, tmp_path / "parts", data=digits, **QUIET).run(max_epochs=1)
+    parts = Search.resume(tmp_path / "parts", data=digits, **QUIET).run()
+    assert str(parts.architecture) == str(arch)
+    assert _strip(parts.metrics) == _strip(full.metrics)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
+    for key in ("net", "relax", "strategy"):
+        if key in a:
+            assert a[key].keys() == b[key].keys()
+            assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_the_registry_lists_every_method_of_table_4():
+    assert set(method_names()) == {"drnas", "drnas-2nd", "drnas-point", "darts", "darts-2nd", "snas", "gdas",
+                                   "dsnas", "pc-darts", "rsps", "enas", "random", "reinforce"}
+    for name in method_names():
+        assert get_method(name).name == name and METHODS.docs()[name]
+
+
+def test_registry_refuses_duplicates_and_lists_known_names():
+    registry: Registry[int] = Registry("thing")
+    registry.register("a", 1)
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register("a", 2)
+    with pytest.raises(RegistryError, match=r"unknown thing 'b'; known: a"):
+        registry.get("b")
+    with pytest.raises(RegistryError, match="known: .*drnas.*gdas"):
+        get_method("nope")
+
+
+# ------------------------------------------------------------------------------------------ the math
+def _search(method: str, space: str = "nb201", **changes) -> Search:
+    config = dataclasses.replace(with_method(tiny_config(stages=[Stage(epochs=2, partial_k=1)]), method),
+                                 **changes)
+    if space == "darts":
+        config = dataclasses.replace(config, space="darts", cells=2)
+    return Search(config, data=pattern_images(128), **QUIET)
+
+
+DIFFERENTIABLE = [m for m in method_names() if get_method(m).uses_supernet and get_method(m).trains_arch
+                  and m != "enas" and not get_method(m).second_order]
+
+
+@pytest.mark.parametrize("method", DIFFERENTIABLE)
+@pytest.mark.parametrize("space", SPACES)
+def test_arch_gradient_through_the_engine_equals_plain_autograd(method, space):
+    """The engine's split (a network pass gives dL/dθ, the strategy's chain rule carries it to its parameters)
+    gives the gradient plain autograd gives through the whole computation, for every differentiable method."""
+    search = _search(method, space)
+    x, y = next(iter(search.arch_loader.epoch(0)))
+    params = search.strategy.arch_parameters()
+
+    torch.manual_seed(3)
+    mixing = search.strategy.sample()
+    _, _, grads, _ = search.gradients(mixing.detached(), x, y)
+    split = torch.autograd.grad(mixing.tensors(), params, grads, allow_unused=True)
+
+    torch.manual_seed(3)
+    mixing = search.strategy.sample()
+    with search._running(mixing.active):
+        for p in search.net.parameters():
+            p.requires_grad_(False)
+        loss = F.cross_entropy(search.net(x.contiguous(memory_format=search.memory_format), mixing.theta,
+                                          mixing.edge_scale), y)
+        for p in search.net.parameters():
+            p.requires_grad_(True)
+    plain = torch.autograd.grad(loss, params, allow_unused=True)
+    for a, b in zip(split, plain):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), (a, b)
+            assert a.abs().sum() > 0
+
+
+def test_gumbel_max_draws_follow_the_softmax():
+    """GDAS' and DSNAS' hard samples (argmax of logits + Gumbel noise) are draws from softmax(logits)."""
+    logits = torch.tensor([[1.0, 0.0, -1.0, 0.5, 2.0]])
+    generator = torch.Generator().manual_seed(0)
+    n = 40000
+    draws = (logits + gumbel_noise((n, 5), torch.device("cpu"), generator)).argmax(-1)
+    freq = torch.bincount(draws, minlength=5).float() / n
+    p = torch.softmax(logits[0], -1)
+    assert torch.allclose(freq, p, atol=4 * math.sqrt(0.25 / n)), (freq, p)
+
+
+def test_gdas_runs_exactly_one_op_per_edge_and_still_gets_a_gradient():
+    search = _search("gdas")
+    for cell in search.net.search_cells():
+        cell.fuse_edges = False  # the plain path calls each op module, which the hooks below count
+    calls: dict[int, list[int]] = {}
+    hooks = []
+    for _, mixed in search.net.mixed_ops():
+        for index, op in enumerate(mixed.ops):
+            hooks.append(op.register_forward_hook(
+                lambda m, i, o, key=id(mixed), index=index: calls.setdefault(key, []).append(index)))
+    x, y = next(iter(search.arch_loader.epoch(0)))
+    search.arch_step(x, y)
+    for hook in hooks:
+        hook.remove()
+    # every mixed op ran one op (or none, when the drawn op is the zero op)
+    assert calls and all(len(ops) == 1 for ops in calls.values())
+    assert len(calls) <= len(list(search.net.mixed_ops()))
+    assert search.strategy.eta.grad is not None and search.strategy.eta.grad.abs().sum() > 0
+
+
+def test_dsnas_gradient_is_the_search_gradient():
+    """dL/dα_k = dL/dZ_s (1[k = s] - p_k) for the op s that ran on each edge (DSNAS eq. 10-12)."""
+    search = _search("dsnas")
+    x, y = next(iter(search.arch_loader.epoch(0)))
+    torch.manual_seed(5)
+    mixing = search.strategy.sample()
+    _, _, (grad_theta,), _ = search.gradients(mixing.detached(), x, y)
+    got = torch.autograd.grad(mixing.theta, search.strategy.eta, grad_theta)[0]
+    p = torch.softmax(search.strategy.eta.detach(), -1)
+    chosen = torch.tensor([a[0] for a in mixing.active])
+    g_s = grad_theta.gather(1, chosen.unsqueeze(1))
+    expected = g_s * (F.one_hot(chosen, p.shape[1]).float() - p)
+    assert torch.allclose(got, expected, atol=1e-7)
+
+
+def test_unrolled_hypergradient_matches_the_exact_one_on_a_tiny_bilevel_problem():
+    """DARTS' second-order step with its finite-difference Hessian-vector product against the exact
+    d/dθ L_val(w - ξ(m·buf + ∇_w L_train(w, θ) + wd·w), θ) by double backpropagation, in float64."""
+    torch.manual_seed(0)
+    dtype = torch.float64
+    xt, yt = torch.randn(16, 3, dtype=dtype), torch.randn(16, dtype=dtype)
+    xv, yv = torch.randn(16, 3, dtype=dtype), torch.randn(16, dtype=dtype)
+    w = torch.randn(3, 4, dtype=dtype, requires_grad=True)
+    theta = torch.softmax(torch.randn(4, dtype=dtype), 0).requires_grad_(True)
+    buf = torch.randn(3, 4, dtype=dtype)
+    lr, momentum, wd = 0.1, 0.9, 3e-4
+
+    def loss(weights, th, x, y):
+        return ((torch.tanh(x @ weights) @ th - y) ** 2).mean()
+
+    def grads(x, y, of):
+        value = loss(w, theta, x, y)
+        return list(torch.autograd.grad(value, of))
+
+    w_before = w.detach().clone()
+    got = unrolled_hypergradient(
+        [w], lambda: grads(xt, yt, [w]),
+        lambda: (grads(xv, yv, [theta]), grads(xv, yv, [w])),
+        lambda: grads(xt, yt, [theta]), lr, momentum, wd, [buf])[0]
+
+    g_train = torch.autograd.grad(loss(w, theta, xt, yt), w, create_graph=True)[0]
+    unrolled = w - lr * (momentum * buf + g_train + wd * w)
+    exact = torch.autograd.grad(loss(unrolled, theta, xv, yv), theta)[0]
+    first_order = grads(xv, yv, [theta])[0]
+    assert torch.allclose(got, exact, rtol=1e-4, atol=1e-8), (got, exact)
+    assert not torch.allclose(first_order, exact, rtol=1e-3)  # the second-order term matters here
+    assert torch.equal(w.detach(), w_before)  # the weights are restored exactly
+
+
+@pytest.mark.parametrize("method", ["darts-2nd", "drnas-2nd"])
+def test_second_order_step_leaves_the_weights_as_they_were(method):
+    search = _search(method)
+    before = [p.detach().clone() for p in search.net.parameters()]
+    eta = search.strategy.eta.detach().clone()
+    (xa, ya), (xw, yw) = next(iter(search.arch_loader.epoch(0))), next(iter(search.weight_loader.epoch(0)))
+    search.weight_step(xw, yw)  # a momentum buffer to unroll with
+    after_weight_step = [p.detach().clone() for p in search.net.parameters()]
+    search.arch_step(xa, ya, (xw, yw))
+    assert all(torch.equal(a, p) for a, p in zip(after_weight_step, search.net.parameters()))
+    assert not torch.equal(eta, search.strategy.eta) and not all(
+        torch.equal(a, b) for a, b in zip(before, after_weight_step))
+
+
+@pytest.mark.parametrize("method", ["rsps", "random"])
+def test_random_methods_never_update_architecture_parameters(method, digits, synthetic_table, tmp_path):
+    config = _config(method, "nb201", synthetic_table)
+    search = Search(config, tmp_path / "run", data=digits, **QUIET)
+    eta = search.strategy.eta.detach().clone()
+    search.run()
+    assert search.arch_optimizer is None and torch.equal(eta, search.strategy.eta.detach())
+
+
+def test_reinforce_learns_the_table_and_answers_its_best_query(synthetic_table, tmp_path):
+    config = dataclasses.replace(_config("reinforce", "nb201", synthetic_table), queries=400, arch_lr=0.05)
+    search = Search(config, tmp_path / "run", **QUIET)
+    eta = search.strategy.eta.detach().clone()
+    result = search.run()
+    rewards = [m["mean_query_valid_acc"] for m in result.metrics]
+    assert rewards[-1] > rewards[0] + 2  # the policy moved towards convolutions
+    assert not torch.equal(eta, search.strategy.eta.detach())
+    assert result.metrics[-1]["best_valid_acc"] == max(m["best_valid_acc"] for m in result.metrics)
+    assert result.metrics[-1]["nb201"]["cifar10_valid_acc"] == pytest.approx(result.metrics[-1]["best_valid_acc"])
+
+
+def test_pc_darts_edge_weights_are_a_softmax_per_node():
+    search = _search("pc-darts", "darts")
+    weights = search.strategy.edge_weights()
+    for group in search.space.edge_groups():
+        assert float(weights[group].sum().detach()) == pytest.approx(1.0)
+    assert search.net.partial_k == 4 and search.config.stages[0].arch_warmup == 1
+
+
+@pytest.mark.parametrize("method", [m for m in method_names() if get_method(m).uses_supernet])
+def test_fused_edges_equal_edge_by_edge_for_every_method(method):
+    """Edge fusion (a fast path) computes what the plain edge-by-edge cell computes, for every method's
+    mixing weights (single-path, edge-scaled and dense alike)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        search = _search(method)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    search.net.eval()
+    x, y = next(iter(search.valid_loader.epoch(0)))
+    x = x.double().contiguous(memory_format=search.memory_format)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        mixing = search.strategy.sample()
+    outputs = []
+    for fuse in (True, False):
+        for cell in search.net.search_cells():
+            cell.fuse_edges = fuse
+        with search._running(mixing.active), torch.no_grad():
+            outputs.append(search.net(x, mixing.theta.double(), None if mixing.edge_scale is None
+                                      else mixing.edge_scale.double()))
+    assert torch.allclose(outputs[0], outputs[1], rtol=1e-9, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------ command line
+def test_methods_command_lists_every_method(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in method_names():
+        assert f"  {name} " in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "nope"], "unknown method 'nope'; known: "),
+    (["--set", "relaxation=softmax"], "relaxation='softmax': the relaxation comes with the method"),
+    (["--method", "gdas", "--set", "compile=cells"], "compiled cells cannot follow"),
+    (["--method", "darts", "--set", "regulariser=kl"], "method darts has none"),
+    (["--method", "random"], "give --benchmark FILE"),
+    (["--method", "rsps", "--preset", "demo"], "no op strengths to prune by"),
+])
+def test_method_misuse_is_one_line(argv, message, capsys, tmp_path):
+    preset = [] if "--preset" in argv else ["--preset", "demo"]
+    code = main(["search", *preset, "--epochs", "2", "--quiet", "--out", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("drnas: error: ") and message in err[0], err
+
+
+def test_method_flag_applies_the_method_defaults_under_the_users_settings(tmp_path, capsys):
+    code = main(["search", "--preset", "demo", "--method", "gdas", "--epochs", "2", "--train-images", "128",
+                 "--set", "tau_min=0.5", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["method"] == "gdas" and config["tau_max"] == 10.0 and config["tau_min"] == 0.5
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["tau"] for m in lines] == [10.0, 0.5]
+    assert "architecture: |" in capsys.readouterr().out
+    with pytest.raises(ConfigError):
+        Search(dataclasses.replace(tiny_config(), method="gdas", compile="cells"), data=pattern_images(64), **QUIET)
