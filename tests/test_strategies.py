@@ -19,7 +19,7 @@ from drnas.search import Search
 from drnas.spaces import get_space
 from drnas.spaces.nb201 import NB201_OPS, NB201Arch
 from drnas.strategies import METHODS, get_method, method_names, with_method
-from drnas.strategies.base import gumbel_noise
+from drnas.strategies.base import gumbel_noise, one_hot_mixing
 from drnas.strategies.unrolled import unrolled_hypergradient
 from helpers import pattern_images, tiny_config
 
@@ -188,6 +188,17 @@ def test_gdas_runs_exactly_one_op_per_edge_and_still_gets_a_gradient():
     assert calls and all(len(ops) == 1 for ops in calls.values())
     assert len(calls) <= len(list(search.net.mixed_ops()))
     assert search.strategy.eta.grad is not None and search.strategy.eta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_a_draw_that_cuts_every_path_gives_zero_gradients(weights):
+    """Single-path draws of `none` on every edge into a cell's output leave the loss independent of θ (about 1%
+    of GDAS steps on NB201): the pass returns zero gradients instead of failing."""
+    search = _search("gdas")
+    x, y = next(iter(search.arch_loader.epoch(0)))
+    mixing = one_hot_mixing([NB201_OPS.index("none")] * 6, len(NB201_OPS), x.device)
+    loss, _, (grad,), _ = search.gradients(mixing, x, y, weights=weights)
+    assert torch.isfinite(loss) and torch.equal(grad, torch.zeros_like(grad))
 
 
 def test_dsnas_gradient_is_the_search_gradient():

@@ -293,8 +293,10 @@ class Search(Job):
             with self.autocast():
                 logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
             loss = F.cross_entropy(logits.float(), y)
-            loss.backward(inputs=leaves)  # fresh leaves (or the graph's static inputs): grads assigned
-        return (loss.detach(), accuracy_counts(logits, y)[0], *[leaf.grad for leaf in leaves])
+            if loss.requires_grad:  # not when a single-path draw cuts every path (all ops into a cell's output: none)
+                loss.backward(inputs=leaves)  # fresh leaves (or the graph's static inputs): grads assigned
+        return (loss.detach(), accuracy_counts(logits, y)[0],
+                *[torch.zeros_like(leaf) if leaf.grad is None else leaf.grad for leaf in leaves])
 
     def _full_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
                    edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -306,7 +308,8 @@ class Search(Job):
         with self.autocast():
             logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
         loss = F.cross_entropy(logits.float(), y)
-        grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+        grads = (torch.autograd.grad(loss, leaves + params, allow_unused=True) if loss.requires_grad
+                 else (None,) * len(leaves + params))
         grads = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(leaves + params, grads))
         return (loss.detach(), accuracy_counts(logits, y)[0], *grads)
 
