@@ -8,8 +8,6 @@ point-estimate ablation the paper argues from (§1, §2.2): the same loop and an
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..config import ConfigError, SearchConfig
@@ -52,9 +50,6 @@ class DrNAS(Strategy):
             return None
         kept_beta = self.beta().gather(1, self._kept_index)
         return self.config.reg_scale * dirichlet_kl_to_uniform(kept_beta).sum()
-
-    def record(self) -> dict[str, Any]:
-        return {}
 
 
 @register_method("drnas-2nd", doc="DrNAS with DARTS' second-order (unrolled) architecture step")
