@@ -5,29 +5,23 @@
 Timings on a shared or throttling machine drift by tens of percent between processes, so a ratio of two
 separate ``run.py`` invocations says little. Here both settings run on the same network and data,
 interleaved (on, off, on, off, ...), and the ratio of the medians is printed with the range of the per-round
-ratios. Switches:
+ratios. Switches: every field of ``drnas.fastpaths.FastPaths`` (on: its default; off: ``FastPaths.off``), e.g.
 
-* ``fuse_edges``: the edges leaving a cell node run together (``SearchCell.fuse_edges``) or edge by edge.
-* ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW).
-* ``depthwise_channels_last``: stacked ops with depthwise convs (DARTS' separable and dilated convs) run in
-  channels_last on the CPU (``drnas.fusion.DEPTHWISE_CHANNELS_LAST``), or in the network's layout.
-* ``small_conv_channels_last``: a stack's first dense conv with at most 4 input channels runs in channels_last
-  on the CPU (``drnas.fusion.SMALL_CONV_CHANNELS_LAST``), or in the network's layout.
-* ``fold_scales``: the mixing weights of an op's edges are folded into the op's final BatchNorm
-  (``drnas.fusion.FOLD_SCALES``), or multiplied with its outputs.
-* ``batch_norm_nchw``: in a stack switched to channels_last, BatchNorms over channel counts that are not a
-  multiple of 8 run in NCHW (``drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE``), or in channels_last.
+* ``fuse_edges``: the edges leaving a cell node run each op once for all of them, or edge by edge;
+* ``preprocess_together``: DARTS networks preprocess each state for all its reader cells as one stack;
+* ``join_shuffle``: a partial-channel node writes its channels straight into the shuffled order;
+* ``fold_scales``: mixing weights folded into an op's final BatchNorm, or multiplied with its outputs;
+* ``fast_pooling``: window-sum average pooling and channels_last max pooling on the CPU, or PyTorch's kernels;
+* ``depthwise_channels_last``, ``small_conv_channels_last``, ``batch_norm_nchw``
+  (``channels_last_batch_norm_multiple``): the layout switches of stacked ops on the CPU;
+* ``compiled_pointwise_conv_channels``, ``compiled_flipped_input_grad_channels``: the conv rewrites inside
+  compiled cells (need ``--set compile=cells``);
+
+and two that are settings of the job rather than fast paths:
+
+* ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW);
 * ``keep_layout``: compiled cells (needs ``--set compile=cells``) keep the network's layout or take inductor's
   (``keep_layout`` of ``Supernet.compile_cells``); both sets of compiled cells are made once and swapped.
-* ``pointwise_conv``: inside compiled cells (``--set compile=cells``), 1x1 convs over at most 16 channels are
-  weighted channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``), or oneDNN convs.
-* ``flipped_input_grad``: inside compiled cells (``--set compile=cells``), stride-1 convs over at most 4 NCHW
-  channels take their input gradient from a forward conv with flipped weights
-  (``drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``), or from oneDNN's backward-data kernel.
-* ``join_shuffle``: a partial-channel node writes its op and bypass channels straight into the shuffled order
-  (``drnas.supernet.JOIN_SHUFFLE``), or concatenates them and then shuffles.
-* ``preprocess_together``: DARTS networks (search and evaluation) preprocess each state for all the cells that
-  read it as one stack, or module by module (``preprocess_together`` of ``DartsSupernet`` and ``DartsNetwork``).
 
 Cases are run.py's: the search cases, and ``train-cifar`` (the evaluation network's training step).
 """
@@ -37,42 +31,19 @@ import argparse
 import functools
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from run import CASES, _search_case, _train_case, parse_overrides
-import drnas.fusion
-import drnas.supernet
-from drnas.spaces.darts import DartsNetwork, DartsSupernet
-from drnas.supernet import SearchCell
+from drnas import fastpaths
 from drnas.training import Job
-
-
-def _fuse_edges(job: Job, on: bool) -> None:
-    SearchCell.fuse_edges = on
 
 
 def _channels_last(job: Job, on: bool) -> None:
     job.memory_format = torch.channels_last if on else torch.contiguous_format
     network = job.net if hasattr(job, "net") else job.model
     network.to(memory_format=job.memory_format)  # in place: the optimizer keeps its parameters
-
-
-def _depthwise_channels_last(job: Job, on: bool) -> None:
-    drnas.fusion.DEPTHWISE_CHANNELS_LAST = on
-
-
-def _small_conv_channels_last(job: Job, on: bool) -> None:
-    drnas.fusion.SMALL_CONV_CHANNELS_LAST = 4 if on else 0
-
-
-def _batch_norm_nchw(job: Job, on: bool) -> None:
-    drnas.fusion.CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8 if on else 0
-
-
-def _fold_scales(job: Job, on: bool) -> None:
-    drnas.fusion.FOLD_SCALES = on
 
 
 def _keep_layout(job: Job, on: bool) -> None:
@@ -91,32 +62,35 @@ def _keep_layout(job: Job, on: bool) -> None:
     net.cell_compile_settings = (net.cell_compile_settings[0], on)
 
 
-def _pointwise_conv(job: Job, on: bool) -> None:
-    drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS = 16 if on else 0
+def _fast_path(name: str) -> Callable[[Job, bool], None]:
+    def set_switch(job: Job, on: bool) -> None:
+        fastpaths.configure(fastpaths.DEFAULT if on else fastpaths.DEFAULT.off(name))
+    return set_switch
 
 
-def _flipped_input_grad(job: Job, on: bool) -> None:
-    drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS = 4 if on else 0
+SWITCHES: dict[str, Callable[[Job, bool], None]] = {
+    **{name: _fast_path(name) for name in fastpaths.switch_names()},
+    "batch_norm_nchw": _fast_path("channels_last_batch_norm_multiple"),  # the older names of two switches
+    "pointwise_conv": _fast_path("compiled_pointwise_conv_channels"),
+    "flipped_input_grad": _fast_path("compiled_flipped_input_grad_channels"),
+    "channels_last": _channels_last, "keep_layout": _keep_layout}
 
 
-def _join_shuffle(job: Job, on: bool) -> None:
-    drnas.supernet.JOIN_SHUFFLE = on
-
-
-def _preprocess_together(job: Job, on: bool) -> None:
-    DartsSupernet.preprocess_together = DartsNetwork.preprocess_together = on
-
-
-SWITCHES: dict[str, Callable[[Job, bool], None]] = {"fuse_edges": _fuse_edges, "channels_last": _channels_last,
-                                                    "depthwise_channels_last": _depthwise_channels_last,
-                                                    "small_conv_channels_last": _small_conv_channels_last,
-                                                    "preprocess_together": _preprocess_together,
-                                                    "fold_scales": _fold_scales,
-                                                    "batch_norm_nchw": _batch_norm_nchw,
-                                                    "keep_layout": _keep_layout,
-                                                    "pointwise_conv": _pointwise_conv,
-                                                    "flipped_input_grad": _flipped_input_grad,
-                                                    "join_shuffle": _join_shuffle}
+def alternate(runs: dict[Any, Callable[[int], Callable[[], None]]], rounds: int,
+              sync: Callable[[], None] = lambda: None) -> dict[Any, list[float]]:
+    """Seconds of each run's steps, taken in turn (a, b, c, a, b, c, ...): one untimed round, then ``rounds``
+    timed ones. ``runs[key](i)`` prepares the i-th step untimed and returns it, to be timed."""
+    times: dict[Any, list[float]] = {key: [] for key in runs}
+    for round_ in range(rounds + 1):
+        for key, prepare in runs.items():
+            step = prepare(round_)
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            if round_:
+                times[key].append(time.perf_counter() - start)
+    return times
 
 
 def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> tuple[list[float], list[float]]:
@@ -124,20 +98,16 @@ def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> t
     set_switch = SWITCHES[switch]
     make_case = _train_case if name == "train-cifar" else functools.partial(_search_case, name)
     job, step, available, _ = make_case(2 * rounds + 2, 2, "auto", overrides)
-    sync = torch.cuda.synchronize if job.device.type == "cuda" else (lambda: None)
-    times: dict[bool, list[float]] = {True: [], False: []}
-    i = 0
-    for round_ in range(rounds + 1):
-        for on in (True, False):
+
+    def prepare(on: bool) -> Callable[[int], Callable[[], None]]:
+        def at(round_: int) -> Callable[[], None]:
             set_switch(job, on)
             job.steps.reset()  # a captured graph would replay the other setting
-            sync()
-            start = time.perf_counter()
-            step(i % available)()
-            sync()
-            if round_:
-                times[on].append(time.perf_counter() - start)
-            i += 1
+            return step((2 * round_ + (not on)) % available)
+        return at
+
+    times = alternate({True: prepare(True), False: prepare(False)}, rounds,
+                      torch.cuda.synchronize if job.device.type == "cuda" else (lambda: None))
     return times[True], times[False]
 
 

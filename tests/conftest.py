@@ -16,6 +16,16 @@ def _few_threads():
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _default_fast_paths():
+    """A test may flip the fast-path switchboard with ``fastpaths.configure``; the next one starts from the
+    defaults."""
+    from drnas import fastpaths
+
+    yield
+    fastpaths.configure(fastpaths.DEFAULT)
+
+
 @pytest.fixture
 def nb201_csv() -> Path:
     if not NB201_CSV.is_file():

@@ -35,3 +35,46 @@ def test_traffic_counts_the_backward_pass() -> None:
 def test_copy_rate_is_a_plausible_bandwidth() -> None:
     rate = bench_run.copy_rate(torch.device("cpu"), seconds=0.2)
     assert 1e8 < rate < 1e13  # between 0.1 GB/s and 10 TB/s
+
+
+def _benchmark_module(name: str):
+    import sys
+
+    sys.path.insert(0, str(_RUN_PY.parent))  # the scripts import one another by name, as when run from there
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(_RUN_PY.parent))
+
+
+def test_alternate_takes_the_runs_in_turn_and_times_only_the_steps() -> None:
+    import time
+
+    order: list[str] = []
+
+    def run(key: str, seconds: float):
+        def prepare(round_: int):
+            time.sleep(0.02)  # preparation is not timed
+            order.append(f"{key}{round_}")
+            return lambda: time.sleep(seconds)
+        return prepare
+
+    times = _benchmark_module("compare").alternate({"a": run("a", 0.001), "b": run("b", 0.03)}, rounds=2)
+    assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]  # one untimed round first
+    assert len(times["a"]) == len(times["b"]) == 2
+    assert max(times["a"]) < 0.02 <= min(times["b"])
+
+
+def test_compare_revs_imports_a_commit_beside_the_working_tree(tmp_path) -> None:
+    import subprocess
+
+    import drnas
+
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=_RUN_PY.parent, capture_output=True).returncode:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    old = _benchmark_module("compare_revs").import_revision("HEAD", tmp_path)
+    assert old.__name__.startswith("drnas_") and old is not drnas and old.Search is not drnas.Search
+    assert Path(old.__file__).is_relative_to(tmp_path)
+    assert old.preset("nb201").space == "nb201"

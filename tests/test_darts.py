@@ -168,31 +168,31 @@ def test_drop_path_only_in_training_and_scaled():
 
 def test_named_architectures_registry():
     assert {"DrNAS_cifar10", "DrNAS_imagenet", "DARTS_V2", "DrNAS_nb201"} <= set(architecture_names())
-    with pytest.raises(ArchitectureError, match="named architectures"):
+    with pytest.raises(ArchitectureError, match="unknown architecture name .nope.; known: DrNAS_cifar10, "):
         get_architecture("nope")
 
 
 @pytest.mark.parametrize("imagenet_stem", [False, True])
-def test_evaluation_network_preprocessing_together_equals_cell_by_cell(imagenet_stem, monkeypatch):
+def test_evaluation_network_preprocessing_together_equals_cell_by_cell(imagenet_stem):
     """Each state's readers are preprocessed as one stack (drnas.spaces.darts.run_cells); with drop-path and
     the auxiliary head in training mode, logits, gradients and BN statistics equal the one-by-one path."""
-    from drnas.spaces.darts import DartsNetwork
+    from drnas import fastpaths, fusion
 
     def run(together: bool):
-        monkeypatch.setattr(DartsNetwork, "preprocess_together", together)
         torch.manual_seed(0)
-        net = get_space("darts").build_network(get_architecture("DrNAS_cifar10").arch,
-                                               NetworkSpec(8, 6, num_classes=3, auxiliary=True,
-                                                           imagenet_stem=imagenet_stem))
+        net = fusion.install(get_space("darts").build_network(get_architecture("DrNAS_cifar10").arch,
+                                                              NetworkSpec(8, 6, num_classes=3, auxiliary=True,
+                                                                          imagenet_stem=imagenet_stem)))
         net.train()
         net.drop_path_prob = 0.2
         size = 224 if imagenet_stem else 32  # the auxiliary head needs 8x8 (CIFAR) or 7x7 (ImageNet) at 2/3 depth
         x = torch.randn(3, 3, size, size)
-        logits, aux = net(x)  # drop-path draws the same random masks in the same order either way
-        (logits.pow(2).sum() + aux.pow(2).sum()).backward()
-        net.eval()
-        return ([logits.detach(), aux.detach(), net(x).detach()], [p.grad for p in net.parameters()],
-                [b.float() for b in net.buffers()])
+        with fastpaths.using(preprocess_together=together):
+            logits, aux = net(x)  # drop-path draws the same random masks in the same order either way
+            (logits.pow(2).sum() + aux.pow(2).sum()).backward()
+            net.eval()
+            return ([logits.detach(), aux.detach(), net(x).detach()], [p.grad for p in net.parameters()],
+                    [b.float() for b in net.buffers()])
 
     fused, plain = run(True), run(False)
     for a, b in zip(fused[0] + fused[1], plain[0] + plain[1]):

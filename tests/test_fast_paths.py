@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from drnas import fusion
 from drnas.search import Search
 from drnas.supernet import cell_compile_options
 from drnas.train import PROTOCOLS, Trainer
@@ -275,8 +276,8 @@ def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     """Inductor's code for one partial-channel NB201 cell, forward and backward (to theta and the weights at
     once: the search-level test above covers each step's own mix), with the NCHW layout kept (what a CPU search
     compiles for partial channels) and with inductor's own layout choice; its 1x1 convs over 4 channels are the
-    compiled path's channel sums (``drnas.fusion.COMPILED_POINTWISE_CONV_CHANNELS``), and its 3x3 convs take
-    their input gradients from flipped weights (``drnas.fusion.COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``). Costs
+    compiled path's channel sums (``compiled_pointwise_conv_channels``), and its 3x3 convs take
+    their input gradients from flipped weights (``compiled_flipped_input_grad_channels``). Costs
     ~40 s on 2 cores with a cold inductor cache (mostly inductor's one-time setup), ~3 s warm."""
     from torch._dynamo.utils import counters
 
@@ -285,7 +286,8 @@ def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     torch._dynamo.reset()
     counters.clear()
     torch.manual_seed(0)
-    cells = [NB201Cell(8, 2, ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")) for _ in range(2)]
+    cells = [fusion.install(NB201Cell(8, 2, ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")))
+             for _ in range(2)]
     cells[1].load_state_dict(cells[0].state_dict())
     # what Supernet.compile_cells does to every cell
     cells[1].compile(dynamic=False, options=cell_compile_options("inductor", keep_layout))
@@ -357,23 +359,12 @@ def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compil
     assert any(f"{steps} weight steps" in line for line in lines) == compiled
 
 
-def test_compile_auto_leaves_a_space_that_does_not_say_eager(monkeypatch):
-    """A space registered from outside, written before ``compile_pays_on_cpu`` existed, is never compiled by
-    ``auto`` (and does not break the search)."""
+def test_compile_auto_leaves_a_space_it_was_not_measured_to_pay_for_eager(monkeypatch):
+    """``auto`` compiles only the spaces in ``drnas.accel.COMPILE_PAYS_ON_CPU`` (a space registered from outside
+    is not in it)."""
     from drnas import accel
-    from drnas.spaces import base
-    from drnas.spaces.nb201 import NB201Space
 
-    class OlderSpace:
-        def __init__(self, ops=None):
-            self._inner = NB201Space(ops)
-
-        def __getattr__(self, name):
-            if name == "compile_pays_on_cpu":
-                raise AttributeError(name)
-            return getattr(self._inner, name)
-
-    monkeypatch.setitem(base._SPACES, "nb201", OlderSpace)
     monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", 1)
+    monkeypatch.setattr(accel, "COMPILE_PAYS_ON_CPU", frozenset())
     search = Search(tiny_config(), data=pattern_images(128), **QUIET)
-    assert not hasattr(search.space, "compile_pays_on_cpu") and search.compile_mode == "none"
+    assert search.compile_mode == "none"

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
-from drnas import fusion
+from drnas import fastpaths, fusion
+from drnas.fastops import FAST_OPS, WindowSumAvgPool3x3
 from drnas.fusion import can_stack, stacked_forward
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.darts import DARTS_OPS, search_op
@@ -68,14 +70,13 @@ ALL_OPS = ([(n, 1, build_op) for n in NB201_OPS if not is_zero_op(n)]
 @pytest.mark.parametrize("name,stride,factory", ALL_OPS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("channels_last_paths,batch_norm_multiple", [(True, 8), (True, 0), (False, 8)])
-def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, batch_norm_multiple,
-                                     monkeypatch):
+def test_stacked_op_equals_each_copy(name, stride, factory, training, channels_last_paths, batch_norm_multiple):
     """At 4 channels the CPU's channels_last paths (depthwise stacks, small dense convs) are taken when on; the
     stacked BatchNorms of a depthwise stack (12 channels) then run in NCHW, or with the multiple at 0 in
     channels_last."""
-    monkeypatch.setattr(fusion, "DEPTHWISE_CHANNELS_LAST", channels_last_paths)
-    monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", 4 if channels_last_paths else 0)
-    monkeypatch.setattr(fusion, "CHANNELS_LAST_BATCH_NORM_MULTIPLE", batch_norm_multiple)
+    fastpaths.configure(depthwise_channels_last=channels_last_paths,
+                        small_conv_channels_last=4 if channels_last_paths else 0,
+                        channels_last_batch_norm_multiple=batch_norm_multiple)
     mods, plain, x, x_plain = _three_copies_and_input(name, stride, factory, training)
     _assert_same_results(stacked_forward(mods, x), [m(x_plain) for m in plain], x, x_plain, mods, plain)
     expected_stackable = name != "skip_connect" or stride == 1  # FactorizedReduce runs edge by edge
@@ -93,9 +94,8 @@ def _cell_step(space: str, fuse: bool, kept, partial_k: int, training: bool, dev
     net = sp.build_supernet(spec).train(training)
     if kept is not None:
         net.set_kept(kept)
-    for cell in net.search_cells():
-        cell.fuse_edges = fuse
-    net.preprocess_together = fuse  # DARTS: the cells' preprocessing of each state (no effect on NB201)
+    if fuse:
+        fusion.install(net)  # fused edges, and for DARTS the cells' preprocessing of each state as one stack
     x = torch.randn(4, 3, 8, 8)
     theta = torch.softmax(torch.randn(len(sp.edge_names()) if space == "nb201" else 28, len(sp.ops)), -1)
     net, x, theta = net.to(device, dtype), x.to(device, dtype), theta.to(device, dtype).requires_grad_(True)
@@ -170,17 +170,16 @@ def test_forward_together_stacks_compatible_readers_of_one_input():
 def test_darts_supernet_preprocesses_each_state_once_for_its_readers(monkeypatch):
     """Every state's readers go through forward_together together (the stem's output has three: cell 0's two
     preprocessors and cell 1's preprocess0)."""
-    from drnas.spaces import darts
-
     calls: list[int] = []
-    real = darts.forward_together
+    real = fusion.forward_together
 
     def counting(modules, x):
         calls.append(len(modules))
         return real(modules, x)
 
-    monkeypatch.setattr(darts, "forward_together", counting)
-    net = get_space("darts").build_supernet(SupernetSpec(channels=8, cells=5, partial_k=2, num_classes=3))
+    monkeypatch.setattr(fusion, "forward_together", counting)
+    net = fusion.install(get_space("darts").build_supernet(SupernetSpec(channels=8, cells=5, partial_k=2,
+                                                                        num_classes=3)))
     theta = torch.softmax(torch.randn(28, len(DARTS_OPS)), -1)
     net(torch.randn(2, 3, 8, 8), theta)
     assert calls == [3, 2, 2, 2]  # the stem's output, then cells 0-2's (cell 3's has one reader, cell 4's none)
@@ -242,7 +241,7 @@ def test_layout_switch_hands_back_its_gradient_in_the_input_layout(to_channels_l
 def test_small_conv_stack_hands_back_an_nchw_gradient(small_conv_channels_last, monkeypatch):
     """A small conv runs in channels_last inside the stack, but its output and the gradient it hands to the
     layers before it stay NCHW (mixed-layout backward kernels are what made the plain conversion slow)."""
-    monkeypatch.setattr(fusion, "SMALL_CONV_CHANNELS_LAST", small_conv_channels_last)
+    fastpaths.configure(small_conv_channels_last=small_conv_channels_last)
     conv_bn = lambda: torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4))
     mods = _copies(conv_bn, 2)
     x = torch.randn(3, 8, 6, 6, requires_grad=True)
@@ -379,3 +378,76 @@ def test_compiled_stack_writes_small_1x1_convs_as_channel_sums_in_nchw_only(chan
     assert any("conv2d" in t for t in targets) == channels_last
     for a, b in zip(eager, compiled):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ the switchboard
+def _supernet_pass(space: str, installed: bool, paths: fastpaths.FastPaths) -> list[torch.Tensor]:
+    """Logits, d/dtheta, weight gradients and BN buffers of one float64 training pass of a small partial-channel
+    supernet (DARTS: 3 cells, a reduction between two normal ones)."""
+    torch.manual_seed(0)
+    sp = get_space(space)
+    net = sp.build_supernet(SupernetSpec(channels=8, cells_per_stage=1, cells=3, partial_k=2, num_classes=3))
+    net = (fusion.install(net) if installed else net).double()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    theta = torch.softmax(torch.randn(sum(1 for _ in net.mixed_ops()), len(sp.ops), dtype=torch.float64), -1)
+    theta.requires_grad_(True)
+    with fastpaths.using(paths):
+        logits = net(x, theta)
+        logits.pow(2).sum().backward()
+    return [logits.detach(), theta.grad, *(p.grad for p in net.parameters()), *net.buffers()]
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_installed_network_with_every_switch_off_runs_the_plain_path_bit_for_bit(space):
+    plain = _supernet_pass(space, False, fastpaths.DEFAULT)  # not installed: the switches do not reach it
+    off = _supernet_pass(space, True, fastpaths.PLAIN)
+    assert len(plain) == len(off) and all(torch.equal(a, b) for a, b in zip(plain, off))
+
+
+@pytest.mark.parametrize("switch", fastpaths.switch_names())
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_every_fast_path_alone_equals_the_plain_path(space, switch):
+    """Each switch of the board on its own (the others off) computes what the plain network computes (float64).
+    The compiled-cell switches have no effect eagerly; their paths are checked in the tests above."""
+    only = dataclasses.replace(fastpaths.PLAIN, **{switch: getattr(fastpaths.DEFAULT, switch)})
+    plain = _supernet_pass(space, False, fastpaths.DEFAULT)
+    fast = _supernet_pass(space, True, only)
+    assert len(plain) == len(fast)
+    for a, b in zip(plain, fast):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_install_swaps_the_pooling_ops_and_keeps_the_state_dict():
+    torch.manual_seed(0)
+    net = get_space("darts").build_supernet(SupernetSpec(channels=8, cells=3, partial_k=2, num_classes=3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert fusion.install(fusion.install(net)) is net  # idempotent
+    kinds = {type(m) for m in net.modules()}
+    assert set(FAST_OPS.values()) <= kinds and not set(FAST_OPS) & kinds
+    assert all(cell.paths is fusion.FUSED_CELL for cell in net.search_cells())
+    after = net.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_search_reinstalls_the_fast_paths_on_the_ops_widening_rebuilds():
+    from helpers import pattern_images, tiny_config
+
+    from drnas.search import Search
+
+    search = Search(tiny_config(), data=pattern_images(64), progress=False, log=lambda m: None)
+    search._enter_stage(1)  # K 2 -> 1: every op is rebuilt wider
+    kinds = {type(m) for m in search.net.modules()}
+    assert WindowSumAvgPool3x3 in kinds and not set(FAST_OPS) & kinds  # NB201 has no max pooling
+    assert all(cell.paths is fusion.FUSED_CELL for cell in search.net.search_cells())
+
+
+def test_switchboard_settings():
+    assert fastpaths.DEFAULT.off("small_conv_channels_last").small_conv_channels_last == 0
+    assert fastpaths.DEFAULT.off("fuse_edges").fuse_edges is False
+    assert not any(getattr(fastpaths.PLAIN, name) for name in fastpaths.switch_names())
+    with pytest.raises(ValueError, match="unknown fast path 'fuse'; known: fuse_edges, "):
+        fastpaths.configure(fuse=False)
+    with pytest.raises(RuntimeError), fastpaths.using(fold_scales=False) as inside:
+        assert inside.fold_scales is False and fastpaths.current() == inside
+        raise RuntimeError
+    assert fastpaths.current() == fastpaths.DEFAULT  # restored, also after an error

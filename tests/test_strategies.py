@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from drnas import fastpaths
 from drnas.cli import main
 from drnas.config import ConfigError, Stage
 from drnas.data import load_dataset
@@ -172,8 +173,6 @@ def test_gumbel_max_draws_follow_the_softmax():
 
 def test_gdas_runs_exactly_one_op_per_edge_and_still_gets_a_gradient():
     search = _search("gdas")
-    for cell in search.net.search_cells():
-        cell.fuse_edges = False  # the plain path calls each op module, which the hooks below count
     calls: dict[int, list[int]] = {}
     hooks = []
     for _, mixed in search.net.mixed_ops():
@@ -181,7 +180,8 @@ def test_gdas_runs_exactly_one_op_per_edge_and_still_gets_a_gradient():
             hooks.append(op.register_forward_hook(
                 lambda m, i, o, key=id(mixed), index=index: calls.setdefault(key, []).append(index)))
     x, y = next(iter(search.arch_loader.epoch(0)))
-    search.arch_step(x, y)
+    with fastpaths.using(fastpaths.PLAIN):  # the plain path calls each op module, which the hooks count
+        search.arch_step(x, y)
     for hook in hooks:
         hook.remove()
     # every mixed op ran one op (or none, when the drawn op is the zero op)
@@ -295,8 +295,8 @@ def test_pc_darts_edge_weights_are_a_softmax_per_node():
 
 @pytest.mark.parametrize("method", [m for m in method_names() if get_method(m).uses_supernet])
 def test_fused_edges_equal_edge_by_edge_for_every_method(method):
-    """Edge fusion (a fast path) computes what the plain edge-by-edge cell computes, for every method's
-    mixing weights (single-path, edge-scaled and dense alike)."""
+    """The fast paths (edge fusion, the joined shuffle, fast pooling) compute what the plain cell computes, for
+    every method's mixing weights (single-path, edge-scaled and dense alike)."""
     torch.set_default_dtype(torch.float64)
     try:
         search = _search(method)
@@ -309,10 +309,8 @@ def test_fused_edges_equal_edge_by_edge_for_every_method(method):
     with torch.no_grad():
         mixing = search.strategy.sample()
     outputs = []
-    for fuse in (True, False):
-        for cell in search.net.search_cells():
-            cell.fuse_edges = fuse
-        with search._running(mixing.active), torch.no_grad():
+    for paths in (fastpaths.DEFAULT, fastpaths.PLAIN):
+        with fastpaths.using(paths), search._running(mixing.active), torch.no_grad():
             outputs.append(search.net(x, mixing.theta.double(), None if mixing.edge_scale is None
                                       else mixing.edge_scale.double()))
     assert torch.allclose(outputs[0], outputs[1], rtol=1e-9, atol=1e-10)

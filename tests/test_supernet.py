@@ -6,7 +6,8 @@ import torch
 
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.nb201 import NB201_OPS
-from drnas.supernet import MixedOp, channel_shuffle, join_and_shuffle, widen_mapping, widen_tensor
+from drnas.fusion import FUSED_CELL
+from drnas.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
 
 
 def _reference(op: MixedOp, x: torch.Tensor, w: torch.Tensor, kept) -> torch.Tensor:
@@ -53,7 +54,7 @@ def test_channel_shuffle_is_a_permutation():
 
 @pytest.mark.parametrize("groups", [2, 4])
 @pytest.mark.parametrize("layout", ["contiguous", "slice views", "channels_last"])
-def test_join_and_shuffle_equals_cat_then_shuffle(groups, layout):
+def test_fused_join_and_shuffle_equals_cat_then_shuffle(groups, layout):
     """A node's join: values and both inputs' gradients as ``channel_shuffle(cat(...))``, written in one pass for
     NCHW inputs (views included); channels_last inputs keep the plain path and stay channels_last."""
     width = 3
@@ -65,7 +66,7 @@ def test_join_and_shuffle_equals_cat_then_shuffle(groups, layout):
         ops, bypass = (t.contiguous(memory_format=torch.channels_last) for t in (ops, bypass))
     a = [t.detach().clone().requires_grad_(True) for t in (ops, bypass)]
     b = [t.detach().clone().requires_grad_(True) for t in (ops, bypass)]
-    out = join_and_shuffle(a[0], a[1], groups)
+    out = FUSED_CELL.join_and_shuffle(a[0], a[1], groups)  # the fast path; the plain one is the reference
     ref = channel_shuffle(torch.cat(b, dim=1), groups)
     assert torch.equal(out, ref)
     assert ("JoinShuffle" in out.grad_fn.name()) == (layout != "channels_last")
@@ -167,12 +168,12 @@ def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size, com
     """Eager, and traced by dynamo as in a compiled cell (aot_eager: no C++ build). Under torch 2.11 the traced
     window sum's in-place adds sent its gradient to the wrong output (pytorch#180642): wrong eta gradients in
     compiled NB201 cells, on the CPU and on CUDA alike."""
-    from drnas.spaces.ops import AvgPool3x3
+    from drnas.fastops import WindowSumAvgPool3x3
 
     torch.manual_seed(0)
     whole, x = _channel_slice(size, 3)
     reference = torch.nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)
-    pool = AvgPool3x3(stride)
+    pool = WindowSumAvgPool3x3(stride)
     if compiled:
         torch._dynamo.reset()
         pool = torch.compile(pool, backend="aot_eager", dynamic=False)
@@ -184,19 +185,18 @@ def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size, com
     assert torch.allclose(ga, gb, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 8), (3, 2, 8), (3, 2, 7), (2, 2, 8)])
+@pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (2, 7)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_max_pool_op_equals_torch_pooling_exactly(kernel, stride, size, channels_last):
-    from drnas.spaces.ops import MaxPool
+def test_max_pool_op_equals_torch_pooling_exactly(stride, size, channels_last):
+    from drnas.fastops import ChannelsLastMaxPool3x3
 
     torch.manual_seed(0)
     whole, x = _channel_slice(size, 3)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    padding = kernel // 2 if kernel == 3 else 0
     seen = []
     x.register_hook(seen.append)
-    ours, theirs = MaxPool(kernel, stride, padding)(x), torch.nn.MaxPool2d(kernel, stride, padding)(x)
+    ours, theirs = ChannelsLastMaxPool3x3(stride)(x), torch.nn.MaxPool2d(3, stride, 1)(x)
     assert torch.equal(ours, theirs)
     assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     g = torch.randn_like(theirs)

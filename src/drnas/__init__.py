@@ -11,7 +11,7 @@ Typical use::
     print(result.architecture)                              # an NB201 architecture string
     drnas.NB201Table.load("nb201.csv").accuracies(result.architecture)
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from .bench.nb201 import BenchmarkError, NB201Table
 from .config import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs

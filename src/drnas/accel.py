@@ -20,6 +20,7 @@ import torch
 from .errors import DrnasError, reraise_interrupt
 
 AMP_SETTINGS = ("off", "bf16")
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 GRAPH_SETTINGS = ("auto", "on", "off")
 #: values of ``SearchConfig.compile``: ``none`` runs cells eagerly, ``cells`` runs each search cell through
 #: ``torch.compile``, ``auto`` picks one of the two (:func:`resolve_compile`)
@@ -31,12 +32,17 @@ COMPILE_MODES = ("auto", "none", "cells")
 #: of CIFAR-10 at batch 64) leaves a wide margin and keeps quick tries and tests eager.
 AUTO_COMPILE_MIN_STEPS = 5000
 
+#: the spaces whose search cells ``compile=auto`` compiles on a CPU, where it was measured to pay: NB201's compiled
+#: cells gave 1.14-1.32x per step on 2 cores (both progressive stages); darts-s1's took 24 graphs in 27 min on 2
+#: cores to compile, then ran 18.3 s per iteration against 12-13 s eager.
+COMPILE_PAYS_ON_CPU = frozenset({"nb201"})
+
 
 #: Logged when a GPU run asks for ``compile=cells``. On an H200 compiled cells made graphed NB201 steps 2.2-2.7x
 #: faster, but gave wrong eta gradients (float64, against the CPU: dL/dtheta 0.07 off at a scale of 0.16; eager CUDA
 #: cells agree to 3e-8). The cause was torch 2.11's dynamo, on every device (pytorch#180642: the in-place adds of
 #: the average pool's window sum sent its gradient astray; torch 2.13 does not show it), now avoided in
-#: ``drnas.spaces.ops._box_sum_3x3`` and shown right on the CPU under torch 2.11. Until
+#: ``drnas.fastops._box_sum_3x3`` and shown right on the CPU under torch 2.11. Until
 #: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has passed on a GPU with that change,
 #: compiled cells stay opt-in and warned there.
 GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: not yet tested on a GPU since the fix for "

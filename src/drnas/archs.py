@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .registry import Registry
 from .spaces import ArchitectureError, DartsGenotype, NB201Arch
 
 _CONCAT = (2, 3, 4, 5)
@@ -22,26 +23,19 @@ class NamedArchitecture:
     reported: dict[str, Any] = field(default_factory=dict)
 
 
-_ARCHS: dict[str, NamedArchitecture] = {}
+ARCHITECTURES: Registry[NamedArchitecture] = Registry("architecture name", ArchitectureError)
 
 
 def register_architecture(entry: NamedArchitecture) -> NamedArchitecture:
-    if entry.name in _ARCHS:
-        raise ValueError(f"architecture {entry.name!r} is already registered")
-    _ARCHS[entry.name] = entry
-    return entry
+    return ARCHITECTURES.register(entry.name, entry, doc=entry.source)  # type: ignore[return-value]
 
 
 def get_architecture(name: str) -> NamedArchitecture:
-    try:
-        return _ARCHS[name]
-    except KeyError:
-        raise ArchitectureError(f"unknown architecture name {name!r}; named architectures: "
-                                f"{', '.join(sorted(_ARCHS))}") from None
+    return ARCHITECTURES.get(name)
 
 
 def architecture_names() -> tuple[str, ...]:
-    return tuple(sorted(_ARCHS))
+    return tuple(sorted(ARCHITECTURES.names()))
 
 
 def _darts(normal: list[tuple[str, int]], reduce: list[tuple[str, int]]) -> DartsGenotype:

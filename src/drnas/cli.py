@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Iterator, Sequence
 
-from . import __version__
+from .version import __version__
 from .config import (RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides, load_config_file, preset,
                      preset_names, set_total_epochs)
 from .errors import DrnasError

@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .accel import AMP_SETTINGS, COMPILE_MODES, GRAPH_SETTINGS
-from .errors import DrnasError
-
-
-class ConfigError(DrnasError, ValueError):
-    """An inconsistent or malformed configuration; the message names the field and the fix."""
+from .accel import AMP_SETTINGS, COMPILE_MODES, GRAPH_SETTINGS, MEMORY_FORMATS
+from .errors import ConfigError
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -167,11 +164,16 @@ class SearchConfig:
         return apply_overrides(cls(), data)
 
 
+def with_absolute_paths(config: SearchConfig) -> SearchConfig:
+    """``config`` with its file paths (data, benchmark) absolute, so a resume from another directory finds them."""
+    paths = {name: str(Path(getattr(config, name)).expanduser().resolve())
+             for name in ("data", "benchmark") if getattr(config, name)}
+    return dataclasses.replace(config, **paths)
+
+
 def check_device_settings(config: Any) -> None:
     """The device-speed fields that search and training configs share (memory_format, amp, cuda_graphs), by
     name; whether a setting applies to the device is decided at run time (drnas.accel)."""
-    from .training import MEMORY_FORMATS
-
     for name, allowed in (("memory_format", MEMORY_FORMATS), ("amp", AMP_SETTINGS), ("cuda_graphs", GRAPH_SETTINGS)):
         value = getattr(config, name)
         if value not in allowed:
@@ -296,27 +298,17 @@ class PresetRegistry:
 
     def __init__(self, kind: str, config_cls: type) -> None:
         self.kind, self.config_cls = kind, config_cls
-        self._presets: dict[str, Callable[[], dict[str, Any]]] = {}
-        self._docs: dict[str, str] = {}
+        self._presets: Registry[Callable[[], dict[str, Any]]] = Registry(kind, ConfigError)
 
     def register(self, name: str, doc: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-        def add(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-            if name in self._presets:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._presets[name], self._docs[name] = fn, doc
-            return fn
-
-        return add
+        return self._presets.register(name, doc=doc)  # type: ignore[return-value]
 
     def names(self) -> dict[str, str]:
         """Preset name -> one-line description."""
-        return dict(self._docs)
+        return self._presets.docs()
 
     def get(self, name: str) -> Any:
-        try:
-            overrides = self._presets[name]()
-        except KeyError:
-            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._presets))}") from None
+        overrides = self._presets.get(name)()
         return apply_overrides(self.config_cls(), {**overrides, "preset": name})
 
 

@@ -23,10 +23,23 @@ from typing import Any, Iterable, NoReturn
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError
+from .errors import ConfigError
 
 #: How long a collective may wait for a missing rank before the group gives up (a hang becomes an error).
 DEFAULT_TIMEOUT_S = 1800
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
+    return device
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,6 @@ def launched_by_torchrun() -> bool:
 
 def init_distributed(device_name: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> tuple[DistContext, torch.device]:
     """Join torchrun's process group (once per process) and pick this rank's device."""
-    from .training import resolve_device
-
     if not launched_by_torchrun():
         return DistContext(), resolve_device(device_name)
     rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))

@@ -6,6 +6,10 @@ class DrnasError(Exception):
     """A problem with the user's input or run; the message names the problem and the fix."""
 
 
+class ConfigError(DrnasError, ValueError):
+    """An inconsistent or malformed configuration; the message names the field and the fix."""
+
+
 def reraise_interrupt(err: BaseException) -> None:
     """Raise KeyboardInterrupt if ``err`` came from one: for handlers that must survive any failure of optional
     work (a plot, a probe) but not a Ctrl-C. Libraries can turn an interrupt into another exception on its way

@@ -1,4 +1,7 @@
-"""Run one candidate op of several edges that read the same node as a single, wider op.
+"""The speed paths of a network: :func:`install` puts them on it; each runs while its switch in
+:mod:`drnas.fastpaths` is on, and computes what the plain path computes.
+
+Its main one runs one candidate op of several edges that read the same node as a single, wider op.
 
 In a cell, every edge leaving a node applies the same candidate ops to the same input (the node's partial
 slice). At the supernet's small widths (4-16 channels in the progressive stages) each conv, BN and ReLU is
@@ -8,14 +11,14 @@ time. :func:`stacked_forward` evaluates the E copies of one op together, exactly
 * leading parameter-free, channel-wise layers (ReLU, pooling, identity) run once on the shared input;
 * the first layer with parameters is a dense conv with the E weight tensors concatenated along the output
   channels, or, for any other layer, the input repeated E times along the channels;
-* stacks with a depthwise conv switch to channels_last on the CPU (see ``DEPTHWISE_CHANNELS_LAST``), and so
-  does a first dense conv on very few channels (see ``SMALL_CONV_CHANNELS_LAST``);
+* stacks with a depthwise conv switch to channels_last on the CPU (see ``depthwise_channels_last``), and so
+  does a first dense conv on very few channels (see ``small_conv_channels_last``);
 * inside a compiled graph on the CPU, a first dense 1x1 conv over few NCHW channels is a weighted sum of its
-  input channels, which inductor fuses (see ``COMPILED_POINTWISE_CONV_CHANNELS``);
+  input channels, which inductor fuses (see ``compiled_pointwise_conv_channels``);
 * from there every conv runs with ``groups * E`` and concatenated weights (group e sees only edge e's
   channels) and every BatchNorm over the concatenated channels, with the edges' running statistics
   concatenated in and written back, so each edge's parameters, buffers and gradients are its own;
-* the edges' mixing weights, when given, become the affine weight of a final BatchNorm (``FOLD_SCALES``):
+* the edges' mixing weights, when given, become the affine weight of a final BatchNorm (``fold_scales``):
   the weighted sum then costs no multiplication, forward or backward.
 
 Every edge keeps its own modules, so checkpoints, widening, pruning and optimizer state are untouched; the
@@ -34,51 +37,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spaces.ops import AvgPool3x3, may_switch_to_channels_last, switch_layout
+from .fastops import FAST_OPS, may_switch_to_channels_last, switch_layout
+from .fastpaths import current
+from .supernet import CellPaths, SearchCell, join_and_shuffle, run_ops
 
 #: parameter-free layers that act on each channel alone: running them on a shared input is exact
-_CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, AvgPool3x3)
+_CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d)
 
 
-#: On the CPU, stacked ops containing a depthwise conv run in channels_last (converted on the way in and out,
-#: gradients too, see ``drnas.spaces.ops.switch_layout``): oneDNN's NCHW depthwise backward is 3-4x slower than
-#: its channels_last one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with
-#: ``benchmarks/compare.py``.
-DEPTHWISE_CHANNELS_LAST = True
-
-#: On the CPU, a stack's first dense conv with at most this many input channels runs in channels_last (its input
-#: converted, its output converted back before the BatchNorm): oneDNN's NCHW kernels are 1.4-1.9x slower
-#: forward+backward on 4-channel 3x3 convs at 32x32 (the first stage of the progressive NB201 search), while at
-#: 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
-SMALL_CONV_CHANNELS_LAST = 4
-
-#: In a stack switched to channels_last, a BatchNorm over a channel count that is not a multiple of this runs in
-#: NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on the CPU vectorises over
-#: channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels, 32x32 (64x6x32x32: 4.7 vs
-#: 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
-CHANNELS_LAST_BATCH_NORM_MULTIPLE = 8
-
-#: Inside compiled cells on the CPU, a dense 1x1 conv over at most this many input channels of an NCHW batch is
-#: written as a weighted sum of its input channels, which inductor fuses into its own loops forward and backward:
-#: 1.2-4x faster forward+backward than oneDNN's conv at the supernets' sizes (4-16 input channels, 8x8 to 32x32,
-#: batch 64, 2 cores); ``benchmarks/compare.py pointwise_conv --set compile=cells``: ``nb201-prog-s1`` 1.12x, 1.10x
-#: and 1.09x, ``nb201-prog-s2`` 1.02x and 1.01x (8-10 rounds). Not in channels_last, where the channel slices
-#: are strided (``nb201`` 0.75x). Eager steps keep the conv. 0 turns it off.
-COMPILED_POINTWISE_CONV_CHANNELS = 16
-
-#: Inside compiled cells on the CPU, a dense stride-1 "same" conv over at most this many input channels of an NCHW
-#: batch computes its input gradient as a forward convolution of the output gradient with the flipped,
-#: transposed weights (:class:`_FlippedInputGradConv`): oneDNN's NCHW backward-data kernel writing 4 channels is
-#: 1.5-2.5x slower than its forward kernel doing the same arithmetic (3x3, 64x4x32x32 input, 4-12 output channels:
-#: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search; ``benchmarks/compare.py
-#: flipped_input_grad --set compile=cells``: ``nb201-prog-s1`` 1.06x and 1.07x. Extended to 8 input channels (at
-#: most 12 stacked outputs, where a microbenchmark gave 8->8 convs 1.2x) it measured ``nb201-prog-s2`` 0.97x and
-#: ``-s1`` 1.01x, so 4. Eager steps run these convs in channels_last instead (``SMALL_CONV_CHANNELS_LAST``). 0 turns
-#: it off.
-COMPILED_FLIPPED_INPUT_GRAD_CHANNELS = 4
-
-#: Fold the scales given to :func:`stacked_forward` into a final BatchNorm (False: multiply the outputs).
-FOLD_SCALES = True
+# Why the switches of drnas.fastpaths that this module reads default as they do (0 turns a threshold off).
+#
+# ``depthwise_channels_last``: on the CPU, stacked ops containing a depthwise conv run in channels_last (converted on
+# the way in and out, gradients too, see ``drnas.fastops.switch_layout``): oneDNN's NCHW depthwise backward is 3-4x
+# slower than its channels_last one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with
+# ``benchmarks/compare.py``.
+#
+# ``small_conv_channels_last``: on the CPU, a stack's first dense conv with at most this many input channels runs in
+# channels_last (its input converted, its output converted back before the BatchNorm): oneDNN's NCHW kernels are
+# 1.4-1.9x slower forward+backward on 4-channel 3x3 convs at 32x32 (the first stage of the progressive NB201 search),
+# while at 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
+#
+# ``channels_last_batch_norm_multiple``: in a stack switched to channels_last, a BatchNorm over a channel count that
+# is not a multiple of this runs in NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on
+# the CPU vectorises over channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels, 32x32
+# (64x6x32x32: 4.7 vs 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
+#
+# ``compiled_pointwise_conv_channels``: inside compiled cells on the CPU, a dense 1x1 conv over at most this many
+# input channels of an NCHW batch is written as a weighted sum of its input channels, which inductor fuses into its
+# own loops forward and backward: 1.2-4x faster forward+backward than oneDNN's conv at the supernets' sizes (4-16
+# input channels, 8x8 to 32x32, batch 64, 2 cores); ``benchmarks/compare.py pointwise_conv --set compile=cells``:
+# ``nb201-prog-s1`` 1.12x, 1.10x and 1.09x, ``nb201-prog-s2`` 1.02x and 1.01x (8-10 rounds). Not in channels_last,
+# where the channel slices are strided (``nb201`` 0.75x). Eager steps keep the conv. 0 turns it off.
+#
+# ``compiled_flipped_input_grad_channels``: inside compiled cells on the CPU, a dense stride-1 "same" conv over at
+# most this many input channels of an NCHW batch computes its input gradient as a forward convolution of the output
+# gradient with the flipped, transposed weights (:class:`_FlippedInputGradConv`): oneDNN's NCHW backward-data kernel
+# writing 4 channels is 1.5-2.5x slower than its forward kernel doing the same arithmetic (3x3, 64x4x32x32 input, 4-12
+# output channels: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search;
+# ``benchmarks/compare.py flipped_input_grad --set compile=cells``: ``nb201-prog-s1`` 1.06x and 1.07x. Extended to 8
+# input channels (at most 12 stacked outputs, where a microbenchmark gave 8->8 convs 1.2x) it measured
+# ``nb201-prog-s2`` 0.97x and ``-s1`` 1.01x, so 4. Eager steps run these convs in channels_last instead
+# (``small_conv_channels_last``). 0 turns it off.
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
@@ -117,10 +116,10 @@ def _dense_conv_in_compiled_nchw_cpu_graph(x: torch.Tensor, groups: int) -> bool
 
 def _pointwise(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
     """A dense 1x1 conv over few channels of an NCHW batch inside a compiled CPU graph (see
-    ``COMPILED_POINTWISE_CONV_CHANNELS``)."""
+    ``compiled_pointwise_conv_channels``)."""
     return (_dense_conv_in_compiled_nchw_cpu_graph(x, groups) and conv.kernel_size == (1, 1)
             and conv.stride == (1, 1) and conv.padding == (0, 0)
-            and conv.in_channels <= COMPILED_POINTWISE_CONV_CHANNELS)
+            and conv.in_channels <= current().compiled_pointwise_conv_channels)
 
 
 def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -134,9 +133,9 @@ def _channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 def _flipped_input_grad(conv: nn.Conv2d, x: torch.Tensor, groups: int) -> bool:
     """A dense stride-1 "same" conv over few channels of an NCHW batch inside a compiled CPU graph (see
-    ``COMPILED_FLIPPED_INPUT_GRAD_CHANNELS``)."""
+    ``compiled_flipped_input_grad_channels``)."""
     return (_dense_conv_in_compiled_nchw_cpu_graph(x, groups) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.in_channels <= COMPILED_FLIPPED_INPUT_GRAD_CHANNELS
+            and conv.dilation == (1, 1) and conv.in_channels <= current().compiled_flipped_input_grad_channels
             and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding)))
 
 
@@ -252,7 +251,8 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
     if not can_stack(modules[0]):
         return _scaled([m(x) for m in modules], scales)
     copies = len(modules)
-    depthwise = DEPTHWISE_CHANNELS_LAST and any(
+    paths = current()
+    depthwise = paths.depthwise_channels_last and any(
         isinstance(layer, nn.Conv2d) and layer.groups > 1 for layer in _layers(modules[0]))
     converted = False
     widths: list[int] = []  # each module's channels in h, once h is stacked
@@ -265,7 +265,7 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             h = layer(h)
             continue
         if not widths and isinstance(layer, nn.Conv2d) and layer.groups == 1:
-            if layer.in_channels <= SMALL_CONV_CHANNELS_LAST and may_switch_to_channels_last(h):
+            if layer.in_channels <= paths.small_conv_channels_last and may_switch_to_channels_last(h):
                 h = switch_layout(_stacked_conv(layer_group, switch_layout(h, True), 1), False)
             else:
                 h = _stacked_conv(layer_group, h, 1)  # one dense conv, output channels module by module
@@ -282,9 +282,9 @@ def stacked_forward(modules: Sequence[nn.Module], x: torch.Tensor,
             widths = [layer.out_channels] * copies
         else:
             last = depth == len(layer_groups) - 1
-            multiple = CHANNELS_LAST_BATCH_NORM_MULTIPLE
+            multiple = paths.channels_last_batch_norm_multiple
             in_nchw = converted and multiple > 0 and h.shape[1] % multiple != 0
-            folded = FOLD_SCALES and scales is not None and last
+            folded = paths.fold_scales and scales is not None and last
             h = _stacked_batch_norm(layer_group, switch_layout(h, False) if in_nchw else h,
                                     scales if folded else None)
             if in_nchw:  # back right away: the ReLU and the conv after it then save one copy between them
@@ -309,3 +309,69 @@ def forward_together(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torc
             outputs[i] = y
         pending = [i for i in pending if i not in group]
     return outputs  # type: ignore[return-value]
+
+
+class _JoinShuffle(torch.autograd.Function):
+    """``channel_shuffle(torch.cat([ops, bypass], 1), groups)`` for NCHW tensors, written straight into the
+    shuffled order: one pass over the node instead of two (the concatenation, then the shuffle's copy)."""
+
+    @staticmethod
+    def forward(ctx, ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:  # type: ignore[override]
+        n, width, h, w = ops.shape
+        out = ops.new_empty((n, width * groups, h, w))
+        slots = out.view(n, width, groups, h, w)  # output channel j * groups + g sits at slots[:, j, g]
+        slots[:, :, 0].copy_(ops)
+        slots[:, :, 1:].copy_(bypass.reshape(n, groups - 1, width, h, w).transpose(1, 2))
+        ctx.groups = groups
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+        n, c, h, w = grad.shape
+        width = c // ctx.groups
+        slots = grad.contiguous().view(n, width, ctx.groups, h, w)
+        return (slots[:, :, 0].contiguous(),
+                slots[:, :, 1:].transpose(1, 2).reshape(n, c - width, h, w), None)
+
+
+class FusedCell(CellPaths):
+    """The fast paths of a search cell (see :class:`drnas.supernet.CellPaths`), each behind its switch."""
+
+    @staticmethod
+    def run_ops(modules: Sequence[nn.Module], x: torch.Tensor, scales: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if current().fuse_edges:
+            return stacked_forward(modules, x, scales)
+        return run_ops(modules, x, scales)
+
+    @staticmethod
+    def join_and_shuffle(ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:
+        if (current().join_shuffle and all(t.stride(1) >= t.stride(2) for t in (ops, bypass))  # NCHW (or views)
+                and not torch.compiler.is_compiling()):  # a compiled cell fuses the plain form by itself
+            return _JoinShuffle.apply(ops, bypass, groups)
+        return join_and_shuffle(ops, bypass, groups)
+
+
+FUSED_CELL = FusedCell()
+
+
+def preprocess_together(modules: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`forward_together` behind its switch (``preprocess_together``): DARTS networks' preprocessing."""
+    if current().preprocess_together:
+        return forward_together(modules, x)
+    return [m(x) for m in modules]
+
+
+def install(net: nn.Module) -> nn.Module:
+    """Put the fast paths onto ``net`` in place and return it: search cells get :data:`FUSED_CELL`, modules with
+    a ``run_together`` hook (DARTS networks) get :func:`preprocess_together`, and the pooling ops become the
+    fast classes of :mod:`drnas.fastops`. Parameters, buffers and state dicts are unchanged. Idempotent; call it
+    again after ops are rebuilt (widening). Which paths then run is :mod:`drnas.fastpaths`' to say."""
+    for module in net.modules():
+        if isinstance(module, SearchCell):
+            module.paths = FUSED_CELL
+        if hasattr(module, "run_together"):
+            module.run_together = preprocess_together
+        fast = FAST_OPS.get(type(module))
+        if fast is not None:
+            module.__class__ = fast  # the fast classes add no state: the same module, a faster forward
+    return net

@@ -19,10 +19,11 @@ class RegistryError(DrnasError, ValueError):
 
 class Registry(Generic[T]):
     """Named entries of one kind (``kind`` names it in messages: "method", "search space", ...), each with a
-    one-line description, kept in registration order."""
+    one-line description, kept in registration order. An unknown name raises ``error`` (a
+    :class:`RegistryError` unless the domain has its own error type, e.g. ``ConfigError`` for presets)."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, error: Callable[[str], Exception] = RegistryError) -> None:
+        self.kind, self.error = kind, error
         self._entries: dict[str, T] = {}
         self._docs: dict[str, str] = {}
 
@@ -41,7 +42,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise RegistryError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+            raise self.error(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

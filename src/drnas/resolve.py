@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .archs import architecture_names, get_architecture
-from .spaces import ArchitectureError, DartsGenotype, NB201Arch
+from .spaces import ArchitectureError, get_space, space_names
 
 
 def architecture_from_json(data: Any) -> Any:
@@ -20,12 +20,13 @@ def architecture_from_json(data: Any) -> Any:
         data = data["architecture"]  # a run directory's architecture.json
     if not isinstance(data, dict):
         raise ArchitectureError("architecture JSON must be an object")
-    space = data.get("space")
-    if space == "nb201" or (space is None and "arch" in data):
-        return NB201Arch.from_json(data)
-    if space == "darts" or (space is None and "normal" in data):
-        return DartsGenotype.from_json(data)
-    raise ArchitectureError(f"architecture JSON names an unknown space {space!r}: expected nb201 or darts")
+    name = data.get("space")
+    if name is None:  # older files: the space by the key its JSON always has
+        name = next((n for n in space_names() if get_space(n).json_key in data), None)
+    if name not in space_names():
+        raise ArchitectureError(f"architecture JSON names an unknown space {name!r}: expected "
+                                f"{' or '.join(space_names())}")
+    return get_space(name).from_json(data)
 
 
 def parse_architecture_text(text: str) -> Any:
@@ -35,10 +36,10 @@ def parse_architecture_text(text: str) -> Any:
             return architecture_from_json(json.loads(text))
         except json.JSONDecodeError as err:
             raise ArchitectureError(f"architecture JSON could not be parsed: {err}") from None
-    if text.startswith("Genotype"):
-        return DartsGenotype.parse(text)
-    if text.startswith("|"):
-        return NB201Arch.parse(text)
+    for name in space_names():
+        space = get_space(name)
+        if text.startswith(space.text_prefix):
+            return space.parse(text)
     raise ArchitectureError(f"{text[:60]!r} is not an architecture: give a name ({', '.join(architecture_names())}), "
                             "a run directory, a file, a Genotype(...) text or an NB201 string")
 

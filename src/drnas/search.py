@@ -15,49 +15,32 @@ bit-for-bit.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from . import compile_check
+from . import compile_check, fusion
+from . import accel
 from .accel import resolve_compile
 from .bench.nb201 import BenchmarkError, NB201Table
-from .config import ConfigError, SearchConfig
-from .distributed import all_reduce_sum, average_buffers, average_gradients, convert_sync_batchnorm, wrap_ddp
+from .config import ConfigError, SearchConfig, with_absolute_paths
+from .distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, wrap_ddp
 from .errors import reraise_interrupt
-from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format, progress_bar
+from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
+from .result import SearchResult
 from .runs import RunError, atomic_write_json
+from .table_search import TableSearch
 from .spaces import Architecture, SupernetSpec, get_space
 from .strategies import Mixing, Strategy, get_method
+from .strategies.base import Batch
 
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class SearchResult:
-    """What a finished (or stopped) search produced."""
-
-    architecture: Architecture
-    eta: torch.Tensor
-    beta: torch.Tensor
-    expected_weights: torch.Tensor
-    epochs_done: int
-    metrics: list[dict[str, Any]]
-    run_dir: Path | None
-
-
-def _with_absolute_paths(config: SearchConfig) -> SearchConfig:
-    paths = {name: str(Path(getattr(config, name)).expanduser().resolve())
-             for name in ("data", "benchmark") if getattr(config, name)}
-    return dataclasses.replace(config, **paths)
 
 
 @contextlib.contextmanager
@@ -95,33 +78,31 @@ class Search(Job):
     def __new__(cls, config: SearchConfig, *args: Any, **kwargs: Any) -> Any:
         # a method that queries a benchmark table instead of training a supernet runs as a TableSearch
         if cls is Search and not get_method(config.method).uses_supernet:
-            from .table_search import TableSearch
-
             return TableSearch(config, *args, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: ImageArrays | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
         if not _resuming:  # a resume from another working directory must find the same files
-            config = _with_absolute_paths(config)
+            config = with_absolute_paths(config)
         self.config = config.validate()
         self.method = get_method(config.method)
-        self.method.check_config(config)
         self.space = get_space(config.space, config.ops)
+        self.method.check_config(config, self.space)
         too_many = [s.ops_kept for s in config.stages if s.ops_kept is not None and s.ops_kept > len(self.space.ops)]
         if too_many:
             raise ConfigError(f"a stage keeps {too_many[0]} ops per edge but the space has only {len(self.space.ops)}")
         self._init_job(config, out, progress, log, _resuming)
         self.table = NB201Table.load(config.benchmark) if config.benchmark else None
-        if self.table is not None and config.space != "nb201":
-            raise ConfigError("--benchmark holds NB201 results: it only applies to --space nb201")
+        if self.table is not None and self.space.benchmark != "NAS-Bench-201":
+            raise ConfigError(f"--benchmark holds NAS-Bench-201 results, which index no {config.space} architecture: "
+                              "use it with --space nb201")
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
         self._refuse_fixed_path_speedups()
         self.compile_mode, why = resolve_compile(config.compile, self.device,
-                                                 getattr(self.space, "compile_pays_on_cpu", False)
-                                                 and not self.method.single_path,
+                                                 config.space in accel.COMPILE_PAYS_ON_CPU and not self.method.single_path,
                                                  len(self.weight_loader) * config.epochs)
         if why:
             self.log(why)
@@ -208,6 +189,7 @@ class Search(Job):
         changes what is used)."""
         self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
+        fusion.install(self.net)  # the fast paths, again for the ops widening rebuilt
         # compiled cells keep an NCHW network's layout on the CPU (see drnas.supernet.cell_compile_options)
         self.net.compile_cells(self.compile_mode, self.compile_backend, keep_layout=self.device.type == "cpu"
                                and self.memory_format == torch.contiguous_format)
@@ -438,11 +420,9 @@ class Search(Job):
             group["lr"] = lr
         self.strategy.start_epoch(epoch, cfg.epochs)
         self.net.train()
-        sums = torch.zeros(5, device=self.device)  # weight loss, weight correct, arch loss, arch correct, seen
-        steps = len(self.weight_loader)
-        bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})")
-        batches = zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch))
-        for step, ((xw, yw), (xa, ya)) in enumerate(batches, start=1):
+
+        def step(batches: tuple[Batch, Batch], sums: torch.Tensor) -> None:
+            (xw, yw), (xa, ya) = batches
             if arch_on:
                 a_loss, a_correct = self.arch_step(xa, ya, (xw, yw))
                 sums[2] += a_loss * len(ya)
@@ -451,11 +431,11 @@ class Search(Job):
             sums[0] += w_loss * len(yw)
             sums[1] += w_correct
             sums[4] += len(yw)
-            self._track_step(step, steps, sums, bar, seen_index=4)
-        if bar is not None:
-            bar.close()
-        values = self._reduced(sums)
-        average_buffers(self.net, self.dist)
+
+        steps = len(self.weight_loader)
+        # sums: weight loss, weight correct, arch loss, arch correct, seen
+        values = self._epoch_steps(zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch)), steps,
+                                   f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})", 5, 4, step, self.net)
         self.derived = self.strategy.derive(self.space, self, epoch)
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):

@@ -3,9 +3,10 @@
 * :class:`MixedOp` is one edge of a cell: the weighted sum of its candidate ops, with partial channels
   (PC-DARTS style, paper §2.4): only the first ``1/K`` of the channels go through the ops, the rest bypass
   them, and a channel shuffle mixes the two parts for the next layer.
-* :func:`cell_nodes` evaluates a cell written once for both spaces: the edges leaving a node run together,
-  each candidate op once for all of them (:mod:`drnas.fusion`), and each node joins its partial channels
-  and shuffles once instead of once per incoming edge, in one pass (:func:`join_and_shuffle`).
+* :func:`cell_nodes` evaluates a cell written once for both spaces: the edges leaving a node are evaluated
+  together, and each node joins its partial channels and shuffles once instead of once per incoming edge.
+  What runs a node's ops and joins its channels is the cell's ``paths``: plain here, fused by
+  :func:`drnas.fusion.install` (each candidate op once for all the edges, the join in one pass).
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
 * ``compile_cells`` wraps every search cell's forward in ``torch.compile`` (the whole supernet is too large a
@@ -23,7 +24,6 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .fusion import stacked_forward
 from .spaces.ops import build_op, is_zero_op
 
 
@@ -37,39 +37,25 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-class _JoinShuffle(torch.autograd.Function):
-    """``channel_shuffle(torch.cat([ops, bypass], 1), groups)`` for NCHW tensors, written straight into the
-    shuffled order: one pass over the node instead of two (the concatenation, then the shuffle's copy)."""
-
-    @staticmethod
-    def forward(ctx, ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:  # type: ignore[override]
-        n, width, h, w = ops.shape
-        out = ops.new_empty((n, width * groups, h, w))
-        slots = out.view(n, width, groups, h, w)  # output channel j * groups + g sits at slots[:, j, g]
-        slots[:, :, 0].copy_(ops)
-        slots[:, :, 1:].copy_(bypass.reshape(n, groups - 1, width, h, w).transpose(1, 2))
-        ctx.groups = groups
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
-        n, c, h, w = grad.shape
-        width = c // ctx.groups
-        slots = grad.contiguous().view(n, width, ctx.groups, h, w)
-        return (slots[:, :, 0].contiguous(),
-                slots[:, :, 1:].transpose(1, 2).reshape(n, c - width, h, w), None)
-
-
-#: Join a node's partial channels with :class:`_JoinShuffle` (False: concatenate, then shuffle; for A/B timing).
-JOIN_SHUFFLE = True
-
-
 def join_and_shuffle(ops: torch.Tensor, bypass: torch.Tensor, groups: int) -> torch.Tensor:
     """A partial-channel node: the op channels and the bypassed channels, concatenated and shuffled."""
-    if (JOIN_SHUFFLE and all(t.stride(1) >= t.stride(2) for t in (ops, bypass))  # NCHW (or views of it)
-            and not torch.compiler.is_compiling()):  # a compiled cell fuses the plain form by itself
-        return _JoinShuffle.apply(ops, bypass, groups)
     return channel_shuffle(torch.cat([ops, bypass], dim=1), groups)
+
+
+def run_ops(modules: Sequence[nn.Module], x: torch.Tensor, scales: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``[s * m(x)]``: one candidate op of several edges that read the same node, each scaled by its weight."""
+    return [s * m(x) for s, m in zip(scales, modules)]
+
+
+class CellPaths:
+    """How a cell runs the pieces the fast paths replace; :class:`SearchCell` uses these plain ones until
+    :func:`drnas.fusion.install` gives it faster ones that compute the same."""
+
+    run_ops = staticmethod(run_ops)
+    join_and_shuffle = staticmethod(join_and_shuffle)
+
+
+PLAIN_CELL = CellPaths()
 
 
 def widen_mapping(old: int, new: int, generator: torch.Generator) -> torch.Tensor:
@@ -139,7 +125,7 @@ class MixedOp(nn.Module):
         self.active = [i for i in kept if not is_zero_op(self.op_names[i])]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        (out,), bypass = mix_from_source(x, [self], [weights], fuse=False)
+        (out,), bypass = mix_from_source(x, [self], [weights])
         return join_partial([out], [bypass] if bypass is not None else [], self.partial_k)
 
     def zeros(self, part: torch.Tensor) -> torch.Tensor:
@@ -175,14 +161,13 @@ class MixedOp(nn.Module):
 
 
 def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence[torch.Tensor],
-                    fuse: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+                    paths: CellPaths = PLAIN_CELL) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """The mixed ops of every edge leaving one node, before partial-channel joining.
 
     Returns ``(outputs, bypass)``: per edge ``sum_o weights[e][o] * op_o(x[:, :width])`` over its kept ops,
     and the bypassed channels ``x[:, width:]`` (pooled at stride 2), shared by the edges, or None when K=1.
-    The edges must have the same width and stride (they do: they leave the same node of one cell). With
-    ``fuse``, each op is run once for all edges that keep it (:func:`stacked_forward`, which folds the weights
-    into a final BatchNorm).
+    The edges must have the same width and stride (they do: they leave the same node of one cell). Each op's
+    copies on the edges that keep it go to ``paths.run_ops`` together (which the fast paths run as one op).
     """
     first = edges[0]
     # one split rather than two slices: its backward writes both gradients into one tensor, where each slice's
@@ -197,7 +182,7 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
         positions = keeping[op_index]
         ops = [edges[p].ops[op_index] for p in positions]
         scales = [weights[p][op_index] for p in positions]
-        terms = stacked_forward(ops, part, scales) if fuse else [w * op(part) for w, op in zip(scales, ops)]
+        terms = paths.run_ops(ops, part, scales)
         for p, term in zip(positions, terms):
             outputs[p] = term if outputs[p] is None else outputs[p] + term
     done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
@@ -205,7 +190,8 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
     return done, bypass
 
 
-def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tensor], partial_k: int) -> torch.Tensor:
+def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tensor], partial_k: int,
+                 paths: CellPaths = PLAIN_CELL) -> torch.Tensor:
     """A node: the sum of its incoming edges. With partial channels, the op outputs and the bypassed channels
     are summed apart and shuffled once (concatenation and shuffle are linear and the same for every edge)."""
     total = outputs[0]
@@ -216,11 +202,12 @@ def join_partial(outputs: Sequence[torch.Tensor], bypasses: Sequence[torch.Tenso
     bypass = bypasses[0]
     for other in bypasses[1:]:
         bypass = bypass + other
-    return join_and_shuffle(total, bypass, partial_k)
+    return paths.join_and_shuffle(total, bypass, partial_k)
 
 
 def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]], mixed: Sequence[MixedOp],
-               theta: torch.Tensor, fuse: bool = True, edge_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+               theta: torch.Tensor, edge_scale: torch.Tensor | None = None,
+               paths: CellPaths = PLAIN_CELL) -> list[torch.Tensor]:
     """All nodes of a cell. ``edges[e] = (target, source)`` node ids, mixed op ``mixed[e]`` with weights
     ``theta[e]``; nodes ``0..len(inputs)-1`` are the inputs and node t sums the edges into it. The edges
     leaving a node are evaluated together (:func:`mix_from_source`) once the node is complete.
@@ -235,11 +222,11 @@ def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]],
     for node in range(num_nodes):
         if node >= len(inputs):
             outs, bypasses = incoming[node]
-            nodes.append(join_partial(outs, bypasses, mixed[0].partial_k))
+            nodes.append(join_partial(outs, bypasses, mixed[0].partial_k, paths))
         leaving = [e for e, (_, source) in enumerate(edges) if source == node]
         if not leaving:
             continue
-        outs, bypass = mix_from_source(nodes[node], [mixed[e] for e in leaving], [theta[e] for e in leaving], fuse)
+        outs, bypass = mix_from_source(nodes[node], [mixed[e] for e in leaving], [theta[e] for e in leaving], paths)
         for e, out in zip(leaving, outs):
             incoming[edges[e][0]][0].append(out)
             if bypass is not None:
@@ -266,11 +253,11 @@ def cell_compile_options(backend: str, keep_layout: bool) -> dict[str, bool] | N
 class SearchCell(nn.Module):
     """Base of every space's search cell: the unit ``Supernet.compile_cells`` compiles.
 
-    ``fuse_edges``: evaluate the edges leaving each node together (:func:`cell_nodes`); False runs every
-    edge's ops one by one (the reference the fused path is tested against).
+    ``paths``: how :func:`cell_nodes` runs a node's ops and joins its channels; the plain path until
+    :func:`drnas.fusion.install` gives the cell the fast one.
     """
 
-    fuse_edges = True
+    paths: CellPaths = PLAIN_CELL
 
 
 class Supernet(nn.Module):

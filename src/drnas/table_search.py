@@ -13,7 +13,8 @@ from typing import Any, Callable
 import torch
 
 from .bench.nb201 import NB201Table
-from .config import ConfigError, SearchConfig
+from .config import ConfigError, SearchConfig, with_absolute_paths
+from .result import SearchResult
 from .runs import RunError, atomic_write_json
 from .spaces import get_space
 from .strategies import get_method
@@ -34,17 +35,15 @@ class TableSearch(Job):
 
     def __init__(self, config: SearchConfig, out: str | Path | None = None, *, data: Any = None,
                  progress: bool = True, log: Callable[[str], None] | None = None, _resuming: bool = False) -> None:
-        from .search import _with_absolute_paths
-
         if not _resuming:
-            config = _with_absolute_paths(config)
+            config = with_absolute_paths(config)
         self.config = config.validate()
         self.method = get_method(config.method)
-        self.method.check_config(config)
+        self.space = get_space(config.space, config.ops)
+        self.method.check_config(config, self.space)
         if config.dataset not in VALID_COLUMN:
             raise ConfigError(f"method {config.method} ranks by the table's validation accuracy, which exists for "
                               f"{', '.join(VALID_COLUMN)}: use one of those as --dataset")
-        self.space = get_space(config.space, config.ops)
         self._init_job(config, out, progress, log, _resuming)
         self.table = NB201Table.load(str(config.benchmark))
         self.column = VALID_COLUMN[config.dataset]
@@ -131,8 +130,6 @@ class TableSearch(Job):
                 "final": self.epoch >= self.config.epochs, "queries": self.queried, "edges": edges}
 
     def result(self) -> Any:
-        from .search import SearchResult
-
         mean = self.strategy.expected_weights().detach().cpu()
         return SearchResult(self.derive(), self.strategy.eta.detach().cpu().clone(), mean, mean, self.epoch,
                             list(self.metrics), self.run_dir.path if self.run_dir is not None else None)

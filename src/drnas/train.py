@@ -26,9 +26,10 @@ from .flops import count_macs, count_parameters
 from .resolve import resolve_architecture
 from .runs import RunError, atomic_write_json
 from .spaces import NetworkSpec, get_space
-from .spaces.ops import reference_pooling
-from .distributed import average_buffers, convert_sync_batchnorm, wrap_ddp
-from .training import Job, accuracy_counts, lr_at, preferred_memory_format, progress_bar
+from .fastpaths import PLAIN, using as fast_paths
+from .fusion import install as install_fast_paths
+from .distributed import convert_sync_batchnorm, wrap_ddp
+from .training import Job, accuracy_counts, lr_at, preferred_memory_format
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -123,9 +124,7 @@ def _nb201() -> dict[str, Any]:
 
 
 def default_protocol(space: str, dataset: str) -> str:
-    if space == "nb201":
-        return "nb201"
-    return "darts-imagenet" if dataset == "imagenet" else "darts-cifar"
+    return get_space(space).default_protocol(dataset)
 
 
 def network_spec(config: TrainConfig, info: DatasetInfo) -> NetworkSpec:
@@ -170,6 +169,7 @@ class Trainer(Job):
         self._load_data(config, data)
         self.model = self.space.build_network(self.arch, network_spec(config, self.info)).to(self.device)
         self.report = model_report(self.model, self.info)
+        install_fast_paths(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.memory_format = preferred_memory_format(config.memory_format, self.device)
@@ -263,19 +263,17 @@ class Trainer(Job):
             self.model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs  # grows linearly, as in DARTS
             self.steps.reset()  # a captured graph holds the previous epoch's probability
         self.model.train()
-        sums = torch.zeros(3, device=self.device)  # loss, correct, seen
-        steps = len(self.train_loader)
-        bar = progress_bar(self.progress, steps, f"epoch {epoch + 1}/{cfg.epochs}")
-        for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
+
+        def step(batch: tuple[torch.Tensor, torch.Tensor], sums: torch.Tensor) -> None:
+            x, y = batch
             loss, correct = self.train_step(x, y)
             sums[0] += loss * len(y)
             sums[1] += correct
             sums[2] += len(y)
-            self._track_step(step, steps, sums, bar, seen_index=2)
-        if bar is not None:
-            bar.close()
-        train_loss, train_correct, seen = self._reduced(sums)
-        average_buffers(self.model, self.dist)
+
+        # sums: loss, correct, seen
+        train_loss, train_correct, seen = self._epoch_steps(self.train_loader.epoch(epoch), len(self.train_loader),
+                                                            f"epoch {epoch + 1}/{cfg.epochs}", 3, 2, step, self.model)
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss / seen, "train_acc": 100 * train_correct / seen,
                   **self.evaluate(), "seconds": round(time.perf_counter() - started, 3)}
         self.log(f"epoch {record['epoch']}/{cfg.epochs} lr {lr:.4g} train {record['train_loss']:.3f}/"
@@ -329,7 +327,7 @@ def export_model(model: torch.nn.Module, info: DatasetInfo, path: str | Path, fm
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with warnings.catch_warnings(), reference_pooling():
+        with warnings.catch_warnings(), fast_paths(PLAIN):  # plain ops: a graph of standard nodes
             warnings.simplefilter("ignore")  # torch.jit and the TorchScript-based ONNX exporter warn about deprecation
             if fmt == "torchscript":
                 torch.jit.trace(model, example).save(str(tmp))

@@ -3,32 +3,19 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from .accel import StepRunner, amp_dtype, autocast, graphs_enabled
+from .accel import MEMORY_FORMATS, StepRunner, amp_dtype, autocast, graphs_enabled
+from .distributed import all_gather_objects, all_reduce_sum, average_buffers, check_batch_split, init_distributed
 from .errors import DrnasError
+from .runs import RunDir
 from .host_memory import keep_freed_memory
 
 
 class NonFiniteLossError(DrnasError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    from .config import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available: use --device cpu or auto")
-    return device
 
 
 def lr_at(epoch: int, epochs: int, lr: float, lr_min: float = 0.0, schedule: str = "cosine",
@@ -43,9 +30,6 @@ def lr_at(epoch: int, epochs: int, lr: float, lr_min: float = 0.0, schedule: str
     if schedule == "linear":
         return lr_min + (lr - lr_min) * (1.0 - progress)
     raise ValueError(f"unknown schedule {schedule!r}: use cosine or linear")
-
-
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
 
 def preferred_memory_format(setting: str, device: torch.device, partial_k: int = 1) -> torch.memory_format:
@@ -119,9 +103,6 @@ class Job:
 
     def _init_job(self, config: Any, out: Any, progress: bool, log: Callable[[str], None] | None,
                   resuming: bool) -> None:
-        from .distributed import check_batch_split, init_distributed
-        from .runs import RunDir
-
         self.dist, self.device = init_distributed(config.device)
         check_batch_split(config.batch_size, self.dist)
         self.progress = progress and self.dist.is_main
@@ -169,8 +150,6 @@ class Job:
 
     def _rng_checkpoint(self) -> dict[str, Any]:
         """Every rank's RNG state (a collective call: every rank must make it)."""
-        from .distributed import all_gather_objects
-
         return {"rng": all_gather_objects(rng_state(self.device), self.dist)}
 
     def _restore_rng(self, state: dict[str, Any]) -> None:
@@ -196,10 +175,25 @@ class Job:
         if bar is not None:
             bar.update(1)
 
+    def _epoch_steps(self, batches: Iterable[Any], steps: int, description: str, width: int, seen_index: int,
+                     step: Callable[[Any, torch.Tensor], None], network: torch.nn.Module) -> list[float]:
+        """The loop of a training epoch, shared by every job: ``step(batch, sums)`` takes one step and adds its
+        running sums (losses, correct counts, ..., the batch size at ``seen_index``) into ``sums`` on the device.
+        Progress and non-finite checks every 10 steps (:meth:`_track_step`); then ``network``'s BN statistics
+        are averaged over ranks. Returns the epoch's sums, reduced over ranks."""
+        sums = torch.zeros(width, device=self.device)
+        bar = progress_bar(self.progress, steps, description)
+        for index, batch in enumerate(batches, start=1):
+            step(batch, sums)
+            self._track_step(index, steps, sums, bar, seen_index)
+        if bar is not None:
+            bar.close()
+        values = self._reduced(sums)
+        average_buffers(network, self.dist)
+        return values
+
     def _reduced(self, values: torch.Tensor) -> list[float]:
         """Sum of a small metrics tensor over ranks, as Python floats (one host synchronisation)."""
-        from .distributed import all_reduce_sum
-
         return all_reduce_sum(values.clone(), self.dist).tolist()
 
     def _load_data(self, config: Any, data: Any) -> None:
@@ -220,7 +214,7 @@ class Job:
 
     def _start_run_dir(self, config_json: dict[str, Any]) -> None:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
-        from . import __version__
+        from .version import __version__
 
         from .distributed import barrier
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 
 from ..errors import DrnasError
+from ..registry import Registry
 from ..supernet import Supernet
 
 
@@ -65,10 +66,17 @@ class SearchSpace(Protocol):
     num_edges: int
     #: op names that the derivation never picks (DARTS never picks ``none``); empty for NB201.
     excluded_from_derivation: tuple[str, ...]
-    #: whether ``compile=auto`` compiles this space's search cells on a CPU (measured to pay, see
-    #: :func:`drnas.accel.resolve_compile`); a registered space without it is taken as False (never compiled).
-    compile_pays_on_cpu: bool
+    #: the results table that indexes this space's architectures (``--benchmark``), None if there is none
+    benchmark: str | None
+    #: an architecture is one op on every edge (NB201); False where it also picks edges (DARTS: two inputs per node)
+    one_op_per_edge: bool
+    #: how an architecture of this space starts as text (``parse`` reads it), and a key its JSON always has
+    text_prefix: str
+    json_key: str
 
+    def default_protocol(self, dataset: str) -> str:
+        """The retraining protocol (``drnas train --protocol``) for this space's architectures on ``dataset``."""
+        ...
     def build_supernet(self, spec: SupernetSpec) -> Supernet: ...
 
     def build_network(self, arch: Any, spec: NetworkSpec) -> torch.nn.Module: ...
@@ -83,29 +91,19 @@ class SearchSpace(Protocol):
 
 
 SpaceFactory = Callable[..., SearchSpace]
-_SPACES: dict[str, SpaceFactory] = {}
+#: every search space: factories called with ``ops=None`` or a subset of op names
+SPACES: Registry[SpaceFactory] = Registry("search space", ArchitectureError)
 
 
 def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
     """Decorator registering a space factory (called with ``ops=None`` or a subset of op names)."""
-
-    def add(factory: SpaceFactory) -> SpaceFactory:
-        if name in _SPACES:
-            raise ValueError(f"search space {name!r} is already registered")
-        _SPACES[name] = factory
-        return factory
-
-    return add
+    return SPACES.register(name)  # type: ignore[return-value]
 
 
 def get_space(name: str, ops: Sequence[str] | None = None) -> SearchSpace:
     """The registered space called ``name``, optionally restricted to the candidate ops ``ops``."""
-    try:
-        factory = _SPACES[name]
-    except KeyError:
-        raise ArchitectureError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(_SPACES))}") from None
-    return factory(ops)
+    return SPACES.get(name)(ops)
 
 
 def space_names() -> tuple[str, ...]:
-    return tuple(sorted(_SPACES))
+    return tuple(sorted(SPACES.names()))

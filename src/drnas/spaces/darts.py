@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..fusion import forward_together
 from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
@@ -158,24 +157,28 @@ def _literal(node: ast.expr, name: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ cell stacks
+#: runs modules that read one tensor: ``together(modules, x) == [m(x) for m in modules]``
+RunTogether = Callable[[Sequence[nn.Module], torch.Tensor], list[torch.Tensor]]
+
+
 def run_cells(cells: Sequence[nn.Module], s0: torch.Tensor, s1: torch.Tensor,
               run_cell: Callable[[int, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
-              together: bool = True) -> torch.Tensor:
+              together: RunTogether | None = None) -> torch.Tensor:
     """A DARTS cell stack (search or evaluation); returns the last cell's output.
 
     Cell i reads states i and i+1 (the stem's two outputs, then the cells' outputs) through its
     ``preprocess0`` and ``preprocess1``, and ``run_cell(i, cell, preprocessed0, preprocessed1)`` runs the rest
-    of it. Each state is preprocessed for all of its readers as soon as it exists, and with ``together`` the
-    readers with the same settings run as one stack (:func:`~drnas.fusion.forward_together`): one ReLU and one
-    wider 1x1 conv on the state instead of two, and one gradient for it in the backward pass. On the CPU the
-    1x1 convs over the widest states were about a quarter of a darts-s2 search step.
+    of it. Each state is preprocessed for all of its readers as soon as it exists, by ``together(modules,
+    state)`` when given (the fast path, :func:`drnas.fusion.preprocess_together`, runs readers with the same
+    settings as one stack: one ReLU and one wider 1x1 conv on the state instead of two; on the CPU the 1x1
+    convs over the widest states were about a quarter of a darts-s2 search step), module by module otherwise.
     """
     inputs: list[list[torch.Tensor | None]] = [[None, None] for _ in cells]
 
     def preprocess(state: torch.Tensor, indices: Sequence[int]) -> None:
         readers = [(i, 0) for i in indices if i < len(cells)] + [(i - 1, 1) for i in indices if 0 < i <= len(cells)]
         modules = [cells[i].preprocess0 if slot == 0 else cells[i].preprocess1 for i, slot in readers]
-        outputs = forward_together(modules, state) if together and len(modules) > 1 else [m(state) for m in modules]
+        outputs = together(modules, state) if together and len(modules) > 1 else [m(state) for m in modules]
         for (i, slot), out in zip(readers, outputs):
             inputs[i][slot] = out
 
@@ -216,7 +219,7 @@ class DartsSearchCell(SearchCell):
                 edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         """The cell on its inputs already preprocessed (``preprocess0(s0)``, ``preprocess1(s1)``; see
         :func:`run_cells`)."""
-        nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, self.fuse_edges, edge_scale)
+        nodes = cell_nodes([state0, state1], _NODE_EDGES, self.edges, theta, edge_scale, self.paths)
         return torch.cat(nodes[2:], dim=1)
 
 
@@ -239,8 +242,9 @@ def _reduction_layers(cells: int) -> tuple[int, int]:
 class DartsSupernet(Supernet):
     """The DARTS search network: ``cells`` cells, reductions at 1/3 and 2/3, a mixed op on every edge."""
 
-    #: preprocess each state for all its readers together (:func:`run_cells`); False is the reference path
-    preprocess_together = True
+    #: how each state is preprocessed for its readers (:func:`run_cells`): module by module until
+    #: :func:`drnas.fusion.install` sets the fast path
+    run_together: RunTogether | None = None
 
     def __init__(self, spec: SupernetSpec, ops: Sequence[str] = DARTS_OPS) -> None:
         super().__init__()
@@ -278,7 +282,7 @@ class DartsSupernet(Supernet):
 
             def run(_: int, cell: DartsSearchCell, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
                 return cell(p0, p1, *((reduce, scale_reduce) if cell.reduction else (normal, scale_normal)))
-        last = run_cells(self.cells, s0, s1, run, together=self.preprocess_together)
+        last = run_cells(self.cells, s0, s1, run, together=self.run_together)
         return self.classifier(self.pool(last).flatten(1))
 
 
@@ -360,8 +364,9 @@ class DartsNetwork(nn.Module):
     auxiliary head. ``drop_path_prob`` is set by the training loop (it grows linearly over the epochs).
     """
 
-    #: preprocess each state for all its readers together (:func:`run_cells`); False is the reference path
-    preprocess_together = True
+    #: how each state is preprocessed for its readers (:func:`run_cells`): module by module until
+    #: :func:`drnas.fusion.install` sets the fast path
+    run_together: RunTogether | None = None
 
     def __init__(self, genotype: DartsGenotype, spec: NetworkSpec) -> None:
         super().__init__()
@@ -398,7 +403,7 @@ class DartsNetwork(nn.Module):
                 aux.append(self.auxiliary_head(out))
             return out
 
-        last = run_cells(self.cells, s0, s1, run_cell, together=self.preprocess_together)
+        last = run_cells(self.cells, s0, s1, run_cell, together=self.run_together)
         logits = self.classifier(self.pool(last).flatten(1))
         return (logits, aux[0]) if aux else logits
 
@@ -409,7 +414,12 @@ class DartsSpace:
 
     name = "darts"
     excluded_from_derivation = ("none",)
-    compile_pays_on_cpu = False  # darts-s1 compiled: 24 graphs in 27 min on 2 cores, then 18.3 s/iter vs 12-13 eager
+    benchmark = None
+    one_op_per_edge = False
+    text_prefix, json_key = "Genotype", "normal"
+
+    def default_protocol(self, dataset: str) -> str:
+        return "darts-imagenet" if dataset == "imagenet" else "darts-cifar"
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else DARTS_OPS

@@ -95,7 +95,7 @@ class NB201Cell(SearchCell):
             MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
-        return cell_nodes([x], EDGES, self.edges, theta, self.fuse_edges, edge_scale)[-1]
+        return cell_nodes([x], EDGES, self.edges, theta, edge_scale, self.paths)[-1]
 
 
 class ResNetBasicBlock(nn.Module):
@@ -187,7 +187,12 @@ class NB201Space:
     name = "nb201"
     num_edges = len(EDGES)
     excluded_from_derivation: tuple[str, ...] = ()
-    compile_pays_on_cpu = True  # compiled cells: 1.14-1.32x per step on 2 cores (nb201, both progressive stages)
+    benchmark = "NAS-Bench-201"
+    one_op_per_edge = True
+    text_prefix, json_key = "|", "arch"
+
+    def default_protocol(self, dataset: str) -> str:
+        return "nb201"  # NAS-Bench-201's one recipe, on every dataset
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else NB201_OPS

@@ -6,41 +6,31 @@ contributes nothing to the sum and nothing to any gradient), which is why it is 
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..registry import Registry
+
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
-_OPS: dict[str, OpFactory] = {}
+#: every candidate op: ``factory(c_in, c_out, stride, affine, track_running_stats)``
+OPS: Registry[OpFactory] = Registry("op")
 
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     """Decorator adding an op factory to the registry; names are unique."""
-
-    def add(factory: OpFactory) -> OpFactory:
-        if name in _OPS:
-            raise ValueError(f"op {name!r} is already registered")
-        _OPS[name] = factory
-        return factory
-
-    return add
+    return OPS.register(name)  # type: ignore[return-value]
 
 
 def op_names() -> tuple[str, ...]:
-    return tuple(_OPS)
+    return OPS.names()
 
 
 def build_op(name: str, c_in: int, c_out: int, stride: int = 1, affine: bool = True,
              track_running_stats: bool = True) -> nn.Module:
     """Instantiate a registered op."""
-    try:
-        factory = _OPS[name]
-    except KeyError:
-        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(_OPS)}") from None
-    return factory(c_in, c_out, stride, affine, track_running_stats)
+    return OPS.get(name)(c_in, c_out, stride, affine, track_running_stats)
 
 
 def is_zero_op(name: str) -> bool:
@@ -124,92 +114,18 @@ class _PoolThenProject(nn.Sequential):
         super().__init__(*layers)
 
 
-def _box_sum_3x3(x: torch.Tensor) -> torch.Tensor:
-    """Sum over each 3x3 window, zero padding 1, stride 1: a row pass and a column pass of shifted adds.
-
-    Eager, the third term of each pass is added in place (one temporary less). Under ``torch.compile`` all adds
-    are out of place: dynamo routes the gradient of an ``autograd.Function`` whose forward mutates a tensor in
-    place to the wrong output (pytorch#180642, torch 2.11; it gave compiled NB201 cells wrong eta gradients),
-    and inductor fuses the adds anyway (compiled CPU steps against the in-place form, one process, 6 rounds:
-    ``nb201-prog-s1`` 0.98x, ``nb201-prog-s2`` 1.03x).
-    """
-    padded = F.pad(x, (1, 1, 1, 1))
-    if torch.compiler.is_compiling():
-        rows = padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]
-        return rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
-    rows = padded[..., :-2] + padded[..., 1:-1]
-    rows += padded[..., 2:]
-    out = rows[:, :, :-2] + rows[:, :, 1:-1]
-    out += rows[:, :, 2:]
-    return out
-
-
-class _BoxSum3x3(torch.autograd.Function):
-    """The 3x3 window sum with a hand-written backward: the kernel is symmetric and zero-padded, so its
-    adjoint is the same window sum of the gradient (autograd through the slices would allocate a zero
-    tensor per slice)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return _box_sum_3x3(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return _box_sum_3x3(grad)
-
-
-class AvgPool3x3(nn.Module):
-    """3x3 average pooling, padding 1, padded zeros not counted (``count_include_pad=False``).
-
-    Computed as a 3x3 window sum divided by the number of in-image taps: the same numbers as
-    ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)`` (up to float rounding), but PyTorch's CPU pooling
-    kernel is about 10x slower at NB201's sizes (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and
-    pooling was a third of a search step. At stride 1 the window sum is four shifted adds (:class:`_BoxSum3x3`);
-    at stride 2 it is a depthwise convolution with a ones kernel, which is faster there. oneDNN's depthwise
-    kernels are slow at channel counts that are not a multiple of 16: forward+backward on 64x4x32x32 took
-    2.3-5.6 ms as a convolution and 0.4-0.6 ms as shifted adds.
-    """
-
-    #: When True (inside :func:`reference_pooling`), run PyTorch's pooling op instead: MAC counts then leave
-    #: pooling out, as papers count, and exported graphs hold a plain pooling node.
-    use_reference = False
+class AvgPool3x3(nn.AvgPool2d):
+    """3x3 average pooling, padding 1, padded zeros not counted (NAS-Bench-201's and DARTS' ``avg_pool_3x3``)."""
 
     def __init__(self, stride: int = 1) -> None:
-        super().__init__()
-        self.stride = stride
-        self._inv_count: dict[tuple, torch.Tensor] = {}
-
-    def _inverse_count(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # a cache lookup would make compiled cells guard on (and recompile per) op
-            ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
-            return F.conv2d(ones, x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1).reciprocal()
-        key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
-        inv = self._inv_count.get(key)
-        if inv is None:
-            ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
-            count = F.conv2d(ones, x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1)
-            inv = self._inv_count[key] = count.reciprocal()
-        return inv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if AvgPool3x3.use_reference:
-            return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
-        if self.stride == 1:
-            summed = _BoxSum3x3.apply(x)
-        else:
-            channels = x.shape[1]
-            summed = F.conv2d(x, x.new_ones(channels, 1, 3, 3), stride=self.stride, padding=1, groups=channels)
-        return summed * self._inverse_count(x)
+        super().__init__(3, stride, 1, count_include_pad=False)
 
 
-@contextlib.contextmanager
-def reference_pooling() -> Iterator[None]:
-    """Run average pooling with PyTorch's pooling op inside this block (for counting and exporting)."""
-    previous, AvgPool3x3.use_reference = AvgPool3x3.use_reference, True
-    try:
-        yield
-    finally:
-        AvgPool3x3.use_reference = previous
+class MaxPool3x3(nn.MaxPool2d):
+    """3x3 max pooling, padding 1 (``max_pool_3x3``)."""
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__(3, stride, 1)
 
 
 @register_op("avg_pool_3x3")
@@ -217,56 +133,9 @@ def _avg_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> 
     return _PoolThenProject(AvgPool3x3(stride), c_in, c_out, affine, track)
 
 
-def may_switch_to_channels_last(x: torch.Tensor) -> bool:
-    """An eager CPU image batch not yet in channels_last: the layout switches of the CPU fast paths apply
-    (compiled graphs pick their own layouts)."""
-    return (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous(memory_format=torch.channels_last)
-            and not torch.compiler.is_compiling())
-
-
-class _SwitchLayout(torch.autograd.Function):
-    """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. With a plain
-    conversion, the layers on either side get gradients in the other layout, and PyTorch's CPU backward kernels
-    on mixed layouts are slow: ReLU's before a small conv cost about what channels_last saved there (on
-    ``nb201-prog-s1`` the plain conversion gained 1.01x, this one 1.02-1.05x), and BatchNorm's backward on a
-    channels_last input with an NCHW gradient took 1.5-2x its time on one layout (64x24x32x32: 5.7 vs 3.0 ms),
-    which made it a quarter of a ``darts-s1`` step; max pooling forward+backward is 1.05-1.5x faster with it
-    (64x60x32x32, stride 2: 12.6 vs 18.6-20.7 ms)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:  # type: ignore[override]
-        ctx.back = torch.contiguous_format if to_channels_last else torch.channels_last
-        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        return grad.contiguous(memory_format=ctx.back), None
-
-
-def switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
-    """``x`` in channels_last (or back in NCHW), its gradient handed back in ``x``'s layout. Without a gradient
-    to hand back, or while tracing for an ONNX export (which cannot record a Python autograd function), it is
-    the plain conversion."""
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
-        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
-    return _SwitchLayout.apply(x, to_channels_last)
-
-
-class MaxPool(nn.MaxPool2d):
-    """``nn.MaxPool2d`` that runs in channels_last on the CPU, where PyTorch's NCHW max-pooling kernel is
-    5-20x slower than its channels_last one at the supernets' sizes (3x3, stride 1, 64x12x32x32: 10-13 ms vs
-    2 ms forward). The input is converted in and the output back (gradients too, see :func:`switch_layout`), so
-    callers see their own layout; the maxima and the positions gradients flow to are the same."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not may_switch_to_channels_last(x):
-            return super().forward(x)
-        return switch_layout(super().forward(switch_layout(x, True)), False)
-
-
 @register_op("max_pool_3x3")
 def _max_pool(c_in: int, c_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
-    return _PoolThenProject(MaxPool(3, stride, padding=1), c_in, c_out, affine, track)
+    return _PoolThenProject(MaxPool3x3(stride), c_in, c_out, affine, track)
 
 
 class SepConv(nn.Sequential):

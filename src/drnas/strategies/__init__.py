@@ -9,6 +9,7 @@ import dataclasses
 
 from ..config import SearchConfig, apply_overrides
 from .base import METHODS, Engine, Mixing, Strategy, get_method, method_names, register_method
+from . import _all  # noqa: F401,E402  (registers the built-in methods)
 
 
 def with_method(config: SearchConfig, name: str) -> SearchConfig:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..config import ConfigError, SearchConfig
 from ..registry import Registry
 from ..relax import Relaxation
+from .unrolled import unrolled_mixing_gradients
 
 if TYPE_CHECKING:  # only for annotations: spaces sit beside strategies, not below them
     from ..spaces.base import Architecture, SearchSpace
@@ -145,8 +146,9 @@ class Strategy(Relaxation):
         return {}
 
     @classmethod
-    def check_config(cls, config: SearchConfig) -> None:
-        """Refuse settings that do not apply to this method (one line naming the field and the fix)."""
+    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
+        """Refuse settings that do not apply to this method in ``space`` (one line naming the field and the
+        fix)."""
         if config.regulariser != "l2":
             raise ConfigError(f"regulariser={config.regulariser} is DrNAS' KL anchor on the Dirichlet; method "
                               f"{cls.name} has none: use regulariser=l2 (Adam weight decay reg_scale on eta)")
@@ -194,8 +196,6 @@ class Strategy(Relaxation):
         """
         mixing = self.sample()
         if self.second_order:
-            from .unrolled import unrolled_mixing_gradients
-
             loss, correct, grads = unrolled_mixing_gradients(engine, mixing.detached(), arch_batch, weight_batch)
         else:
             loss, correct, grads, _ = engine.gradients(mixing.detached(), *arch_batch)
@@ -267,12 +267,8 @@ register_method = METHODS.register
 
 def get_method(name: str) -> type[Strategy]:
     """The strategy class registered as ``name`` (a one-line error lists the known ones)."""
-    from . import _all  # noqa: F401  (registers the built-in methods)
-
     return METHODS.get(name)
 
 
 def method_names() -> tuple[str, ...]:
-    from . import _all  # noqa: F401
-
     return METHODS.names()

@@ -8,11 +8,16 @@ point-estimate ablation the paper argues from (§1, §2.2): the same loop and an
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..config import ConfigError, SearchConfig
 from ..relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
 from .base import Mixing, Strategy, register_method
+
+if TYPE_CHECKING:  # annotations only
+    from ..spaces.base import SearchSpace
 
 
 @register_method("drnas", doc="DrNAS: Dirichlet mixing weights, pathwise gradient, L2/KL anchor (Chen et al., ICLR 2021)")
@@ -23,7 +28,7 @@ class DrNAS(Strategy):
     paper = "Chen et al., DrNAS: Dirichlet Neural Architecture Search, ICLR 2021"
 
     @classmethod
-    def check_config(cls, config: SearchConfig) -> None:
+    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
         if config.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {config.regulariser!r}")
 

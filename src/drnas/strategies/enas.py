@@ -6,13 +6,16 @@ weight 1e-4, Adam lr 1e-3 as NAS-Bench-201's ENAS baseline); the baseline decay 
 architecture is the best of ``candidates`` controller samples by supernet accuracy on one validation batch."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..config import ConfigError, SearchConfig
 from .base import Mixing, Strategy, best_sampled, one_hot_mixing, register_method
+
+if TYPE_CHECKING:  # annotations only
+    from ..spaces.base import SearchSpace
 
 HIDDEN = 32
 TEMPERATURE = 5.0
@@ -70,9 +73,9 @@ class ENAS(Strategy):
         return {"arch_lr": 1e-3, "arch_betas": (0.0, 0.999), "regulariser": "l2", "reg_scale": 0.0}
 
     @classmethod
-    def check_config(cls, config: SearchConfig) -> None:
-        super().check_config(config)
-        if config.space != "nb201":
+    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
+        super().check_config(config, space)
+        if not space.one_op_per_edge:
             raise ConfigError("method enas samples one op per edge, which fits the NB201 cell only (a DARTS cell "
                               "also picks two inputs per node): use --space nb201, or rsps/gdas in the DARTS space")
 

@@ -7,13 +7,16 @@ here is the number of queries (``queries``), and the simulated time is reported 
 ``<dataset>_train_time`` column."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import ConfigError, SearchConfig, Stage
 from .base import Strategy, register_method
 from .rsps import uniform_choice
+
+if TYPE_CHECKING:  # annotations only
+    from ..spaces.base import SearchSpace
 
 
 class TableStrategy(Strategy):
@@ -28,13 +31,14 @@ class TableStrategy(Strategy):
         return {"stages": [Stage(epochs=10)]}
 
     @classmethod
-    def check_config(cls, config: SearchConfig) -> None:
-        super().check_config(config)
+    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
+        super().check_config(config, space)
         if not config.benchmark:
             raise ConfigError(f"method {cls.name} evaluates architectures by looking them up: give --benchmark "
                               "FILE (an NB201 results CSV)")
-        if config.space != "nb201":
-            raise ConfigError(f"method {cls.name} queries the NAS-Bench-201 table: use --space nb201")
+        if space.benchmark != "NAS-Bench-201":
+            raise ConfigError(f"method {cls.name} queries the NAS-Bench-201 table, which holds no {config.space} "
+                              "architecture: use --space nb201")
 
     def scores(self) -> torch.Tensor:
         return self.expected_weights()

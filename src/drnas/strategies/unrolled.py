@@ -18,11 +18,12 @@ tiny problem (``tests/test_strategies.py``).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from .base import Batch, Engine, Mixing
+if TYPE_CHECKING:  # annotations only: the strategy base class calls into this module
+    from .base import Batch, Engine, Mixing
 
 #: DARTS' finite-difference step: ε = FD_SCALE / ||v||
 FD_SCALE = 0.01
