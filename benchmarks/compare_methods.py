@@ -1,0 +1,56 @@
+"""Seconds per search iteration of several methods, their steps taken in turn in one process.
+
+    python benchmarks/compare_methods.py [--only drnas,darts,gdas] [--rounds N] [--set FIELD=VALUE ...]
+
+Each method searches run.py's ``nb201`` case (the nb201 preset, that method's defaults applied) on the same
+data; one iteration is an architecture step (where the method takes one) and a weight step. The steps of all
+methods alternate (a, b, c, a, b, c, ...), so the machine's drift hits them alike, and each method's median is
+printed with its ratio to the first method's and the range of the per-round ratios. Peak memory cannot be told
+apart in one process: ``run.py --only nb201-METHOD`` gives it (one process per case).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from compare import alternate
+from run import CASE_METHODS, _search_case, parse_overrides
+from drnas.strategies import get_method, method_names
+
+#: the methods that train a supernet, and the run.py case of each
+CASES = {"drnas": "nb201", **{method: case for case, method in CASE_METHODS.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(CASES), help="comma-separated methods; the first is the reference")
+    parser.add_argument("--rounds", type=int, default=5, help="timed iterations per method")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.set, parser)
+    methods = [m for m in args.only.split(",") if m]
+    unknown = [m for m in methods if m not in CASES]
+    if unknown:
+        table = [m for m in method_names() if not get_method(m).uses_supernet]
+        parser.error(f"unknown or table-only method(s) {unknown}; supernet methods: {', '.join(CASES)} "
+                     f"(not {', '.join(table)}, which train no network)")
+    runs, device = {}, None
+    for method in methods:
+        job, step, available, _ = _search_case(CASES[method], args.rounds + 1, 1, "auto", overrides)
+        device = job.device
+        runs[method] = lambda round_, step=step, available=available: step(round_ % available)
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; s/iter, methods in turn")
+    times = alternate(runs, args.rounds, sync)
+    reference = methods[0]
+    for method in methods:
+        median = statistics.median(times[method])
+        paired = sorted(a / b for a, b in zip(times[method], times[reference]))
+        print(f"{method:<12} {median:8.3f} s/iter  {median / statistics.median(times[reference]):5.2f}x {reference}"
+              f"  (per round {paired[0]:.2f}-{paired[-1]:.2f}, {len(paired)} rounds)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

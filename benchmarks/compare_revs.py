@@ -1,0 +1,103 @@
+"""A/B timing of the working tree against an earlier commit, alternating their steps in one process.
+
+    python benchmarks/compare_revs.py REV [--only NAMES] [--rounds N] [--set FIELD=VALUE ...]
+
+For refactors that must not cost speed: the package as of ``REV`` (``git archive``) is imported a second time
+under another name next to the working tree's ``drnas``, both build the same search (same preset, overrides,
+seed and data), and their steps alternate (REV, tree, REV, tree, ...) as in ``compare.py``. Prints the ratio
+of the median seconds per iteration, rev/tree (above 1: the tree is faster), with the range of the per-round
+ratios. Search cases
+only (those of ``run.py`` that both versions know).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import io
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from compare import alternate
+from run import CASES, parse_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def import_revision(rev: str, where: Path) -> ModuleType:
+    """The package ``drnas`` as of ``rev``, imported as ``drnas_<sha>`` (its imports are relative)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", sha, "src/drnas"], cwd=ROOT, check=True, capture_output=True).stdout
+    name = f"drnas_{sha}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                target = where / name / Path(member.name).relative_to("src/drnas")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    sys.path.insert(0, str(where))
+    return importlib.import_module(name)
+
+
+def search_steps(pkg: ModuleType, name: str, rounds: int, overrides: dict[str, str]) -> Callable[[int], None]:
+    """One of run.py's search cases built with ``pkg``; returns ``step(i)``."""
+    preset_name, stage = CASES[name]
+    config = pkg.apply_overrides(pkg.preset(preset_name), {**overrides, "device": "cpu"})
+    data_mod = importlib.import_module(pkg.__name__ + ".data")
+    n = 2 * 64 * (2 * rounds + 4)
+    rng = np.random.default_rng(0)
+    info = data_mod.DatasetInfo("cifar10", 10, 3, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), True, 4)
+    data = data_mod.ImageArrays(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n),
+                                None, None, info)
+    search: Any = pkg.Search(config, data=data, progress=False, log=lambda m: None)
+    for index in range(1, stage + 1):
+        search._enter_stage(index)
+    batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
+
+    def step(i: int) -> None:
+        (xw, yw), (xa, ya) = batches[i % len(batches)]
+        search.arch_step(xa, ya, (xw, yw))
+        search.weight_step(xw, yw)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rev", help="the commit to compare the working tree with")
+    parser.add_argument("--only", default="nb201-prog-s1,nb201-prog-s2,nb201", help="comma-separated search cases")
+    parser.add_argument("--rounds", type=int, default=5, help="timed steps per version")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.set, parser)
+    import drnas
+
+    with tempfile.TemporaryDirectory() as where:
+        old = import_revision(args.rev, Path(where))
+        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; s/iter of {old.__name__} / tree")
+        for name in args.only.split(","):
+            if name not in CASES or name == "train-cifar":
+                known = ", ".join(c for c in CASES if c != "train-cifar")
+                parser.error(f"unknown search case {name!r}; cases: {known}")
+            steps = {True: search_steps(old, name, args.rounds, overrides),
+                     False: search_steps(drnas, name, args.rounds, overrides)}
+            times = alternate({True: lambda r, step=steps[True]: functools.partial(step, r),
+                               False: lambda r, step=steps[False]: functools.partial(step, r)}, args.rounds)
+            rev, tree = statistics.median(times[True]), statistics.median(times[False])
+            paired = sorted(a / b for a, b in zip(times[True], times[False]))
+            print(f"{name:<15} rev {rev:8.3f}  tree {tree:8.3f}  rev/tree {rev / tree:5.2f}"
+                  f"  (per round {paired[0]:.2f}-{paired[-1]:.2f}, {len(paired)} rounds)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
