@@ -11,12 +11,14 @@ apart in one process: ``run.py --only nb201-METHOD`` gives it (one process per c
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+from pathlib import Path
 
 import torch
 
 from compare import alternate
-from run import CASE_METHODS, _search_case, parse_overrides
+from run import CASE_METHODS, _search_case, machine, parse_overrides
 from drnas.strategies import get_method, method_names
 
 #: the methods that train a supernet, and the run.py case of each
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated methods; the first is the reference")
     parser.add_argument("--rounds", type=int, default=5, help="timed iterations per method")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--json", help="write every step's seconds here")
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
     methods = [m for m in args.only.split(",") if m]
@@ -50,6 +53,9 @@ def main() -> None:
         paired = sorted(a / b for a, b in zip(times[method], times[reference]))
         print(f"{method:<12} {median:8.3f} s/iter  {median / statistics.median(times[reference]):5.2f}x {reference}"
               f"  (per round {paired[0]:.2f}-{paired[-1]:.2f}, {len(paired)} rounds)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "overrides": overrides, "case": "nb201",
+                                               "seconds": times}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import functools
 import importlib
 import io
+import json
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from compare import alternate
-from run import CASES, parse_overrides
+from run import CASES, machine, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,10 +79,12 @@ def main() -> None:
     parser.add_argument("--only", default="nb201-prog-s1,nb201-prog-s2,nb201", help="comma-separated search cases")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per version")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--json", help="write every step's seconds here")
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
     import drnas
 
+    results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as where:
         old = import_revision(args.rev, Path(where))
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; s/iter of {old.__name__} / tree")
@@ -93,10 +96,14 @@ def main() -> None:
                      False: search_steps(drnas, name, args.rounds, overrides)}
             times = alternate({True: lambda r, step=steps[True]: functools.partial(step, r),
                                False: lambda r, step=steps[False]: functools.partial(step, r)}, args.rounds)
+            results[name] = {"rev": times[True], "tree": times[False]}
             rev, tree = statistics.median(times[True]), statistics.median(times[False])
             paired = sorted(a / b for a, b in zip(times[True], times[False]))
             print(f"{name:<15} rev {rev:8.3f}  tree {tree:8.3f}  rev/tree {rev / tree:5.2f}"
                   f"  (per round {paired[0]:.2f}-{paired[-1]:.2f}, {len(paired)} rounds)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "overrides": overrides, "rev": old.__name__,
+                                               "seconds": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -97,13 +97,19 @@ def test_resume_refuses_config_changes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", "--resume", str(out), "--seed", "3"]) == 2
     assert "drop --seed" in _err_lines(capsys)[0]
-    assert main(["search", "--resume", str(out), "--set", "lr=0.5", "--set", "compile=none"]) == 2
+    assert main(["search", "--resume", str(out), "--set", "batch_size=8", "--set", "compile=none"]) == 2
     line = _err_lines(capsys)[0]
-    assert "drop --set lr=..." in line and "compile" in line.split("(")[-1]
-    # how a step runs (not what it computes) may change on resume: e.g. stop compiling
-    assert main(["search", "--resume", str(out), "--set", "compile=none", "--quiet"]) == 0
+    assert "drop --set batch_size=..." in line and "compile" in line.split("(")[-1] and "lr" in line.split("(")[-1]
+    # how a step runs (not what it computes) may change on resume: e.g. stop compiling, another device or threads
+    assert main(["search", "--resume", str(out), "--set", "compile=none", "--device", "cpu", "--threads", "1",
+                 "--quiet"]) == 0
     assert main(["search", "--resume", str(out), "--set", "compile=sometimes"]) == 2
     assert "compile must be one of" in _err_lines(capsys)[0]
+    assert "changes" not in json.loads((out / "config.json").read_text())
+    # what a recovery needs may change too (a lower learning rate after a NaN), recorded in the run's config
+    assert main(["search", "--resume", str(out), "--set", "lr=0.01", "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["lr"] == 0.01 and saved["changes"] == [{"after_epoch": 2, "set": {"lr": 0.01}}]
 
 
 def test_console_entry_point_runs_as_a_module():
@@ -147,7 +153,8 @@ def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--set", "compile=none"]) == 2
     line = _err_lines(capsys)[0]
     assert "drop --set compile=..." in line
-    assert line.endswith("(on resume --set may change only cuda_graphs, cudnn_benchmark, keep_freed_memory)")
+    assert line.endswith("(on resume --set may change only cuda_graphs, cudnn_benchmark, keep_freed_memory, lr, "
+                         "lr_min, grad_clip)")
 
 
 def test_train_from_a_search_run_directory(tmp_path, capsys):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from drnas.runs import RunDir, RunError
 from drnas.search import NonFiniteLossError, Search
-from drnas.runs import RunError
 from helpers import pattern_images, tiny_config
 
 
@@ -63,8 +63,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
     assert torch.equal(full.eta, parts.eta)
     assert str(full.architecture) == str(parts.architecture)
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
+    a = RunDir(tmp_path / "full").load_checkpoint()
+    b = RunDir(tmp_path / "parts").load_checkpoint()
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
     strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731
     assert strip(full.metrics) == strip(parts.metrics)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from drnas import fastpaths
+from drnas.runs import RunDir
 from drnas.cli import main
 from drnas.config import ConfigError, Stage
 from drnas.data import load_dataset
@@ -90,8 +91,8 @@ def test_every_method_searches_derives_and_resumes_bit_identically(method, space
     parts = Search.resume(tmp_path / "parts", data=digits, **QUIET).run()
     assert str(parts.architecture) == str(arch)
     assert _strip(parts.metrics) == _strip(full.metrics)
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
-    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)
+    a = RunDir(tmp_path / "full").load_checkpoint()
+    b = RunDir(tmp_path / "parts").load_checkpoint()
     for key in ("net", "relax", "strategy"):
         if key in a:
             assert a[key].keys() == b[key].keys()

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from drnas.runs import RunDir
 from drnas.config import Stage, apply_overrides
 from drnas.data import ImageArrays, load_dataset
 from drnas.flops import count_macs, count_parameters
@@ -56,8 +57,8 @@ def test_training_learns_resumes_exactly_and_exports(tmp_path):
     parts = trainer.run()
     strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731
     assert strip(full.metrics) == strip(parts.metrics)
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=True)["model"]
+    a = RunDir(tmp_path / "full").load_checkpoint()["model"]
+    b = RunDir(tmp_path / "parts").load_checkpoint()["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     result = json.loads((tmp_path / "parts" / "result.json").read_text())
     assert result["final"] and result["top1"] == parts.top1 and result["params_without_aux"] == parts.report["params_without_aux"]

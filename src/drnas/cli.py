@@ -23,7 +23,7 @@ import time
 from typing import Any, Iterator, Sequence
 
 from .version import __version__
-from .config import (RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides, load_config_file, preset,
+from .config import (RECOVERY_SETTABLE, RESUME_SETTABLE, ConfigError, SearchConfig, apply_overrides, load_config_file, preset,
                      preset_names, set_total_epochs)
 from .errors import DrnasError
 
@@ -154,10 +154,11 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
     """Build (or resume) a search or training job and run it; None when interrupted by Ctrl-C."""
     log = (lambda msg: None) if args.quiet else None
     if args.resume:
-        given = [f"--{n.replace('_', '-')}" for n in config_flags if getattr(args, n, None) is not None]
+        given = [f"--{n.replace('_', '-')}" for n in config_flags
+                 if n not in ("device", "threads") and getattr(args, n, None) is not None]
         settings = _parse_set(args.set)
         own = {f.name for f in dataclasses.fields(job_class.config_class)}
-        settable = [name for name in RESUME_SETTABLE if name in own]
+        settable = [name for name in RESUME_SETTABLE + RECOVERY_SETTABLE if name in own]
         given += [f"--set {key}=..." for key in settings if key not in settable]
         if given:
             may = f"may change only {', '.join(settable)}" if settable else "may change nothing"
@@ -422,6 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DrnasError as err:
         _report(err)
         code = 2
+    except BrokenPipeError:
+        # the reader of our output went away (`drnas show RUN | head`): stop quietly; stdout goes to /dev/null so
+        # that flushing it at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     finally:
         had_group = shutdown()
     if had_group:

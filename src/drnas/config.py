@@ -46,6 +46,9 @@ class Stage:
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
 #: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to
 RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory")
+#: fields a resume may change to recover a run (e.g. after a NaN): they change what the rest of the run computes,
+#: so each change is recorded in the run's config.json ("changes": after which epoch, which values)
+RECOVERY_SETTABLE = ("lr", "lr_min", "arch_lr", "grad_clip")
 
 
 @dataclass

@@ -63,6 +63,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun launched it (0 outside torchrun), known before the group is joined."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
+
+
 def init_distributed(device_name: str, timeout_s: int = DEFAULT_TIMEOUT_S) -> tuple[DistContext, torch.device]:
     """Join torchrun's process group (once per process) and pick this rank's device."""
     if not launched_by_torchrun():

@@ -5,13 +5,19 @@ Layout of ``RUN_DIR``::
     config.json         resolved SearchConfig (all a resume needs)
     metrics.jsonl       one JSON object per finished epoch
     architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
-    checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch)
+    checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch), the metrics
+                        records included, under a SHA-256 checksum of its payload
     dirichlet_mean.png  Dirichlet mean of every op on every edge over the epochs
+    .lock               the pid of the one process writing the run (an OS lock, released when it ends)
 
-Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written file. The
+checkpoint is the run's state: a resume rewrites ``metrics.jsonl`` from the records it holds, so a crash
+between the checkpoint and the metrics line (or a torn line) leaves no trace in the history.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -21,6 +27,17 @@ from typing import Any, Iterable
 import torch
 
 from .errors import DrnasError, reraise_interrupt
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+#: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes}
+CHECKPOINT_ENVELOPE = 1
+
+#: run directories this process holds the lock of (real path -> the lock file's descriptor, kept open until exit)
+_HELD: dict[str, int] = {}
 
 
 class RunError(DrnasError, ValueError):
@@ -57,6 +74,10 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
         raise
 
 
+def _metrics_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
 class RunDir:
     """Paths and I/O of one run directory."""
 
@@ -68,6 +89,34 @@ class RunDir:
     architecture = property(lambda self: self.path / "architecture.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     plot = property(lambda self: self.path / "dirichlet_mean.png")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    def lock(self) -> None:
+        """Become the run's one writer: an exclusive OS lock on ``.lock``, held until this process ends (the
+        kernel drops it when the process dies, so a killed run never blocks its resume). A run locked by another
+        process is a :class:`RunError` naming that process. Taking it again in the same process is a no-op."""
+        key = os.path.realpath(self.path)
+        if fcntl is None or key in _HELD:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise RunError(f"{self.path} is in use by process {holder}: one process writes a run at a time; "
+                           "wait for it to finish (or stop it), then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = fd
+
+    def remove_stale_files(self) -> list[Path]:
+        """Delete the temporary files a killed write left behind (under the lock: no writer is running)."""
+        stale = sorted(self.path.glob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def check_new(self) -> None:
         """Refuse a directory that already holds a run (``--resume`` continues one)."""
@@ -78,9 +127,11 @@ class RunDir:
             raise RunError(f"--out {self.path} is a file, not a directory")
 
     def create(self) -> None:
-        """Make a fresh run directory (see :meth:`check_new`)."""
+        """Make a fresh run directory and lock it (see :meth:`check_new`; checked again under the lock, so of two
+        runs started together on one directory, one runs and the other says so)."""
         self.check_new()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
+        self.check_new()
 
     def require(self) -> None:
         if not self.path.is_dir():
@@ -89,7 +140,14 @@ class RunDir:
             raise RunError(f"{self.path} is not a drnas run directory (no config.json)")
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads(self.config.read_text())
+        try:
+            data = json.loads(self.config.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise RunError(f"{self.config} could not be read ({type(err).__name__}): restore it, or start a new "
+                           "run") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{self.config} does not hold a config object: restore it, or start a new run")
+        return data
 
     def write_config(self, data: dict[str, Any]) -> None:
         atomic_write_json(self.config, data)
@@ -108,7 +166,20 @@ class RunDir:
         return lines
 
     def write_metrics(self, records: Iterable[dict[str, Any]]) -> None:
-        atomic_write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in records).encode())
+        atomic_write_bytes(self.metrics, _metrics_bytes(records))
+
+    def repair_metrics(self, records: list[dict[str, Any]]) -> bool:
+        """Make ``metrics.jsonl`` hold exactly ``records`` (a missing, torn or extra line is rewritten); says
+        whether it had to."""
+        wanted = _metrics_bytes(records)
+        try:
+            if self.metrics.read_bytes() == wanted:
+                return False
+        except FileNotFoundError:
+            if not records:
+                return False
+        atomic_write_bytes(self.metrics, wanted)
+        return True
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics.open("a") as handle:
@@ -117,13 +188,31 @@ class RunDir:
             os.fsync(handle.fileno())
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(self.checkpoint, state)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        payload = buffer.getvalue()
+        atomic_torch_save(self.checkpoint, {"envelope": CHECKPOINT_ENVELOPE, "payload": payload,
+                                            "sha256": hashlib.sha256(payload).hexdigest()})
 
     def load_checkpoint(self, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
+        """The saved state, its checksum verified; None when the run has no checkpoint yet."""
         if not self.checkpoint.exists():
             return None
         try:
-            return torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+            state = torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+            if isinstance(state, dict) and "envelope" in state:
+                if state["envelope"] != CHECKPOINT_ENVELOPE:
+                    raise RunError(f"checkpoint {self.checkpoint} has envelope format {state['envelope']!r}, which "
+                                   f"this drnas does not read (it reads {CHECKPOINT_ENVELOPE}): update drnas")
+                payload = state["payload"]
+                if hashlib.sha256(payload).hexdigest() != state["sha256"]:
+                    raise RunError(f"checkpoint {self.checkpoint} is corrupted (its checksum does not match): the run "
+                                   "cannot continue from it; start a new run, or restore the file from a backup")
+                return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+            return state  # written before checkpoints had an envelope: no checksum to verify
+        except RunError:
+            raise
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
             reraise_interrupt(err)
-            raise RunError(f"checkpoint {self.checkpoint} could not be read ({type(err).__name__}: {err})") from None
+            raise RunError(f"checkpoint {self.checkpoint} could not be read ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None

@@ -8,9 +8,11 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .accel import MEMORY_FORMATS, StepRunner, amp_dtype, autocast, graphs_enabled
-from .distributed import all_gather_objects, all_reduce_sum, average_buffers, check_batch_split, init_distributed
+from .distributed import (all_gather_objects, all_reduce_sum, average_buffers, check_batch_split, init_distributed,
+                          launch_rank)
 from .errors import DrnasError
 from .runs import RunDir
+from .version import __version__
 from .host_memory import keep_freed_memory
 
 
@@ -71,11 +73,18 @@ def progress_bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float) -> NonFiniteLossError:
-    where = f" in {run_path}" if run_path is not None else ""
-    return NonFiniteLossError(
-        f"the loss became NaN/inf in epoch {epoch} (step {step}); the last good checkpoint (after epoch "
-        f"{last_good}) is intact{where}: lower the learning rate (e.g. --set lr={lr / 2:g}) and resume, or check the data")
+def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:
+    """The one line a NaN/inf ends a run with: what survives and a command that recovers."""
+    lower = f"--set lr={lr / 2:g}"
+    if run_path is None:
+        advice = f"lower the learning rate (e.g. {lower}) or check the data"
+    elif last_good == 0:
+        advice = (f"no epoch had finished, so {run_path} holds no checkpoint: start again with a lower learning "
+                  f"rate (e.g. {lower}) and another --out, or check the data")
+    else:
+        advice = (f"the last good checkpoint (after epoch {last_good}) is intact in {run_path}: continue with a lower "
+                  f"learning rate, `drnas {kind} --resume {run_path} {lower}`, or check the data")
+    return NonFiniteLossError(f"the loss became NaN/inf in epoch {epoch} (step {step}); {advice}")
 
 
 def accuracy_counts(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1,)) -> list[torch.Tensor]:
@@ -214,8 +223,6 @@ class Job:
 
     def _start_run_dir(self, config_json: dict[str, Any]) -> None:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
-        from .version import __version__
-
         from .distributed import barrier
 
         if self.run_dir is not None and self.dist.is_main:
@@ -235,7 +242,8 @@ class Job:
             self.epoch += 1
             self.metrics.append(record)
             if self.run_dir is not None:
-                state = self.state_dict()  # collective: gathers every rank's RNG state
+                # collective: gathers every rank's RNG state; the metrics records travel with it (see runs.py)
+                state = {**self.state_dict(), "metrics": list(self.metrics)}
                 if self.dist.is_main:
                     self.run_dir.save_checkpoint(state)
                     self.run_dir.append_metrics(record)
@@ -244,31 +252,50 @@ class Job:
 
     def _fail_non_finite(self, step: int) -> None:
         raise non_finite_error(self.epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None,
-                               self.config.lr)  # type: ignore[attr-defined]
+                               self.config.lr, self.kind)  # type: ignore[attr-defined]
 
     @classmethod
     def resume(cls, run_dir: Any, *, data: Any = None, progress: bool = True,
                log: Callable[[str], None] | None = None, **overrides: Any) -> Any:
         """Reopen a run directory and restore its last checkpoint (``overrides``: e.g. ``device="cpu"``)."""
-        from .config import apply_overrides
+        from .config import RECOVERY_SETTABLE, apply_overrides
         from .runs import RunDir, RunError
 
         run = RunDir(run_dir)
         run.require()
         saved = run.read_config()
         saved.pop("drnas_version", None)
+        changes = saved.pop("changes", [])
         kind = saved.pop("kind", "search")
         if kind != cls.kind:
             raise RunError(f"{run.path} is a {kind} run: continue it with `drnas {kind} --resume {run.path}`")
         config = apply_overrides(cls.config_class(), {**saved, **overrides})
+        if launch_rank() == 0:  # rank 0 writes the run: it holds the lock from before the data loads
+            run.lock()
+            run.remove_stale_files()
         job = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)  # type: ignore[call-arg]
         state = run.load_checkpoint(map_location=job.device)
+        metrics = run.read_metrics()
+        if state is None and metrics:
+            raise RunError(f"{run.path} has {len(metrics)} epoch(s) of metrics but no checkpoint.pt to continue from: "
+                           f"start a new run with another --out, or delete {run.metrics} to run this one from epoch 0")
         if state is not None:
             job.load_state_dict(state)
-        metrics = run.read_metrics()
-        job.metrics = [m for m in metrics if m.get("epoch", 0) <= job.epoch]
-        if len(job.metrics) != len(metrics) and job.dist.is_main:
-            run.write_metrics(job.metrics)  # drop lines written after the last checkpoint
+        if state is not None and "metrics" in state:
+            job.metrics = list(state["metrics"])  # the history as of the checkpoint, line for line
+        else:  # a checkpoint written before it carried the records
+            job.metrics = [m for m in metrics if m.get("epoch", 0) <= job.epoch]
+        recovery = {k: getattr(job.config, k) for k in overrides if k in RECOVERY_SETTABLE
+                    and getattr(job.config, k) != saved.get(k)}
+        if recovery and job.dist.is_main:  # these change what the rest of the run computes: recorded in the config
+            changes = [*changes, {"after_epoch": job.epoch, "set": recovery}]
+            run.write_config({"drnas_version": __version__, "kind": cls.kind, **job.config.to_json(),
+                              "changes": changes})
+            job.log(f"from epoch {job.epoch + 1} on: {', '.join(f'{k}={v}' for k, v in recovery.items())} "
+                    f"(recorded in {run.config.name})")
+        if job.dist.is_main and run.repair_metrics(job.metrics):
+            job.log(f"{run.metrics.name} did not match the checkpoint (a crash between their writes, or an edit): "
+                    f"rewritten to its {len(job.metrics)} epoch(s)")
         job.log(f"resumed {run.path} after epoch {job.epoch}/{job.total_epochs}")
         return job
 

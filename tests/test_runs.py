@@ -1,0 +1,192 @@
+"""Run directories that survive crashes, a second writer and damaged files: the lock, the checkpoint as the run's
+state (history repaired from it, checksum verified), and one line for every damaged file."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from drnas.runs import RunDir, RunError
+from drnas.search import Search
+from helpers import pattern_images, tiny_config
+
+QUIET = dict(progress=False, log=lambda m: None)
+DATA = pattern_images(192)
+
+
+def _run(path, epochs: int = 2, max_epochs: int | None = None) -> Search:
+    config = tiny_config(stages=[tiny_config().stages[0].__class__(epochs=epochs, partial_k=2, arch_warmup=1)])
+    search = Search(config, path, data=DATA, **QUIET)
+    search.run(max_epochs=max_epochs)
+    return search
+
+
+def _holder(path) -> subprocess.Popen:
+    """Another process that takes the run's lock and keeps it."""
+    code = ("import sys, time; from drnas.runs import RunDir; RunDir(sys.argv[1]).lock(); print('locked', "
+            "flush=True); time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_a_locked_run_refuses_a_second_writer_until_the_holder_dies(tmp_path):
+    holder = _holder(tmp_path / "run")
+    try:
+        with pytest.raises(RunError, match=rf"in use by process {holder.pid}: one process writes a run at a time"):
+            _run(tmp_path / "run")  # a fresh start on a locked directory
+        assert not (tmp_path / "run" / "config.json").exists()  # nothing written
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    _run(tmp_path / "run")  # the kernel dropped the dead holder's lock: nothing blocks the run
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_of_a_run_another_process_writes_is_one_line(tmp_path):
+    _run(tmp_path / "run", max_epochs=1)  # this process holds the run's lock from here on
+    done = subprocess.run([sys.executable, "-m", "drnas", "search", "--resume", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"drnas: error: {tmp_path / 'run'} is in use by process {os.getpid()}: one "
+                                   "process writes a run at a time; wait for it to finish (or stop it), then resume")
+
+
+@pytest.mark.parametrize("damage", ["missing line", "torn tail", "extra lines", "file gone"])
+def test_resume_rewrites_the_history_the_checkpoint_holds(tmp_path, damage):
+    """A crash between the checkpoint's rename and the metrics append, a torn append, or lines of epochs whose
+    checkpoint never landed: the resumed run's metrics are the checkpoint's, line for line."""
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=3, max_epochs=2)
+    good = run.metrics.read_text()
+    lines = good.splitlines(keepends=True)
+    damaged = {"missing line": lines[0],
+               "torn tail": good + lines[1][:25],
+               "extra lines": good + lines[1] + lines[1]}.get(damage)
+    if damaged is None:
+        run.metrics.unlink()
+    else:
+        run.metrics.write_text(damaged)
+    resumed = Search.resume(run.path, data=DATA, **QUIET)
+    assert run.metrics.read_text() == good and len(resumed.metrics) == 2
+    resumed.run()
+    assert [m["epoch"] for m in run.read_metrics()] == [1, 2, 3]
+
+
+def _envelope(run: RunDir) -> dict:
+    return torch.load(run.checkpoint, weights_only=True)
+
+
+def test_a_corrupted_checkpoint_is_refused_by_its_checksum(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    envelope = _envelope(run)
+    payload = bytearray(envelope["payload"])
+    middle = len(payload) // 2
+    payload[middle:middle + 64] = bytes(64)  # 64 zeroed bytes inside the state
+    torch.save({**envelope, "payload": bytes(payload)}, run.checkpoint)
+    with pytest.raises(RunError, match="is corrupted \\(its checksum does not match\\)"):
+        Search.resume(run.path, data=DATA, **QUIET)
+
+
+def test_a_checkpoint_edited_to_another_epoch_is_refused(tmp_path):
+    """Editing the state (e.g. its epoch) and saving it back without the envelope's checksum is caught too."""
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    envelope = _envelope(run)
+    state = torch.load(io.BytesIO(envelope["payload"]), weights_only=True)
+    state["epoch"] = 99
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    torch.save({**envelope, "payload": buffer.getvalue()}, run.checkpoint)
+    with pytest.raises(RunError, match="checksum does not match"):
+        Search.resume(run.path, data=DATA, **QUIET)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_an_unreadable_checkpoint_is_one_line(tmp_path, damage):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    data = run.checkpoint.read_bytes()
+    run.checkpoint.write_bytes(b"\x00garbage" * 100 if damage == "garbage" else data[: len(data) // 2])
+    with pytest.raises(RunError, match=r"checkpoint .* could not be read") as info:
+        Search.resume(run.path, data=DATA, **QUIET)
+    assert "\n" not in str(info.value)
+
+
+def test_a_run_whose_checkpoint_is_gone_does_not_restart_silently(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    run.checkpoint.unlink()
+    with pytest.raises(RunError, match="1 epoch\\(s\\) of metrics but no checkpoint.pt to continue from"):
+        Search.resume(run.path, data=DATA, **QUIET)
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_write(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    stale = [run.path / ".checkpoint.pt.abc123.tmp", run.path / ".metrics.jsonl.x.tmp"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    Search.resume(run.path, data=DATA, **QUIET)
+    assert not any(path.exists() for path in stale)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\udcff"])
+def test_a_damaged_config_is_one_line(tmp_path, content):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, max_epochs=1)
+    run.config.write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(RunError, match="config.json") as info:
+        Search.resume(run.path, data=DATA, **QUIET)
+    assert "\n" not in str(info.value)
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """``drnas methods | head -1``: the reader goes away; no traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "drnas", "methods"], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 1 and done.stderr == ""
+
+
+def test_checkpoints_written_before_the_envelope_still_resume(tmp_path):
+    """Runs saved by an earlier drnas (a bare state dict in checkpoint.pt) keep resuming."""
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    state = torch.load(io.BytesIO(_envelope(run)["payload"]), weights_only=True)
+    del state["metrics"]
+    torch.save(state, run.checkpoint)
+    resumed = Search.resume(run.path, data=DATA, **QUIET)
+    assert resumed.epoch == 1 and [m["epoch"] for m in resumed.metrics] == [1]
+    assert json.loads(run.metrics.read_text().splitlines()[0])["epoch"] == 1
+
+
+def test_the_nan_advice_names_what_exists_and_a_command_that_is_accepted(tmp_path):
+    from drnas.training import NonFiniteLossError
+
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="no epoch had finished, so .* holds no checkpoint: start again"):
+        search = Search(tiny_config(lr=1e30, lr_min=1e30), run, data=DATA, **QUIET)
+        search.run()
+    search = _run(tmp_path / "ok", epochs=3, max_epochs=1)
+    search.config.lr = search.config.lr_min = 1e30
+    with pytest.raises(NonFiniteLossError) as info:
+        search.run()
+    message = str(info.value)
+    assert "the last good checkpoint (after epoch 1) is intact" in message
+    command = message.split("`")[1]
+    assert command.startswith(f"drnas search --resume {tmp_path / 'ok'} --set lr=")
+    lr = float(command.split("lr=")[1])
+    resumed = Search.resume(tmp_path / "ok", data=DATA, **QUIET, lr=lr)  # what that command does
+    assert resumed.config.lr == lr and resumed.epoch == 1
+    saved = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert saved["changes"] == [{"after_epoch": 1, "set": {"lr": lr}}]
