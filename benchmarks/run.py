@@ -76,12 +76,31 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def _count_flops(step: Callable[[], None]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+class _FlopCounter(TorchDispatchMode):
+    """FLOPs of every op by ``torch.utils.flop_counter``'s formulas (convolution_backward by ours). Not
+    ``FlopCounterMode`` itself: its per-module tracking hooks fail inside ``torch.autograd.grad`` (torch 2.13),
+    which the second-order methods' steps call."""
 
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) as c:
+    def __init__(self) -> None:
+        from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+        super().__init__()
+        self.flops = 0
+        self.formulas = {**flop_registry, torch.ops.aten.convolution_backward: shape_wrapper(_conv_backward_flops)}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def _count_flops(step: Callable[[], None]) -> int:
+    with _FlopCounter() as counter:
         step()
-    return c.get_total_flops()
+    return counter.flops
 
 
 def _addressed_bytes(t: torch.Tensor) -> int:

@@ -78,3 +78,14 @@ def test_compare_revs_imports_a_commit_beside_the_working_tree(tmp_path) -> None
     assert old.__name__.startswith("drnas_") and old is not drnas and old.Search is not drnas.Search
     assert Path(old.__file__).is_relative_to(tmp_path)
     assert old.preset("nb201").space == "nb201"
+
+
+def test_flop_count_of_a_convolution_forward_and_both_gradients_inside_autograd_grad() -> None:
+    """The second-order steps take gradients with ``torch.autograd.grad``: the counter works there too."""
+    import torch.nn.functional as F
+
+    x, w = torch.randn(2, 3, 8, 8, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    forward = bench_run._count_flops(lambda: F.conv2d(x, w, padding=1))
+    assert forward == 2 * (2 * 4 * 8 * 8) * (3 * 3 * 3)
+    both = bench_run._count_flops(lambda: torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), [x, w]))
+    assert both == 3 * forward

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +151,6 @@ class SearchConfig:
                               f"search cell; auto: only where that pays), got {self.compile!r}")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith(("cuda", "mps")):
-            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         for stage_index, stage in enumerate(self.stages):
             if self.channels % stage.partial_k:
                 raise ConfigError(f"stage {stage_index}: partial_k={stage.partial_k} must divide channels={self.channels}")
@@ -174,13 +173,40 @@ def with_absolute_paths(config: SearchConfig) -> SearchConfig:
     return dataclasses.replace(config, **paths)
 
 
+#: ranges of the numeric fields, by name, for every config class that has them: (test, what the field must be)
+NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{name: (lambda v: v > 0, "> 0") for name in ("lr", "arch_lr", "grad_clip")},
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "eta_init_std",
+                                                      "auxiliary_weight", "workers", "cutout")},
+    **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
+    **{name: (lambda v: v >= 1, ">= 1") for name in ("threads", "train_images", "image_size", "batch_size")},
+    "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "arch_betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. 0.5,0.999"),
+}
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for echoing user input in one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def check_device_settings(config: Any) -> None:
-    """The device-speed fields that search and training configs share (memory_format, amp, cuda_graphs), by
-    name; whether a setting applies to the device is decided at run time (drnas.accel)."""
+    """The fields that search and training configs share: numeric ranges (``NUMBER_RULES``), the device name, and
+    the device-speed fields (memory_format, amp, cuda_graphs), by name; whether a speed setting applies to the
+    device is decided at run time (drnas.accel)."""
+    own = {f.name for f in dataclasses.fields(config)}
+    for name, (ok, wanted) in NUMBER_RULES.items():
+        value = getattr(config, name) if name in own else None
+        if value is not None and not ok(value):
+            raise ConfigError(f"{name} must be {wanted}, got {shown(value)}")
+    device = config.device
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {shown(device)}")
     for name, allowed in (("memory_format", MEMORY_FORMATS), ("amp", AMP_SETTINGS), ("cuda_graphs", GRAPH_SETTINGS)):
         value = getattr(config, name)
         if value not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {shown(value)}")
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
@@ -205,22 +231,26 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         try:
             items = [kind(v) for v in value]
         except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
+            raise ConfigError(f"{name} must be a list of numbers, got {shown(value)}") from None
+        if kind is float and not all(math.isfinite(v) for v in items):
+            raise ConfigError(f"{name} must hold finite numbers, got {shown(value)}")
         return tuple(items) if annotation.startswith("tuple") else items
     if annotation.startswith("bool"):
         if isinstance(value, str):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"{name} must be true or false, got {value!r}")
+                raise ConfigError(f"{name} must be true or false, got {shown(value)}")
             return value.lower() in ("true", "1", "yes")
         return bool(value)
     for kind, word in ((int, "an integer"), (float, "a number")):
         if annotation.startswith(kind.__name__):
             try:
                 number = kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{name} must be {word}, got {value!r}") from None
+            except (TypeError, ValueError, OverflowError):
+                raise ConfigError(f"{name} must be {word}, got {shown(value)}") from None
             if kind is int and isinstance(value, float) and value != number:
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
+                raise ConfigError(f"{name} must be an integer, got {shown(value)}")
+            if kind is float and not math.isfinite(number):
+                raise ConfigError(f"{name} must be a finite number, got {shown(value)}")
             return number
     return str(value)
 
@@ -242,11 +272,12 @@ def _coerce_stages(value: Any) -> list[Stage]:
             raise ConfigError(f"stage {item!r} must be an object with epochs, partial_k, ops_kept, arch_warmup")
         unknown = set(item) - {f.name for f in dataclasses.fields(Stage)}
         if unknown:
-            raise ConfigError(f"unknown stage field(s) {sorted(unknown)}: use epochs, partial_k, ops_kept, arch_warmup")
+            raise ConfigError(f"unknown stage field(s) {shown(sorted(unknown))}: use epochs, partial_k, ops_kept, "
+                              "arch_warmup")
         try:
-            stages.append(Stage(**item))
+            stages.append(Stage(**{key: _coerce(Stage, key, v) for key, v in item.items()}))
         except TypeError as err:
-            raise ConfigError(f"stage {dict(item)!r}: {err}") from None
+            raise ConfigError(f"stage {shown(dict(item))}: {err}") from None
     return stages
 
 
