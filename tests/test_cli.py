@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,35 @@ def test_reraise_interrupt_finds_a_ctrl_c_behind_other_errors_and_only_then():
     plain.__context__ = RuntimeError("while drawing")
     plain.__context__.__context__ = plain  # a cycle must not loop
     assert reraise_interrupt(plain) is None
+
+
+_PAIRS = "[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)]"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("x" * 300, "... (302 characters) is not an architecture"),  # a path too long for the file system
+    ("~nosuchuser", "is not an architecture"),
+    (f"Genotype(normal={_PAIRS}, normal_concat=range(2, 50000000), reduce={_PAIRS}, reduce_concat=[2])",
+     "at most 8 intermediate nodes, got range(2, 50000000)"),
+    ("Genotype(normal=" + "[('sep_conv_3x3', 0)," * 30 + ")", "not valid notation"),
+    ("Genotype(normal=[" + "('sep_conv_3x3', 0), " * 2000 + "], normal_concat=[2], reduce=[], reduce_concat=[2])",
+     "far shorter"),
+    ('{"space": "darts", "normal": 5, "reduce": []}', "normal must be a list"),
+    ('{"space": "darts", "normal": [' + '["sep_conv_3x3", 0], ' * 40 + '["sep_conv_3x3", 0]], "reduce": []}',
+     "at most 8 intermediate nodes"),
+    ('{"a": ' * 60000, "could not be parsed (RecursionError"),
+    ('{"space": "nb201", "arch": ' + "9" * 5000 + "}", "could not be parsed (ValueError"),
+    ("|" + "a" * 5000 + "~0|", "(5006 characters) has 1 node groups"),
+])
+def test_hostile_architecture_text_is_one_line_in_bounded_time(text, needle, capsys):
+    started = time.perf_counter()
+    assert main(["arch", text]) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("drnas: error:") and needle in lines[0], lines
+    assert len(lines[0]) < 400 and time.perf_counter() - started < 2.0
+
+
+def test_an_architecture_file_that_is_not_text_is_one_line(tmp_path, capsys):
+    (tmp_path / "arch.txt").write_bytes(b"\xff\xfe\x00 not utf-8")
+    assert main(["arch", str(tmp_path / "arch.txt")]) == 2
+    assert "could not be read (UnicodeDecodeError)" in _err_lines(capsys)[0]

@@ -187,6 +187,15 @@ def test_bad_npz_and_paths(tmp_path: Path) -> None:
     np.savez(tmp_path / "obj.npz", x_train=np.array([None, 1], dtype=object), y_train=np.arange(2))
     with pytest.raises(DataError):
         load_dataset("npz", tmp_path / "obj.npz")
+    np.savez(tmp_path / "huge_label.npz", x_train=good_x, y_train=np.array([0, 1, 2, 10**9]))
+    with pytest.raises(DataError, match="would need a 1000000001-way classifier"):  # not a 64 GB allocation
+        load_dataset("npz", tmp_path / "huge_label.npz")
+    np.savez(tmp_path / "whole.npz", x_train=good_x, y_train=np.arange(4))
+    data = (tmp_path / "whole.npz").read_bytes()
+    for cut in (len(data) // 2, len(data) - 10, 30):
+        (tmp_path / "cut.npz").write_bytes(data[:cut])
+        with pytest.raises(DataError, match="cannot read .* as an npz"):  # truncated: BadZipFile, EOFError, ...
+            load_dataset("npz", tmp_path / "cut.npz")
     np.savez(tmp_path / "small.npz", x_train=good_x, y_train=np.arange(4))
     with pytest.raises(DataError, match="32x32x3"):  # a cifar10 npz must have CIFAR-sized images
         load_dataset("cifar10", tmp_path / "small.npz")

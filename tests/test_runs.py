@@ -190,3 +190,96 @@ def test_the_nan_advice_names_what_exists_and_a_command_that_is_accepted(tmp_pat
     assert resumed.config.lr == lr and resumed.epoch == 1
     saved = json.loads((tmp_path / "ok" / "config.json").read_text())
     assert saved["changes"] == [{"after_epoch": 1, "set": {"lr": lr}}]
+
+
+class _Kill(BaseException):
+    """Stands for a kill -9 at one write point: nothing after it runs, no handler sees it."""
+
+
+def _strip(metrics):
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+
+@pytest.mark.parametrize("point", ["inside torch.save", "after the checkpoint rename", "inside the metrics append",
+                                   "after the metrics append"])
+def test_a_kill_at_any_write_point_of_an_epoch_loses_nothing(tmp_path, point, monkeypatch):
+    """Killed while epoch 2 is being written; the resumed run ends with the uninterrupted run's checkpoint and
+    metrics, line for line, and no leftover files."""
+    full = _run(tmp_path / "full", epochs=3)
+    run = RunDir(tmp_path / "run")
+    calls = {"n": 0}
+
+    def second_time() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    if point == "inside torch.save":
+        real_save = torch.save
+
+        def save(obj, target, *args, **kwargs):
+            if isinstance(target, str) and second_time():  # the envelope going to its temporary file
+                with open(target, "wb") as handle:
+                    handle.write(b"PK\x03\x04 half a zip")
+                raise _Kill
+            return real_save(obj, target, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", save)
+    elif point in ("after the checkpoint rename", "inside the metrics append"):
+        real_append = RunDir.append_metrics
+
+        def append(self, record):
+            if second_time():
+                if point == "inside the metrics append":
+                    with self.metrics.open("a") as handle:
+                        handle.write(json.dumps(record)[:40])  # a torn line
+                raise _Kill
+            real_append(self, record)
+
+        monkeypatch.setattr(RunDir, "append_metrics", append)
+    else:
+        real_outputs = Search._write_outputs
+
+        def outputs(self):
+            if second_time():
+                raise _Kill
+            real_outputs(self)
+
+        monkeypatch.setattr(Search, "_write_outputs", outputs)
+    with pytest.raises(_Kill):
+        _run(run.path, epochs=3)
+    monkeypatch.undo()
+    (run.path / ".checkpoint.pt.killed.tmp").write_bytes(b"what a kill leaves")  # as a real kill -9 would
+    resumed = Search.resume(run.path, data=DATA, **QUIET)
+    resumed.run()
+    assert _strip(run.read_metrics()) == _strip(full.metrics)
+    assert len(run.metrics.read_text().splitlines()) == 3
+    a, b = RunDir(tmp_path / "full").load_checkpoint(), run.load_checkpoint()
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"]) and torch.equal(a["relax"]["eta"],
+                                                                                       b["relax"]["eta"])
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_a_full_disk_at_the_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    search = _run(run.path, epochs=3, max_epochs=1)
+    before = run.checkpoint.read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, target, *args, **kwargs):
+        if isinstance(target, str):
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1234 vs 5678\nmore")
+        return real_save(obj, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RunError, match=r"could not write .*checkpoint.pt \(RuntimeError: \[enforce fail at "
+                                       r"inline_container.cc:664\] . unexpected pos 1234 vs 5678\); the previous "
+                                       r"checkpoint.pt is intact: free disk space") as info:
+        search.run()
+    assert "\n" not in str(info.value) and run.checkpoint.read_bytes() == before
+    assert not list(run.path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("out", ["/proc/drnas-test-run", "/dev/null/run"])
+def test_an_output_path_that_cannot_be_written_is_one_line_before_any_epoch(out):
+    with pytest.raises(RunError, match="cannot write the run directory .*: pick a writable --out"):
+        _run(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .accel import AMP_SETTINGS, COMPILE_MODES, GRAPH_SETTINGS, MEMORY_FORMATS
-from .errors import ConfigError
+from .errors import ConfigError, shown
 from .registry import Registry
 
 
@@ -35,11 +35,11 @@ class Stage:
     def validate(self, index: int) -> None:
         where = f"stage {index}"
         if self.epochs < 1:
-            raise ConfigError(f"{where}: epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"{where}: epochs must be >= 1, got {shown(self.epochs)}")
         if self.partial_k < 1:
-            raise ConfigError(f"{where}: partial_k must be >= 1, got {self.partial_k}")
+            raise ConfigError(f"{where}: partial_k must be >= 1, got {shown(self.partial_k)}")
         if self.ops_kept is not None and self.ops_kept < 1:
-            raise ConfigError(f"{where}: ops_kept must be >= 1 or null, got {self.ops_kept}")
+            raise ConfigError(f"{where}: ops_kept must be >= 1 or null, got {shown(self.ops_kept)}")
         if not 0 <= self.arch_warmup <= self.epochs:
             raise ConfigError(f"{where}: arch_warmup must be between 0 and its {self.epochs} epochs")
 
@@ -120,7 +120,7 @@ class SearchConfig:
         for i in range(1, len(self.stages)):
             if self.stages[i].partial_k > self.stages[i - 1].partial_k:
                 raise ConfigError(f"stage {i}: partial_k must not grow between stages (widening only), "
-                                  f"got {self.stages[i - 1].partial_k} then {self.stages[i].partial_k}")
+                                  f"got {shown(self.stages[i - 1].partial_k)} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
             raise ConfigError("stage 0: ops_kept must be null (all ops); pruning happens between stages")
         if self.relaxation != "dirichlet":
@@ -130,27 +130,27 @@ class SearchConfig:
         for name in ("tau_max", "tau_min"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive temperature, got {value}")
+                raise ConfigError(f"{name} must be a positive temperature, got {shown(value)}")
         positive = {"batch_size": self.batch_size, "channels": self.channels, "cells_per_stage": self.cells_per_stage,
                     "cells": self.cells, "image_size": self.image_size, "candidates": self.candidates,
                     "queries": self.queries}
         for name, value in positive.items():
             if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+                raise ConfigError(f"{name} must be >= 1, got {shown(value)}")
         if not 0.0 < self.train_portion < 1.0:
-            raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
+            raise ConfigError(f"train_portion must be in (0, 1), got {shown(self.train_portion)}")
         if self.subset_fractions is not None and (len(self.subset_fractions) != 2 or sum(self.subset_fractions) > 1
                                                   or min(self.subset_fractions) <= 0):
             raise ConfigError(f"subset_fractions must be two positive fractions adding up to at most 1, "
-                              f"got {self.subset_fractions}")
+                              f"got {shown(self.subset_fractions)}")
         if self.ops is not None and len(self.ops) < 2:
-            raise ConfigError(f"ops must list at least two candidate ops, got {self.ops}")
+            raise ConfigError(f"ops must list at least two candidate ops, got {shown(self.ops)}")
         check_device_settings(self)
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
-                              f"search cell; auto: only where that pays), got {self.compile!r}")
+                              f"search cell; auto: only where that pays), got {shown(self.compile)}")
         if self.regulariser not in ("l2", "kl"):
-            raise ConfigError(f"regulariser must be 'l2' or 'kl', got {self.regulariser!r}")
+            raise ConfigError(f"regulariser must be 'l2' or 'kl', got {shown(self.regulariser)}")
         for stage_index, stage in enumerate(self.stages):
             if self.channels % stage.partial_k:
                 raise ConfigError(f"stage {stage_index}: partial_k={stage.partial_k} must divide channels={self.channels}")
@@ -185,12 +185,6 @@ NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for echoing user input in one line."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def check_device_settings(config: Any) -> None:
     """The fields that search and training configs share: numeric ranges (``NUMBER_RULES``), the device name, and
     the device-speed fields (memory_format, amp, cuda_graphs), by name; whether a speed setting applies to the
@@ -223,8 +217,14 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"{name} cannot be null")
     if annotation.startswith(("list", "tuple")):
-        if isinstance(value, str):
-            value = json.loads(value) if value.lstrip().startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError) as err:
+                raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b ({type(err).__name__}: "
+                                  f"{str(err)[:80]})") from None
+        elif isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b")
         kind = float if "float" in annotation else str
@@ -259,8 +259,9 @@ def _coerce_stages(value: Any) -> list[Stage]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"stages must be a JSON list of stage objects ({err})") from None
+        except (ValueError, RecursionError) as err:  # malformed, nested too deep, numbers too long
+            raise ConfigError(f"stages must be a JSON list of stage objects ({type(err).__name__}: "
+                              f"{str(err)[:80]})") from None
     if not isinstance(value, list):
         raise ConfigError("stages must be a list of {epochs, partial_k, ops_kept, arch_warmup} objects")
     stages = []
@@ -319,8 +320,8 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
             return tomllib.loads(path.read_text())
         data = json.loads(path.read_text())
-    except (ValueError, ImportError) as err:
-        raise ConfigError(f"config file {path} could not be parsed: {err}") from None
+    except (ValueError, ImportError, RecursionError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} could not be parsed ({type(err).__name__}: {str(err)[:120]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold one object of field: value pairs")
     return data

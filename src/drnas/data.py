@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -102,6 +103,8 @@ class _CifarSpec:
 
 
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+#: the most classes a dataset may have (ImageNet-21k has 21,841): a larger label is refused before a network is built
+MAX_CLASSES = 100_000
 _CIFAR_SPECS: dict[str, _CifarSpec] = {
     "cifar10": _CifarSpec(
         _CIFAR10_INFO,
@@ -260,8 +263,9 @@ def _load_npz(path: Path, standard: DatasetInfo | None) -> ImageArrays:
             y_test = z["y_test"] if "y_test" in keys else None
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {path} as an npz without pickle ({exc}); save it with np.savez") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # a damaged or truncated file
+        raise DataError(f"cannot read {path} as an npz without pickle ({type(exc).__name__}: {str(exc)[:100]}); "
+                        "save it with np.savez") from None
 
     _check_images(path, "x_train", x_train)
     y_train = _check_labels(path, "y_train", y_train, len(x_train))
@@ -275,6 +279,9 @@ def _load_npz(path: Path, standard: DatasetInfo | None) -> ImageArrays:
 
     size, channels = int(x_train.shape[1]), int(x_train.shape[3])
     max_label = max(int(y_train.max()), int(y_test.max()) if y_test is not None and len(y_test) else -1)
+    if max_label >= MAX_CLASSES:  # before a classifier of that width is allocated
+        raise DataError(f"{path}: label {max_label} would need a {max_label + 1}-way classifier; labels must be "
+                        f"0..num_classes-1 with at most {MAX_CLASSES} classes")
     if standard is not None:
         if (size, channels) != (standard.image_size, standard.channels):
             raise DataError(

@@ -10,6 +10,12 @@ class ConfigError(DrnasError, ValueError):
     """An inconsistent or malformed configuration; the message names the field and the fix."""
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for echoing user input in a one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def reraise_interrupt(err: BaseException) -> None:
     """Raise KeyboardInterrupt if ``err`` came from one: for handlers that must survive any failure of optional
     work (a plot, a probe) but not a Ctrl-C. Libraries can turn an interrupt into another exception on its way

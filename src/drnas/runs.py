@@ -22,11 +22,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from .errors import DrnasError, reraise_interrupt
+from .errors import DrnasError, reraise_interrupt, shown
 
 try:
     import fcntl
@@ -44,18 +44,37 @@ class RunError(DrnasError, ValueError):
     """A run directory that cannot be used as asked (missing, not a run, already holds a run)."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: a crash, a full disk or a
+    read-only directory leaves the previous file as it was (and says so, in one line)."""
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise RunError(f"could not write {path} ({type(err).__name__}: {detail}); {kept}: free disk space or "
+                       "fix the permissions, then resume") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _write_synced(data: bytes) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return write
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, _write_synced(data))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -63,15 +82,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _metrics_bytes(records: Iterable[dict[str, Any]]) -> bytes:
@@ -98,8 +109,12 @@ class RunDir:
         key = os.path.realpath(self.path)
         if fcntl is None or key in _HELD:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # read-only, no permission, a path too long, /proc, ...
+            raise RunError(f"cannot write the run directory {self.path} ({type(err).__name__}: {err.strerror}): "
+                           "pick a writable --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -120,10 +135,14 @@ class RunDir:
 
     def check_new(self) -> None:
         """Refuse a directory that already holds a run (``--resume`` continues one)."""
-        if self.config.exists():
+        try:
+            holds_run, is_file = self.config.exists(), self.path.exists() and not self.path.is_dir()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise RunError(f"--out {shown(str(self.path))} cannot be used ({type(err).__name__}: {err.strerror})") from None
+        if holds_run:
             raise RunError(f"{self.path} already holds a run: resume it with --resume {self.path} "
                            "or pass another --out")
-        if self.path.exists() and not self.path.is_dir():
+        if is_file:
             raise RunError(f"--out {self.path} is a file, not a directory")
 
     def create(self) -> None:
@@ -182,10 +201,14 @@ class RunDir:
         return True
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.metrics.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:  # the checkpoint holds the record: a resume writes the line again
+            raise RunError(f"could not append to {self.metrics} ({type(err).__name__}: {err.strerror}); the "
+                           "checkpoint holds the epoch: free disk space, then resume") from None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()

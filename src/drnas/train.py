@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .config import ConfigError, PresetRegistry, check_device_settings
 from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader)
-from .errors import DrnasError
+from .errors import DrnasError, shown
 from .flops import count_macs, count_parameters
 from .resolve import resolve_architecture
 from .runs import RunError, atomic_write_json
@@ -80,14 +80,14 @@ class TrainConfig:
             raise ConfigError("no architecture: pass --arch NAME|FILE|RUN_DIR|TEXT")
         check_device_settings(self)
         if self.schedule not in ("cosine", "linear"):
-            raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
+            raise ConfigError(f"schedule must be cosine or linear, got {shown(self.schedule)}")
         for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {shown(getattr(self, name))}")
         if not 0.0 <= self.drop_path < 1.0:
-            raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
+            raise ConfigError(f"drop_path must be in [0, 1), got {shown(self.drop_path)}")
         if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {shown(self.warmup_epochs)}")
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -319,7 +319,7 @@ def export_model(model: torch.nn.Module, info: DatasetInfo, path: str | Path, fm
     path = Path(path)
     fmt = fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")
     if fmt not in ("torchscript", "onnx"):
-        raise ConfigError(f"export format must be torchscript or onnx, got {fmt!r}")
+        raise ConfigError(f"export format must be torchscript or onnx, got {shown(fmt)}")
     parameter = next(model.parameters())
     example = torch.zeros(1, info.channels, info.image_size, info.image_size, device=parameter.device)
     was_training = model.training

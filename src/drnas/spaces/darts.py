@@ -33,12 +33,20 @@ EDGES: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(STEPS) for j in
 EDGES_PER_CELL = len(EDGES)
 #: the same edges as (target node id, source node id), intermediate node i being node id i + 2
 _NODE_EDGES = tuple((i + 2, j) for i, j in EDGES)
-_MAX_TEXT = 20_000
+#: the longest genotype text parsed (a DARTS genotype is about 400 characters): refused before any work
+_MAX_TEXT = 4_000
+#: intermediate nodes a cell may have (DARTS' cells have 4): larger cells are refused before a network is built
+MAX_NODES = 8
 
 Pair = tuple[str, int]
 
 
 def _check_cell(name: str, pairs: Sequence[Pair], concat: Sequence[int]) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
+    if not isinstance(pairs, (list, tuple)) or not isinstance(concat, (list, tuple, range)):
+        raise ArchitectureError(f"{name} must be a list of (op, input) pairs and {name}_concat a list of nodes")
+    if len(pairs) > 2 * MAX_NODES or len(concat) > MAX_NODES:
+        raise ArchitectureError(f"{name}: a cell has at most {MAX_NODES} intermediate nodes ({2 * MAX_NODES} pairs), "
+                                f"got {len(pairs)} pairs and {len(concat)} concatenated nodes")
     if len(pairs) == 0 or len(pairs) % 2:
         raise ArchitectureError(f"{name}: a cell needs two (op, input) pairs per intermediate node, got {len(pairs)}")
     steps = len(pairs) // 2
@@ -99,7 +107,6 @@ class DartsGenotype:
         missing = [k for k in ("normal", "reduce") if k not in data]
         if missing:
             raise ArchitectureError(f"a DARTS genotype needs the field(s) {missing}")
-        steps = len(data["normal"]) // 2
 
         def pairs(key: str) -> tuple[Pair, ...]:
             value = data[key]
@@ -107,8 +114,16 @@ class DartsGenotype:
                 raise ArchitectureError(f"{key} must be a list of [op, input] pairs")
             return tuple(tuple(p) if isinstance(p, list) else p for p in value)  # type: ignore[misc]
 
-        return cls(pairs("normal"), tuple(data.get("normal_concat", range(2, steps + 2))),
-                   pairs("reduce"), tuple(data.get("reduce_concat", range(2, len(data["reduce"]) // 2 + 2))))
+        def concat(key: str, cell: tuple[Pair, ...]) -> tuple[int, ...]:
+            if f"{key}_concat" not in data:  # every node (the cell's size is checked with its pairs)
+                return tuple(range(2, min(len(cell) // 2, MAX_NODES) + 2))
+            value = data[f"{key}_concat"]
+            if not isinstance(value, (list, range)) or len(value) > MAX_NODES:
+                raise ArchitectureError(f"{key}_concat must be a list of at most {MAX_NODES} node indices")
+            return tuple(value)
+
+        normal, reduce = pairs("normal"), pairs("reduce")
+        return cls(normal, concat("normal", normal), reduce, concat("reduce", reduce))
 
     @classmethod
     def parse(cls, text: str) -> "DartsGenotype":
@@ -118,11 +133,14 @@ class DartsGenotype:
             raise ArchitectureError(f"genotype text is {len(text)} characters long; a genotype is far shorter")
         if text.startswith("{"):
             try:
-                return cls.from_json(json.loads(text))
-            except json.JSONDecodeError as err:
-                raise ArchitectureError(f"genotype JSON could not be parsed: {err}") from None
+                data = json.loads(text)
+            except (ValueError, RecursionError) as err:
+                raise ArchitectureError(f"genotype JSON could not be parsed ({type(err).__name__})") from None
+            return cls.from_json(data)
         try:
             tree = ast.parse(text, mode="eval")
+        except (ValueError, RecursionError, MemoryError) as err:  # e.g. nesting too deep, integers too long
+            raise ArchitectureError(f"genotype text could not be parsed ({type(err).__name__})") from None
         except SyntaxError as err:
             raise ArchitectureError(f"genotype text is not valid notation ({err.msg}); expected "
                                     "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=[...], "
@@ -146,10 +164,13 @@ def _literal(node: ast.expr, name: str) -> Any:
         args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, int)]
         if len(args) != len(node.args) or not 1 <= len(args) <= 2 or node.keywords:
             raise ArchitectureError(f"{name}: only range(a, b) with integer literals is accepted")
+        if len(range(*args)) > MAX_NODES:
+            raise ArchitectureError(f"{name}: a cell has at most {MAX_NODES} intermediate nodes, got "
+                                    f"range({', '.join(map(str, args))})")
         return list(range(*args))
     try:
         value = ast.literal_eval(node)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError, TypeError):
         raise ArchitectureError(f"{name} must be a literal list, e.g. [('sep_conv_3x3', 0), ...]") from None
     if not isinstance(value, (list, tuple)):
         raise ArchitectureError(f"{name} must be a list, got {type(value).__name__}")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
+from ..errors import shown
 from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
 from .ops import ReLUConvBN, build_op, is_zero_op
 
@@ -54,22 +55,22 @@ class NB201Arch:
         text = text.strip()
         groups = text.split("+")
         if len(groups) != NUM_NODES - 1:
-            raise ArchitectureError(f"NB201 string {text!r} has {len(groups)} node groups, expected "
+            raise ArchitectureError(f"NB201 string {shown(text)} has {len(groups)} node groups, expected "
                                     f"{NUM_NODES - 1} separated by '+', like {example}")
         ops: list[str] = []
         for node, group in enumerate(groups, start=1):
             if not (group.startswith("|") and group.endswith("|")) or len(group) < 2:
-                raise ArchitectureError(f"node group {group!r} of {text!r} must look like |op~0|op~1|")
+                raise ArchitectureError(f"node group {shown(group)} of {shown(text)} must look like |op~0|op~1|")
             tokens = group[1:-1].split("|")
             if len(tokens) != node:
-                raise ArchitectureError(f"node {node} of {text!r} must have {node} inputs, got {len(tokens)}")
+                raise ArchitectureError(f"node {node} of {shown(text)} must have {node} inputs, got {len(tokens)}")
             for source, token in enumerate(tokens):
                 match = _TOKEN.match(token)
                 if not match:
-                    raise ArchitectureError(f"token {token!r} of {text!r} must look like op~{source}")
+                    raise ArchitectureError(f"token {shown(token)} of {shown(text)} must look like op~{source}")
                 op, index = match.group(1), int(match.group(2))
                 if index != source:
-                    raise ArchitectureError(f"token {token!r} of node {node} in {text!r}: input index "
+                    raise ArchitectureError(f"token {shown(token)} of node {node} in {shown(text)}: input index "
                                             f"must be {source}")
                 ops.append(op)
         return cls(tuple(ops))
