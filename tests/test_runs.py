@@ -283,3 +283,73 @@ def test_a_full_disk_at_the_checkpoint_is_one_line_and_keeps_the_last_one(tmp_pa
 def test_an_output_path_that_cannot_be_written_is_one_line_before_any_epoch(out):
     with pytest.raises(RunError, match="cannot write the run directory .*: pick a writable --out"):
         _run(out)
+
+
+def _job(kind: str, path, max_epochs: int = 1):
+    """A finished first epoch of a tiny search or training run in ``path``; returns the job class."""
+    if kind == "search":
+        _run(path, epochs=2, max_epochs=max_epochs)
+        return Search
+    from drnas.config import apply_overrides
+    from drnas.train import PROTOCOLS, Trainer
+
+    config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", "dataset": "npz", "epochs": 2,
+                                                     "batch_size": 32, "channels": 8, "cells_per_stage": 1,
+                                                     "device": "cpu"})
+    Trainer(config, path, data=DATA, **QUIET).run(max_epochs=max_epochs)
+    return Trainer
+
+
+def _flip_payload(run: RunDir) -> None:
+    envelope = torch.load(run.checkpoint, weights_only=True)
+    payload = bytearray(envelope["payload"])
+    payload[len(payload) // 3] ^= 0xFF
+    torch.save({**envelope, "payload": bytes(payload)}, run.checkpoint)
+
+
+def _drop_field(run: RunDir, field: str) -> None:
+    config = json.loads(run.config.read_text())
+    del config[field]
+    run.config.write_text(json.dumps(config))
+
+
+DAMAGE = {
+    "checkpoint bytes": (_flip_payload, "checksum does not match"),
+    "checkpoint garbage": (lambda run: run.checkpoint.write_bytes(b"junk" * 50), "could not be read"),
+    "checkpoint gone": (lambda run: run.checkpoint.unlink(), "no checkpoint.pt to continue from"),
+    "config field gone": (lambda run: _drop_field(run, "epochs" if run.path.name == "train" else "stages"),
+                          "lacks .*: it was edited or damaged"),
+    "config not json": (lambda run: run.config.write_text("{"), "config.json could not be read"),
+    "config a list": (lambda run: run.config.write_text("[]"), "does not hold a config object"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_every_damaged_run_file_is_one_line_for_search_and_train_runs(tmp_path, kind, damage):
+    run = RunDir(tmp_path / kind)
+    job_class = _job(kind, run.path)
+    corrupt, message = DAMAGE[damage]
+    corrupt(run)
+    with pytest.raises(RunError, match=message) as info:
+        job_class.resume(run.path, data=DATA, **QUIET)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_damaged_metrics_are_repaired_for_search_and_train_runs(tmp_path, kind):
+    run = RunDir(tmp_path / kind)
+    job_class = _job(kind, run.path)
+    good = run.metrics.read_text()
+    run.metrics.write_text(good + '{"epoch": 2, "torn')
+    job_class.resume(run.path, data=DATA, **QUIET)
+    assert run.metrics.read_text() == good
+
+
+def test_a_config_saved_before_the_method_fields_existed_still_resumes(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    for field in ("method", "tau_max", "tau_min", "candidates", "queries"):
+        _drop_field(run, field)
+    resumed = Search.resume(run.path, data=DATA, **QUIET)
+    assert resumed.config.method == "drnas" and resumed.epoch == 1

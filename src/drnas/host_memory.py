@@ -5,7 +5,7 @@ heap trimming above another), so the next step's activations are fresh pages: ea
 the kernel zeroes it. A compiled ``nb201-prog-s1`` iteration on 2 cores took 26,000-33,000 minor faults and
 0.07 s of system time (of 0.42-0.47 s); ``nb201`` compiled 57,000-77,000 and 0.12-0.18 s. With both
 thresholds raised, a few hundred or none, and the steps ran 1.03-1.16x faster (medians of alternating
-processes, session 10; see the README's Speed section). Peak RSS is unchanged: the memory kept is what the
+processes, 2026-11-28; see docs/performance.md). Peak RSS is unchanged: the memory kept is what the
 previous step already used.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Pieces shared by the search loop and retraining: devices, schedules, RNG state, progress, NaN checks."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from typing import Any, Callable, Iterable
@@ -8,10 +9,11 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .accel import MEMORY_FORMATS, StepRunner, amp_dtype, autocast, graphs_enabled
-from .distributed import (all_gather_objects, all_reduce_sum, average_buffers, check_batch_split, init_distributed,
-                          launch_rank)
+from .distributed import (all_gather_objects, all_reduce_sum, average_buffers, barrier, check_batch_split,
+                          init_distributed, launch_rank)
 from .errors import DrnasError
-from .runs import RunDir
+from .config import RECOVERY_SETTABLE, apply_overrides
+from .runs import RunDir, RunError
 from .version import __version__
 from .host_memory import keep_freed_memory
 
@@ -71,6 +73,10 @@ def progress_bar(enabled: bool, total: int, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+#: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
+ADDED_SINCE_FIRST_RUNS = frozenset({"method", "tau_max", "tau_min", "candidates", "queries"})
 
 
 def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:
@@ -207,8 +213,6 @@ class Job:
 
     def _load_data(self, config: Any, data: Any) -> None:
         """ImageNet-style folders stream from disk; other datasets load into memory (``train_images`` first)."""
-        import dataclasses
-
         from .data import load_dataset
 
         if data is None and config.dataset == "imagenet":
@@ -223,8 +227,6 @@ class Job:
 
     def _start_run_dir(self, config_json: dict[str, Any]) -> None:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
-        from .distributed import barrier
-
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.create()
             self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **config_json})
@@ -258,17 +260,20 @@ class Job:
     def resume(cls, run_dir: Any, *, data: Any = None, progress: bool = True,
                log: Callable[[str], None] | None = None, **overrides: Any) -> Any:
         """Reopen a run directory and restore its last checkpoint (``overrides``: e.g. ``device="cpu"``)."""
-        from .config import RECOVERY_SETTABLE, apply_overrides
-        from .runs import RunDir, RunError
-
         run = RunDir(run_dir)
         run.require()
-        saved = run.read_config()
+        file = run.read_config()
+        saved = dict(file)
         saved.pop("drnas_version", None)
         changes = saved.pop("changes", [])
         kind = saved.pop("kind", "search")
         if kind != cls.kind:
             raise RunError(f"{run.path} is a {kind} run: continue it with `drnas {kind} --resume {run.path}`")
+        missing = [f.name for f in dataclasses.fields(cls.config_class)
+                   if f.name not in saved and f.name not in ADDED_SINCE_FIRST_RUNS]
+        if missing:  # an edited or truncated file: a default would silently run another experiment
+            raise RunError(f"{run.config} lacks {', '.join(missing)}: it was edited or damaged; restore it, or start "
+                           "a new run")
         config = apply_overrides(cls.config_class(), {**saved, **overrides})
         if launch_rank() == 0:  # rank 0 writes the run: it holds the lock from before the data loads
             run.lock()
@@ -289,8 +294,8 @@ class Job:
                     and getattr(job.config, k) != saved.get(k)}
         if recovery and job.dist.is_main:  # these change what the rest of the run computes: recorded in the config
             changes = [*changes, {"after_epoch": job.epoch, "set": recovery}]
-            run.write_config({"drnas_version": __version__, "kind": cls.kind, **job.config.to_json(),
-                              "changes": changes})
+            values = job.config.to_json()
+            run.write_config({**file, **{k: values[k] for k in recovery}, "changes": changes})
             job.log(f"from epoch {job.epoch + 1} on: {', '.join(f'{k}={v}' for k, v in recovery.items())} "
                     f"(recorded in {run.config.name})")
         if job.dist.is_main and run.repair_metrics(job.metrics):
