@@ -105,6 +105,7 @@ class SearchConfig:
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (faster DARTS steps; see the README)
     keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
     compile: str = "auto"  # "cells": torch.compile each search cell; auto = on a CPU for long NB201 searches
+    hessian_every: int = 0  # every N epochs log the validation Hessian's dominant eigenvalue and trace (0: never)
     benchmark: str | None = None
     preset: str | None = None
 
@@ -177,7 +178,8 @@ def with_absolute_paths(config: SearchConfig) -> SearchConfig:
 NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (lambda v: v > 0, "> 0") for name in ("lr", "arch_lr", "grad_clip")},
     **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "eta_init_std",
-                                                      "auxiliary_weight", "workers", "cutout")},
+                                                      "auxiliary_weight", "workers", "cutout",
+                                                      "hessian_every")},
     **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
     **{name: (lambda v: v >= 1, ">= 1") for name in ("threads", "train_images", "image_size", "batch_size")},
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),

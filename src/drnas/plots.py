@@ -41,3 +41,43 @@ def plot_dirichlet_means(records: Sequence[dict[str, Any]], edge_names: Sequence
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def hessian_trajectories(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> dict[str, dict[str, list[float]]]:
+    """Per label (e.g. the method), over its runs (seeds): the epochs with a curvature record and the mean, min
+    and max of the largest Hessian eigenvalue there (the DrNAS paper's Fig. 3)."""
+    grouped: dict[str, dict[int, list[float]]] = {}
+    for label, records in runs:
+        for record in records:
+            if record.get("hessian"):
+                grouped.setdefault(label, {}).setdefault(record["epoch"], []).append(record["hessian"]["eigenvalue"])
+    return {label: {"epoch": sorted(by_epoch), "mean": [sum(v) / len(v) for _, v in sorted(by_epoch.items())],
+                    "min": [min(v) for _, v in sorted(by_epoch.items())],
+                    "max": [max(v) for _, v in sorted(by_epoch.items())],
+                    "runs": [len(v) for _, v in sorted(by_epoch.items())]}
+            for label, by_epoch in grouped.items()}
+
+
+def plot_hessian_trajectories(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path) -> None:
+    """Fig. 3: the largest eigenvalue of the validation Hessian against epoch, one line (mean over runs) and band
+    (min to max) per label."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    curves = hessian_trajectories(runs)
+    fig = Figure(figsize=(5.5, 3.6), constrained_layout=True)
+    ax = fig.subplots()
+    for label, curve in curves.items():
+        line = ax.plot(curve["epoch"], curve["mean"], lw=1.8, label=f"{label} ({max(curve['runs'])} runs)")[0]
+        ax.fill_between(curve["epoch"], curve["min"], curve["max"], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("largest Hessian eigenvalue")
+    ax.set_title("validation-loss curvature in the architecture parameters")
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(Path(path), buffer.getvalue())

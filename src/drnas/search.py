@@ -15,6 +15,7 @@ bit-for-bit.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from . import compile_check, fusion
+from . import compile_check, fastpaths, fusion, hessian
 from . import accel
 from .accel import resolve_compile
 from .bench.nb201 import BenchmarkError, NB201Table
@@ -41,6 +42,8 @@ from .strategies import Mixing, Strategy, get_method
 from .strategies.base import Batch
 
 CHECKPOINT_FORMAT = 1
+#: validation batches the curvature (``hessian_every``) is measured on
+HESSIAN_BATCHES = 2
 
 
 @contextlib.contextmanager
@@ -440,7 +443,45 @@ class Search(Job):
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
             self._fail_non_finite(steps)
-        return self._epoch_record(values, int(values[4]), arch_on, lr, valid_loss, valid_acc, time.perf_counter() - started)
+        measured = self.curvature() if cfg.hessian_every and (epoch + 1) % cfg.hessian_every == 0 else None
+        record = self._epoch_record(values, int(values[4]), arch_on, lr, valid_loss, valid_acc,
+                                    time.perf_counter() - started)
+        if measured is not None:
+            record["hessian"] = measured.to_json()
+        return record
+
+    def curvature(self, batches: int = HESSIAN_BATCHES) -> hessian.Curvature | None:
+        """The largest eigenvalue and the trace of the Hessian of the validation loss (:meth:`hessian_loss`) in the
+        strategy's architecture parameters; None for methods without them. Its random vectors come from a
+        generator seeded by (seed, epoch), so runs and resumes stay identical."""
+        logits = self.strategy.hessian_logits()
+        if logits is None:
+            return None
+        self.net.eval()
+        try:
+            with fastpaths.using(fastpaths.PLAIN), self.net.eager_cells():
+                hvp = hessian.loss_hvp(self.hessian_loss(batches), logits)
+                return hessian.curvature(hvp, logits.shape, seed=self.config.seed * 100_003 + self.epoch,
+                                         device=logits.device)
+        finally:
+            self.net.train()
+
+    def hessian_loss(self, batches: int = HESSIAN_BATCHES) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``logits -> validation loss`` at the mixing weights ``strategy.hessian_mixing(logits)``, on the first
+        ``batches`` batches of the validation half (fixed for the run). Call it in eval mode on the plain path
+        (:meth:`curvature` does): the speed paths and compiled cells are not built for second derivatives."""
+        data = list(itertools.islice(self.valid_loader.epoch(0), batches))
+        count = sum(len(labels) for _, labels in data)
+
+        def loss_of(x: torch.Tensor) -> torch.Tensor:
+            mixing = self.strategy.hessian_mixing(x)
+            total = x.new_zeros(())
+            for images, labels in data:
+                out = self.net(images.contiguous(memory_format=self.memory_format), mixing.theta, mixing.edge_scale)
+                total = total + F.cross_entropy(out.float(), labels, reduction="sum")
+            return total / count
+
+        return loss_of
 
     def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
                       valid_acc: float, seconds: float) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def progress_bar(enabled: bool, total: int, desc: str):
 
 
 #: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
-ADDED_SINCE_FIRST_RUNS = frozenset({"method", "tau_max", "tau_min", "candidates", "queries"})
+ADDED_SINCE_FIRST_RUNS = frozenset({"method", "tau_max", "tau_min", "candidates", "queries", "hessian_every"})
 
 
 def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:

@@ -164,6 +164,16 @@ class Strategy(Relaxation):
         """Deterministic mixing weights for validation (default: the expected weights over all kept ops)."""
         return Mixing(self.expected_weights())
 
+    def hessian_logits(self) -> torch.Tensor | None:
+        """The architecture parameters the paper's curvature analysis differentiates (Fig. 3), as logits whose
+        softmax over the kept ops are the mixing weights; None for methods without such parameters."""
+        return None
+
+    def hessian_mixing(self, logits: torch.Tensor) -> Mixing:
+        """Dense mixing weights ``softmax(logits)`` over the kept ops (every op runs; any edge weights fixed)."""
+        scale = self.eval_mixing().edge_scale
+        return Mixing(F.softmax(masked_logits(logits, self.mask), dim=-1), None if scale is None else scale.detach())
+
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before every epoch (0-based) of ``epochs``: temperature schedules live here."""
         self.epoch_fraction = epoch / max(1, epochs - 1)
@@ -226,6 +236,9 @@ class SoftmaxStrategy(Strategy):
 
     def scores(self) -> torch.Tensor:
         return self.probabilities()
+
+    def hessian_logits(self) -> torch.Tensor:
+        return self.eta.detach().float()  # DARTS' alpha, through the softmax
 
     def expected_weights(self) -> torch.Tensor:
         return self.probabilities()

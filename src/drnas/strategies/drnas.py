@@ -42,6 +42,14 @@ class DrNAS(Strategy):
         beta = self.beta().masked_fill(~self.mask, 0.0)
         return beta / beta.sum(-1, keepdim=True)
 
+    def hessian_logits(self) -> torch.Tensor:
+        """Proposition 1's mu = log beta - mean log beta (over the kept ops): softmax(mu) is the Dirichlet mean, and
+        the loss is differentiated there (torch's Dirichlet gradient kernel has no second derivative)."""
+        with torch.no_grad():
+            log_beta = self.beta().float().log().masked_fill(~self.mask, 0.0)
+            mean = log_beta.sum(-1, keepdim=True) / self.mask.sum(-1, keepdim=True)
+            return (log_beta - mean).masked_fill(~self.mask, 0.0)
+
     def sample(self) -> Mixing:
         beta = self.beta()
         if self._all_kept:
