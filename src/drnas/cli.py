@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir")
     show.add_argument("--json", action="store_true", help="print architecture.json instead of a summary")
 
+    sample = commands.add_parser("sample", help="draw architectures from the distribution a search learned",
+                                 description="Draw architectures from the distribution of one epoch of a search run "
+                                             "(DrNAS: Dir(beta)); each draw is derived by the space's rule.")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=100, help="draws per epoch (default 100)")
+    sample.add_argument("--epoch", type=int, help="the epoch (1-based; default: the last)")
+    sample.add_argument("--all-epochs", action="store_true", help="every epoch: the spread of the draws over the search")
+    sample.add_argument("--benchmark", help="NB201 results CSV: the draws' test accuracies")
+    sample.add_argument("--plot", help="with --all-epochs and --benchmark: a PNG of min/median/max accuracy per epoch")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--json", action="store_true")
+
     nb201 = commands.add_parser("nb201", help="NAS-Bench-201 tools")
     nb201_commands = nb201.add_subparsers(dest="nb201_command", required=True)
     query = nb201_commands.add_parser("query", help="print one architecture's row of an NB201 results table")
@@ -305,6 +317,48 @@ def _nb201_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    from .bench.nb201 import NB201Table
+    from .sampling import sample_run
+
+    draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
+    table = NB201Table.load(args.benchmark) if args.benchmark else None
+    column = f"{_nb201_prefix(args.run_dir)}_test_acc"
+
+    def accuracy(arch: str) -> float | None:
+        return table.query(arch).get(column) if table is not None else None
+
+    rows = [{"epoch": d.epoch, "draws": d.total,
+             "architectures": [{"arch": a, "count": c, column: accuracy(a)} for a, c in d.counts]} for d in draws]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for row in ([] if args.json else rows):
+        accs = sorted(acc for entry in row["architectures"] for acc in [entry[column]] * entry["count"]
+                      if acc is not None)
+        spread = (f"  {column}: min {accs[0]:.2f} median {accs[len(accs) // 2]:.2f} max {accs[-1]:.2f}"
+                  if accs else "")
+        print(f"epoch {row['epoch']}: {len(row['architectures'])} distinct of {row['draws']} draws{spread}")
+        if not args.all_epochs:
+            for entry in row["architectures"][:20]:
+                acc = f"  {entry[column]:.2f}" if entry[column] is not None else ""
+                print(f"  {entry['count']:>5}  {entry['count'] / row['draws']:6.1%}  {entry['arch']}{acc}")
+    if args.plot:
+        if table is None or not args.all_epochs:
+            raise ConfigError("--plot draws the accuracy spread over the epochs: give --all-epochs and --benchmark")
+        from .plots import plot_sampled_accuracy
+
+        plot_sampled_accuracy(rows, column, args.plot)
+    return 0
+
+
+def _nb201_prefix(run_dir: str) -> str:
+    """The NB201 table's column prefix of a run's dataset (cifar10 when the table has none for it)."""
+    from .runs import RunDir
+
+    dataset = RunDir(run_dir).read_config().get("dataset", "cifar10")
+    return {"cifar100": "cifar100", "imagenet16-120": "imagenet16"}.get(dataset, "cifar10")
+
+
 def _methods(args: argparse.Namespace) -> int:
     from .strategies import METHODS, method_names
 
@@ -417,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
-                "arch": _arch, "methods": _methods}
+                "arch": _arch, "methods": _methods, "sample": _sample}
     try:
         code = handlers[args.command](args)
     except DrnasError as err:

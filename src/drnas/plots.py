@@ -81,3 +81,35 @@ def plot_hessian_trajectories(runs: Sequence[tuple[str, Sequence[dict[str, Any]]
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def plot_sampled_accuracy(rows: Sequence[dict[str, Any]], column: str, path: str | Path) -> None:
+    """The authors' figure: per epoch, the min, median and max benchmark accuracy of architectures drawn from
+    the learned distribution (``drnas sample --all-epochs``), narrowing as the search converges."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    epochs, low, mid, high = [], [], [], []
+    for row in rows:
+        accs = sorted(acc for entry in row["architectures"] for acc in [entry[column]] * entry["count"]
+                      if acc is not None)
+        if accs:
+            epochs.append(row["epoch"])
+            low.append(accs[0])
+            mid.append(accs[len(accs) // 2])
+            high.append(accs[-1])
+    fig = Figure(figsize=(5.5, 3.6), constrained_layout=True)
+    ax = fig.subplots()
+    ax.fill_between(epochs, low, high, alpha=0.25, lw=0, label="min to max")
+    ax.plot(epochs, mid, lw=1.8, label="median")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    ax.set_title(f"architectures sampled from the learned distribution ({rows[0]['draws'] if rows else 0} per epoch)")
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -505,6 +505,8 @@ class Search(Job):
             "dirichlet_mean": [[round(v, 6) for v in row] for row in mean.tolist()],
             "entropy": [round(v, 6) for v in entropy.tolist()],
             "eta": _stats(eta),
+            # the learned distribution of this epoch, whole (edges x ops): `drnas sample` draws from it
+            "architecture_parameters": {"eta": eta.tolist(), "kept": self.strategy.kept_ops()},
             "beta": _stats(beta) if beta is not None else None,
             "seconds": round(seconds, 3),
             **self.strategy.record(),
