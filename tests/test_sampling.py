@@ -87,3 +87,11 @@ def test_a_run_without_kept_parameters_says_so(drnas_run, tmp_path):
                        for m in RunDir(drnas_run).read_metrics()])
     with pytest.raises(RunError, match="keeps no architecture parameters per epoch"):
         sample_run(run.path)
+
+
+def test_show_prints_the_entropy_and_the_most_frequent_draws(drnas_run, capsys):
+    assert main(["show", str(drnas_run), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "entropy:  " in out and "nats per edge" in out
+    top = out.split("top 3 of 1000 draws from the learned distribution (epoch 4):\n")[1].splitlines()
+    assert 1 <= len(top) <= 3 and all("%" in line and "|" in line for line in top)

@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="summarise a run directory")
     show.add_argument("run_dir")
     show.add_argument("--json", action="store_true", help="print architecture.json instead of a summary")
+    show.add_argument("--top", type=int, default=0, metavar="K",
+                      help="also list the K most frequent of 1,000 architectures drawn from the learned distribution")
 
     sample = commands.add_parser("sample", help="draw architectures from the distribution a search learned",
                                  description="Draw architectures from the distribution of one epoch of a search run "
@@ -278,6 +280,17 @@ def _show(args: argparse.Namespace) -> int:
         for edge in arch["edges"]:
             cells = [f"{v:>{width}.3f}" if op in edge["kept"] else f"{'-':>{width}}" for op, v in zip(ops, edge["mean"])]
             print(f"  {edge['edge']:<6} " + " ".join(cells))
+    if metrics and metrics[-1].get("entropy"):
+        entropy = metrics[-1]["entropy"]
+        print(f"entropy:  {sum(entropy) / len(entropy):.3f} nats per edge on average (of the mixing weights' mean; "
+              f"min {min(entropy):.3f}, max {max(entropy):.3f})")
+    if args.top:
+        from .sampling import sample_run
+
+        (draws,) = sample_run(run.path, n=1000)
+        print(f"top {args.top} of 1000 draws from the learned distribution (epoch {draws.epoch}):")
+        for text, count in draws.counts[:args.top]:
+            print(f"  {count / draws.total:6.1%}  {text}")
     return 0
 
 
