@@ -324,3 +324,11 @@ def test_an_architecture_file_that_is_not_text_is_one_line(tmp_path, capsys):
     (tmp_path / "arch.txt").write_bytes(b"\xff\xfe\x00 not utf-8")
     assert main(["arch", str(tmp_path / "arch.txt")]) == 2
     assert "could not be read (UnicodeDecodeError)" in _err_lines(capsys)[0]
+
+
+def test_control_characters_in_echoed_paths_are_escaped(tmp_path, capsys):
+    """A path holding a newline or a terminal escape cannot break the one-line error or drive the terminal."""
+    evil = tmp_path / "a\nb\x1b[31mred"
+    assert main(["show", str(evil)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "a\\nb\\x1b[31mred" in err

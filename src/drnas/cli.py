@@ -514,7 +514,14 @@ def _report(err: DrnasError) -> None:
     if world > 1 and rank > 0 and isinstance(err, NonFiniteLossError):
         return
     where = f" (rank {rank} of {world})" if world > 1 else ""
-    print(f"drnas: error{where}: {err}", file=sys.stderr)
+    print(f"drnas: error{where}: {_one_line(str(err))}", file=sys.stderr)
+
+
+def _one_line(text: str, limit: int = 800) -> str:
+    """A message as one printable line: control characters from paths or text the user gave (a newline, a
+    terminal escape) are escaped, and the line is cut at ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 if __name__ == "__main__":
