@@ -353,3 +353,28 @@ def test_a_config_saved_before_the_method_fields_existed_still_resumes(tmp_path)
         _drop_field(run, field)
     resumed = Search.resume(run.path, data=DATA, **QUIET)
     assert resumed.config.method == "drnas" and resumed.epoch == 1
+
+
+def test_a_read_only_run_directory_is_one_line_before_any_epoch(tmp_path, monkeypatch):
+    """Resuming a run on a read-only file system (simulated: the tests may run as root, whom permission bits do
+    not stop) fails at the lock, before data or an epoch, with the previous state untouched."""
+    import errno
+
+    from drnas import runs
+
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    before = run.checkpoint.read_bytes()
+    monkeypatch.setattr(runs, "_HELD", {})  # as a fresh process would start
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(RunError, match=r"cannot write the run directory .* \(OSError: Read-only file system\)"):
+        Search.resume(run.path, data=DATA, **QUIET)
+    monkeypatch.undo()
+    assert run.checkpoint.read_bytes() == before
