@@ -1,12 +1,14 @@
 """Shared fixtures: tiny real configs and paths to the shared data (skipped with a reason when absent)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+#: the shared data (the NB201 table, a CIFAR-10 copy): $DRNAS_TEST_DATA, else ../shared/data beside the clone
+SHARED = Path(os.environ.get("DRNAS_TEST_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 NB201_CSV = SHARED / "nb201" / "nb201.csv"
 CIFAR_NPZ = SHARED / "cifar10" / "cifar10.npz"
 
@@ -29,7 +31,7 @@ def _default_fast_paths():
 @pytest.fixture
 def nb201_csv() -> Path:
     if not NB201_CSV.is_file():
-        pytest.skip(f"NB201 table not found at {NB201_CSV} (../shared/data/nb201/nb201.csv)")
+        pytest.skip(f"NB201 table not found at {NB201_CSV} (set DRNAS_TEST_DATA to the directory holding nb201/)")
     return NB201_CSV
 
 

@@ -27,7 +27,8 @@ from drnas.data import (
 )
 from drnas.errors import DrnasError
 
-CIFAR10_NPZ = Path("/work/shared/data/cifar10/cifar10.npz")
+from conftest import CIFAR_NPZ as CIFAR10_NPZ  # $DRNAS_TEST_DATA, else ../shared/data
+
 CPU = torch.device("cpu")
 
 

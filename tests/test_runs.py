@@ -378,3 +378,13 @@ def test_a_read_only_run_directory_is_one_line_before_any_epoch(tmp_path, monkey
         Search.resume(run.path, data=DATA, **QUIET)
     monkeypatch.undo()
     assert run.checkpoint.read_bytes() == before
+
+
+def test_run_files_get_the_users_umask_permissions(tmp_path):
+    """A shared results directory stays readable to colleagues: no 0600 files from mkstemp."""
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "checkpoint.pt", "architecture.json", "metrics.jsonl"):
+        assert (run.path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

@@ -44,6 +44,16 @@ class RunError(DrnasError, ValueError):
     """A run directory that cannot be used as asked (missing, not a run, already holds a run)."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: run files get the permissions of any file the user creates (mkstemp alone makes them 0600)
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: a crash, a full disk or a
     read-only directory leaves the previous file as it was (and says so, in one line)."""
@@ -53,6 +63,7 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
         detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
