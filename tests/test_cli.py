@@ -332,3 +332,14 @@ def test_control_characters_in_echoed_paths_are_escaped(tmp_path, capsys):
     assert main(["show", str(evil)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "a\\nb\\x1b[31mred" in err
+
+
+def test_the_version_comes_from_one_place(capsys):
+    """pyproject.toml reads src/drnas/version.py: the installed metadata, --version and drnas.__version__ agree."""
+    from importlib.metadata import version
+
+    import drnas
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"drnas {drnas.__version__}" == f"drnas {version('drnas')}"

@@ -1,2 +1,3 @@
-"""The package version (pyproject.toml holds the same string; a test checks they agree)."""
+"""The package version, written in this one place (pyproject.toml reads it; `drnas --version` and every run's
+config.json show it)."""
 __version__ = "0.1.0"
