@@ -332,6 +332,7 @@ def _nb201_query(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from .bench.nb201 import NB201Table
+    from .plots import sampled_accuracies
     from .sampling import sample_run
 
     draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
@@ -346,8 +347,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     for row in ([] if args.json else rows):
-        accs = sorted(acc for entry in row["architectures"] for acc in [entry[column]] * entry["count"]
-                      if acc is not None)
+        accs = sampled_accuracies(row, column)
         spread = (f"  {column}: min {accs[0]:.2f} median {accs[len(accs) // 2]:.2f} max {accs[-1]:.2f}"
                   if accs else "")
         print(f"epoch {row['epoch']}: {len(row['architectures'])} distinct of {row['draws']} draws{spread}")
