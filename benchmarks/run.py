@@ -45,6 +45,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from drnas import Search, apply_overrides, preset
+from drnas.search import HESSIAN_BATCHES
 from drnas.strategies import get_method, method_names, with_method
 from drnas.data import DatasetInfo, ImageArrays
 from drnas.train import PROTOCOLS, Trainer
@@ -56,6 +57,9 @@ CASES = {"nb201": ("nb201", 0), "nb201-prog-s1": ("nb201-progressive", 0), "nb20
 #: benchmark-query methods train no network and have no case
 CASE_METHODS = {f"nb201-{name}": name for name in method_names() if name != "drnas" and get_method(name).uses_supernet}
 CASES.update({case: ("nb201", 0) for case in CASE_METHODS})
+#: one curvature measurement (``--set hessian_every=N``: largest eigenvalue and trace) on the nb201 supernet; its
+#: s/iter divided by an epoch's seconds (CIFAR-10: 391 iterations of the ``nb201`` case) is the per-epoch overhead
+CASES["nb201-hessian"] = ("nb201", 0)
 
 
 def _cifar_like(n: int) -> ImageArrays:
@@ -174,7 +178,8 @@ def _search_case(name: str, steps: int, warmup: int, device: str,
     if name in CASE_METHODS:
         config = with_method(config, CASE_METHODS[name])
     config = apply_overrides(config, {**overrides, "device": device})
-    search = Search(config, data=_cifar_like(2 * 64 * (steps + warmup + 1)), progress=False,
+    images = 2 * 64 * (steps + warmup + 1 + (HESSIAN_BATCHES if name == "nb201-hessian" else 0))
+    search = Search(config, data=_cifar_like(images), progress=False,
                     log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
     for index in range(1, stage + 1):
         search._enter_stage(index)
@@ -182,6 +187,8 @@ def _search_case(name: str, steps: int, warmup: int, device: str,
 
     def step(i: int) -> Callable[[], None]:
         (xw, yw), (xa, ya) = batches[i]
+        if name == "nb201-hessian":
+            return lambda: search.curvature()
         if not search.method.trains_arch:
             return lambda: search.weight_step(xw, yw)
         return lambda: (search.arch_step(xa, ya, (xw, yw)), search.weight_step(xw, yw))
@@ -263,8 +270,8 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(c for c in CASES if c not in CASE_METHODS),
-                        help="comma-separated case names (default: all but the nb201-METHOD cases)")
+    parser.add_argument("--only", default=",".join(c for c in CASES if c not in CASE_METHODS and c != "nb201-hessian"),
+                        help="comma-separated case names (default: all but the nb201-METHOD and nb201-hessian cases)")
     parser.add_argument("--steps", type=int, default=10, help="timed iterations per case")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations (>= 3 for CUDA-graph capture)")
     parser.add_argument("--device", default="auto")

@@ -1,10 +1,12 @@
 """Tiny real datasets and configs for search tests."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from drnas.config import SearchConfig, Stage
-from drnas.data import DatasetInfo, ImageArrays
+from drnas.data import DatasetInfo, ImageArrays, load_dataset
 
 
 def pattern_images(n: int = 256, size: int = 8, classes: int = 4, seed: int = 0) -> ImageArrays:
@@ -26,3 +28,9 @@ def tiny_config(**changes) -> SearchConfig:
                 stages=[Stage(epochs=2, partial_k=2, arch_warmup=1), Stage(epochs=2, partial_k=1, ops_kept=3)])
     base.update(changes)
     return SearchConfig(**base)
+
+
+def digits(n: int = 128) -> ImageArrays:
+    """The first ``n`` training images of the embedded digits dataset (8x8 grey, 10 classes; no download)."""
+    arrays = load_dataset("digits", None)
+    return dataclasses.replace(arrays, x_train=arrays.x_train[:n], y_train=arrays.y_train[:n])

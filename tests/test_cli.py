@@ -165,8 +165,8 @@ def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--set", "compile=none"]) == 2
     line = _err_lines(capsys)[0]
     assert "drop --set compile=..." in line
-    assert line.endswith("(on resume --set may change only cuda_graphs, cudnn_benchmark, keep_freed_memory, lr, "
-                         "lr_min, grad_clip)")
+    assert line.endswith("(on resume --set may change only cuda_graphs, cudnn_benchmark, keep_freed_memory, "
+                         "tensorboard, lr, lr_min, grad_clip)")
 
 
 def test_train_from_a_search_run_directory(tmp_path, capsys):

@@ -441,6 +441,36 @@ def test_a_search_reinstalls_the_fast_paths_on_the_ops_widening_rebuilds():
     assert all(cell.paths is fusion.FUSED_CELL for cell in search.net.search_cells())
 
 
+def test_a_search_with_fast_paths_plain_runs_the_plain_path_and_agrees_with_the_default():
+    """``--set fast_paths=plain``: no fast path installed, eager NCHW cells, no CUDA graphs; the same search as
+    the default one up to float rounding."""
+    from helpers import pattern_images, tiny_config
+
+    from drnas.config import ConfigError
+    from drnas.search import Search
+    from drnas.spaces.ops import AvgPool3x3
+
+    results = {}
+    for mode in ("plain", "default"):
+        search = Search(tiny_config(fast_paths=mode), data=pattern_images(64), progress=False, log=lambda m: None)
+        if mode == "plain":
+            kinds = {type(m) for m in search.net.modules()}
+            assert AvgPool3x3 in kinds and WindowSumAvgPool3x3 not in kinds
+            assert not any(cell.paths is fusion.FUSED_CELL for cell in search.net.search_cells())
+            assert search.compile_mode == "none" and not search.steps.enabled
+            assert search.memory_format == torch.contiguous_format
+        results[mode] = search.run(max_epochs=3)
+    plain, default = results["plain"], results["default"]
+    assert str(plain.architecture) == str(default.architecture)
+    assert torch.allclose(plain.eta, default.eta, rtol=1e-3, atol=1e-5)
+    for a, b in zip(plain.metrics, default.metrics):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    with pytest.raises(ConfigError, match="fast_paths=plain runs the plain eager path"):
+        tiny_config(fast_paths="plain", compile="cells").validate()
+    with pytest.raises(ConfigError, match="fast_paths must be 'default' or 'plain'"):
+        tiny_config(fast_paths="fast").validate()
+
+
 def test_switchboard_settings():
     assert fastpaths.DEFAULT.off("small_conv_channels_last").small_conv_channels_last == 0
     assert fastpaths.DEFAULT.off("fuse_edges").fuse_edges is False

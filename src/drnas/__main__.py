@@ -2,7 +2,9 @@ import sys
 
 from .cli import INTERRUPTED, main
 from .distributed import exit_without_teardown
+from .sweep import exit_with_parent
 
+exit_with_parent()  # a run started by `drnas sweep` ends with the sweep (a no-op otherwise)
 code = main()
 if code == INTERRUPTED:
     # CPython remembers a KeyboardInterrupt that left a string exec/eval (dataclasses and other code generators

@@ -2,11 +2,12 @@
 
     drnas search --preset NAME [--dataset D] [--data DIR] [...] --out RUN_DIR
     drnas search --resume RUN_DIR
-    drnas show RUN_DIR
+    drnas show RUN_DIR [--plots [DIR]]
     drnas nb201 query ARCH --benchmark FILE
     drnas train --arch NAME|FILE|RUN_DIR|TEXT [--protocol P] [--dataset D] [...] --out RUN_DIR
     drnas train --resume RUN_DIR
-    drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json]
+    drnas derive RUN_DIR [--max-params 3.5M] [--max-macs 600M] [--max-latency-ms X] [--json]
+    drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json] [--plot PATH]
     drnas presets
     drnas methods
 """
@@ -44,27 +45,45 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Run an architecture search. Values resolve as: preset < the method's "
                                              "own hyperparameters < --config file < flags and --set. The resolved "
                                              "config is saved in the run directory.")
-    search.add_argument("--preset", help="named settings (see `drnas presets`); default nb201")
+    _add_search_options(search)
     search.add_argument("--method", help="search method (see `drnas methods`); default drnas")
-    search.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
-    search.add_argument("--space", help="search space (nb201)")
     search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, digits (embedded) or npz")
     search.add_argument("--data", help="dataset directory, archive or .npz file")
-    search.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
-    search.add_argument("--epochs", type=int, help="total epochs; stages and warm-ups are rescaled to fit")
-    search.add_argument("--batch-size", type=int, dest="batch_size")
-    search.add_argument("--train-images", type=int, dest="train_images",
-                        help="use only the first N training images (quick runs)")
     search.add_argument("--seed", type=int)
-    search.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     search.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    search.add_argument("--benchmark", help="NB201 results CSV: log the NB201 accuracies of the current cell each epoch")
-    search.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any config field, e.g. --set lr=0.05 or "
-                             "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]' (repeatable)")
     search.add_argument("--out", help="run directory (default runs/PRESET-DATASET-TIME)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    search.add_argument("--tensorboard", action="store_true",
+                        help="also write the metrics (and at the end of a search its pictures) for TensorBoard into "
+                             "RUN/tensorboard/; needs pip install 'drnas[tensorboard]'")
+
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of searches (methods x seeds x datasets x config fields) in parallel",
+        description="Run every combination of the listed methods, seeds, datasets and --grid values as ordinary "
+                    "search run directories under --out, several at a time on this machine (the cores divided "
+                    "among the jobs) or as tasks on a Ray cluster (--ray), then summarise them as mean ± std over "
+                    "seeds (summary.md, summary.csv, summary.png). A failed run does not stop the others; "
+                    "--resume DIR retries it and continues interrupted runs from their checkpoints.")
+    sweep.add_argument("--method", help="comma-separated search methods, e.g. drnas,darts,gdas (default drnas)")
+    sweep.add_argument("--seeds", help="seeds: a range and/or a list, e.g. 0-3 or 0,2,5 (default 0)")
+    sweep.add_argument("--dataset", help="comma-separated datasets, e.g. cifar10,cifar100")
+    sweep.add_argument("--data", action="append", default=[], metavar="[DATASET=]PATH",
+                       help="the data: one PATH for every dataset, or DATASET=PATH per dataset (repeatable)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                       help="also sweep a config field or a stage field, e.g. --grid partial_k=1,2,4 (repeatable)")
+    sweep.add_argument("--file", help="TOML sweep file: [grid] axes, [data] paths, [search] options (see the docs)")
+    _add_search_options(sweep)
+    sweep.add_argument("--threads", type=int, help="CPU threads per run (default: the cores divided among the jobs)")
+    sweep.add_argument("--jobs", type=int, help="runs at a time on this machine (default: one per core up to 4 "
+                                                 "cores, then one per 4 cores)")
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: its address, 'auto', or 'local' "
+                                                        "(a Ray instance on this machine); needs drnas[ray]")
+    sweep.add_argument("--out", help="sweep directory (default sweeps/TIME)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep: retry failed runs, resume the rest")
+    sweep.add_argument("--status", metavar="SWEEP_DIR", help="print the state of each run and an ETA, then exit")
+    sweep.add_argument("--summary", metavar="SWEEP_DIR", help="rewrite the summary of a sweep directory, then exit")
+    sweep.add_argument("--quiet", action="store_true", help="no line per finished run")
 
     commands.add_parser("methods", help="list the search methods (--method NAME) and their papers")
 
@@ -73,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print architecture.json instead of a summary")
     show.add_argument("--top", type=int, default=0, metavar="K",
                       help="also list the K most frequent of 1,000 architectures drawn from the learned distribution")
+    show.add_argument("--plots", nargs="?", const="", metavar="DIR",
+                      help="instead of the summary, write the run's pictures into DIR (default RUN/plots): the cells "
+                           "(SVG, PNG), the heatmap of the learned distribution, the plots over the epochs")
 
     sample = commands.add_parser("sample", help="draw architectures from the distribution a search learned",
                                  description="Draw architectures from the distribution of one epoch of a search run "
@@ -117,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--export", action="append", default=[], metavar="PATH",
                        help="after training, write the network to PATH: .onnx for ONNX, else TorchScript (repeatable)")
     train.add_argument("--quiet", action="store_true")
+    _add_budget_options(train, " (with --arch RUN_DIR of a search: train its most probable architecture that fits)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write the metrics for TensorBoard into RUN/tensorboard/; needs "
+                            "pip install 'drnas[tensorboard]'")
 
     arch = commands.add_parser("arch", help="print an architecture with its network's parameters and MACs")
     arch.add_argument("arch", nargs="?", help="a name, a file, a run directory, a Genotype(...) text or an NB201 string")
@@ -126,9 +152,59 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--cells", type=int)
     arch.add_argument("--json", action="store_true")
     arch.add_argument("--list", action="store_true", help="list the named architectures")
+    arch.add_argument("--plot", metavar="PATH", help="instead of counting, draw the cells into PATH (.svg or .png; "
+                                                     "graphviz when installed, else matplotlib)")
+
+    derive = commands.add_parser(
+        "derive", help="the most probable architecture of a search run within a parameter/MAC/latency budget",
+        description="The most probable architecture of the distribution a search run learned (per edge, the "
+                    "expected mixing weights over the kept ops) whose evaluation network fits a budget: parameters "
+                    "without the auxiliary head, MACs per image, latency measured on this device. Sizes may be "
+                    "written 3.5M, 600M, 2e6, 1.2G or 500k. Without a budget: the run's own derivation.")
+    derive.add_argument("run_dir")
+    _add_budget_options(derive, "")
+    derive.add_argument("--dataset", help="sets classes and input size (default: the run's dataset, else cifar10)")
+    derive.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
+    derive.add_argument("--channels", type=int)
+    derive.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N)")
+    derive.add_argument("--epoch", type=int, help="the distribution of this epoch (1-based; default: the last)")
+    derive.add_argument("--beam", type=int, default=64,
+                        help="beam width where the space is too large to score every architecture (DARTS; default 64)")
+    derive.add_argument("--device", default="auto",
+                        help="where latency is measured: auto (default), cpu, cuda or cuda:N")
+    derive.add_argument("--json", action="store_true")
 
     commands.add_parser("presets", help="list the named search presets and training protocols")
     return parser
+
+
+def _add_budget_options(parser: argparse.ArgumentParser, scope: str) -> None:
+    """The budget of ``drnas derive`` and ``drnas train --arch RUN_DIR`` (strings, parsed by drnas.budget)."""
+    parser.add_argument("--max-params", dest="max_params", metavar="N",
+                        help="at most N parameters without the auxiliary head, e.g. 3.5M" + scope)
+    parser.add_argument("--max-macs", dest="max_macs", metavar="N", help="at most N multiply-accumulates per image, "
+                                                                          "e.g. 600M")
+    parser.add_argument("--max-latency-ms", dest="max_latency_ms", metavar="MS",
+                        help="at most MS milliseconds per forward pass, measured on this device")
+    parser.add_argument("--latency-batch", dest="latency_batch", metavar="B",
+                        help="images per timed pass for --max-latency-ms (default 1)")
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``drnas search`` and ``drnas sweep`` share (a sweep passes them on to every run)."""
+    parser.add_argument("--preset", help="named settings (see `drnas presets`); default nb201")
+    parser.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
+    parser.add_argument("--space", help="search space (nb201)")
+    parser.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
+    parser.add_argument("--epochs", type=int, help="total epochs; stages and warm-ups are rescaled to fit")
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument("--train-images", type=int, dest="train_images",
+                        help="use only the first N training images (quick runs)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--benchmark", help="NB201 results CSV: log the NB201 accuracies of the current cell each epoch")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any config field, e.g. --set lr=0.05 or "
+                             "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]' (repeatable)")
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -154,6 +230,8 @@ def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
     flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
+    if getattr(args, "tensorboard", False):
+        flags["tensorboard"] = True
     if "space" in flags and args.preset and flags["space"] != config.space:
         raise ConfigError(f"--space {flags['space']} contradicts preset {args.preset} (space {config.space})")
     config = apply_overrides(config, flags)
@@ -179,6 +257,8 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
             raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)} "
                               f"(on resume --set {may})")
         overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+        if getattr(args, "tensorboard", False):
+            overrides["tensorboard"] = True  # for this process on: only a view of the metrics
         overrides.update(settings)
         job = job_class.resume(args.resume, progress=not args.quiet, log=log, **overrides)
     else:
@@ -241,11 +321,188 @@ def _run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from . import sweep as sw
+    from .runs import RunDir, atomic_write_json
+
+    given = [name for name in ("resume", "status", "summary") if getattr(args, name)]
+    if len(given) > 1:
+        raise ConfigError(f"give one of --{', --'.join(given)}")
+    if args.status:
+        return _sweep_status(args.status)
+    if args.summary:
+        return _sweep_report(args.summary)
+    if args.jobs is not None and args.jobs < 1 or args.threads is not None and args.threads < 1:
+        raise ConfigError("--jobs and --threads must be >= 1")
+    if args.resume:
+        extra = [f"--{n.replace('_', '-')}" for n in ("method", "seeds", "dataset", "file", "preset", "config", "space",
+                                                     "epochs", "batch_size", "train_images", "device", "benchmark",
+                                                     "out") if getattr(args, n)]
+        extra += ["--data"] * bool(args.data) + ["--grid"] * bool(args.grid) + ["--set"] * bool(args.set)
+        if extra:
+            raise ConfigError(f"--resume continues a sweep with its saved plan: drop {' '.join(extra)} (on resume "
+                              "only --jobs, --threads and --ray may change)")
+        directory = sw.SweepDir(args.resume)
+        plan = directory.read_plan()
+        RunDir(directory.path).lock()  # one driver per sweep
+        plan.jobs = args.jobs or plan.jobs
+        plan.threads = args.threads or (max(1, (os.cpu_count() or 1) // plan.jobs) if args.jobs else plan.threads)
+        plan.ray = args.ray if args.ray is not None else plan.ray
+        atomic_write_json(directory.plan_file, plan.to_json())
+    else:
+        plan = _sweep_plan(args)
+        directory = sw.SweepDir(args.out or os.path.join("sweeps", time.strftime("%Y%m%d-%H%M%S")))
+        directory.create(plan)
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    driver = sw.Driver(directory, plan, log)
+    left = len(driver.todo())
+    where = f"Ray ({plan.ray})" if plan.ray else f"{plan.jobs} at a time"
+    log(f"sweep {directory.path}: {len(plan.runs)} runs, {left} to run, {where}, {plan.threads} thread(s) each")
+    if plan.ray:
+        gpus = 1.0 if any(str(r.config.get("device", "")).startswith("cuda") for r in plan.runs) else 0.0
+        finished = driver.run_ray(plan.ray, plan.threads, gpus)
+    else:
+        finished = driver.run_local(sw.local_slots(plan.jobs, plan.threads))
+    code = _sweep_report(str(directory.path), quiet=args.quiet)
+    if not finished:
+        print(f"drnas: interrupted; finished epochs are kept: continue with `drnas sweep --resume {directory.path}`",
+              file=sys.stderr)
+        return INTERRUPTED
+    return code
+
+
+def _sweep_plan(args: argparse.Namespace) -> Any:
+    """Every grid point's resolved config, from the flags over the sweep file (``--file``)."""
+    from . import sweep as sw
+    from .config import with_absolute_paths
+
+    spec = load_config_file(args.file) if args.file else {}
+    unknown = set(spec) - {"grid", "data", "search", "out", "jobs", "threads", "ray"}
+    if unknown:
+        raise ConfigError(f"sweep file {args.file}: unknown key(s) {', '.join(sorted(unknown))}; it takes [grid], "
+                          "[data], [search] and out, jobs, threads, ray")
+    file_grid = {k.replace("-", "_"): v if isinstance(v, list) else [v] for k, v in spec.get("grid", {}).items()}
+    if "seeds" in file_grid:
+        file_grid["seed"] = [s for v in file_grid.pop("seeds") for s in sw.parse_seeds(str(v))]
+    axes: dict[str, list[Any]] = {}
+    axes["method"] = sw.parse_list(args.method) if args.method else file_grid.pop("method", None) or ["drnas"]
+    file_grid.pop("method", None)
+    axes["seed"] = sw.parse_seeds(args.seeds) if args.seeds else [int(v) for v in file_grid.pop("seed", [0])]
+    file_grid.pop("seed", None)
+    datasets = sw.parse_list(args.dataset) if args.dataset else file_grid.pop("dataset", None)
+    file_grid.pop("dataset", None)
+    if datasets:
+        axes["dataset"] = list(datasets)
+    axes.update(file_grid)
+    for key, values in sw.parse_grid(args.grid).items():
+        axes[key] = values
+    data = _sweep_data(args.data, spec.get("data", {}), axes.get("dataset"))
+    search = dict(spec.get("search", {}))
+    base = argparse.Namespace(preset=args.preset or search.pop("preset", None), config=args.config or search.pop("config", None),
+                              space=args.space, download=args.download, epochs=args.epochs or search.pop("epochs", None),
+                              batch_size=args.batch_size, train_images=args.train_images, device=args.device,
+                              benchmark=args.benchmark, threads=None, out=None, resume=None, quiet=True)
+    for name in ("space", "download", "batch_size", "train_images", "device", "benchmark"):
+        if getattr(base, name) in (None, False) and name in search:
+            setattr(base, name, search.pop(name))
+    file_sets = [f"{k}={json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else v}" for k, v in search.items()]
+    jobs = args.jobs or spec.get("jobs") or sw.default_jobs()
+    points = sw.grid_points(axes)
+    jobs = max(1, min(int(jobs), len(points)))
+    threads = int(args.threads or spec.get("threads") or max(1, (os.cpu_count() or 1) // jobs))
+    varying = [k for k, v in axes.items() if len(v) > 1]
+    runs, names = [], set()
+    for point in points:
+        ns = argparse.Namespace(**vars(base))
+        ns.method, ns.seed = str(point["method"]), int(point["seed"])
+        ns.dataset = point.get("dataset")
+        ns.data = data.get(ns.dataset, data.get(None)) if data else None
+        direct = {k: v for k, v in point.items() if k not in ("method", "seed", "dataset", *sw.SPECIAL_AXES,
+                                                                 *sw.STAGE_FIELDS)}
+        ns.set = [*file_sets, *args.set, *(f"{k}={v}" for k, v in direct.items())]
+        try:
+            config = sw.with_axis_values(resolve_search_config(ns), point)
+        except ConfigError as err:
+            raise ConfigError(f"run {sw.run_name(point, varying)}: {err}") from None
+        config = dataclasses.replace(with_absolute_paths(config), threads=threads)
+        name = sw.run_name(point, varying)
+        if name in names:
+            raise ConfigError(f"two grid points are both named {name}: give each value once")
+        names.add(name)
+        runs.append(sw.PlannedRun(name, {k: _plain(v) for k, v in point.items()}, config.to_json()))
+    return sw.Plan(runs, varying, {k: [_plain(v) for v in vs] for k, vs in axes.items()}, jobs, threads,
+                   args.ray or spec.get("ray"), sys.argv[1:])
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def _sweep_data(flags: Sequence[str], from_file: Any, datasets: Sequence[str] | None) -> dict[Any, str]:
+    """--data PATH (every dataset) or --data DATASET=PATH per dataset, over the sweep file's [data] table."""
+    data: dict[Any, str] = dict(from_file) if isinstance(from_file, dict) else {None: str(from_file)}
+    for item in flags:
+        key, _, path = item.partition("=") if "=" in item and not os.path.exists(item) else ("", "", item)
+        data[key or None] = path
+    unknown = [k for k in data if k is not None and datasets is not None and k not in datasets]
+    if unknown:
+        raise ConfigError(f"--data names dataset(s) {', '.join(unknown)} that --dataset does not list")
+    return data
+
+
+def _sweep_status(path: str) -> int:
+    from .sweep import status
+
+    plan, rows, eta = status(path)
+    counts = {state: sum(r.state == state for r in rows) for state in ("done", "running", "failed", "interrupted",
+                                                                      "pending")}
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        detail = f"  {r.error}" if r.state == "failed" and r.error else ""
+        print(f"{r.name:<{width}}  {r.state:<11} {r.epochs_done:>4}/{r.epochs} epochs{detail}")
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    left = "" if eta is None or counts["done"] == len(rows) else f"; about {_duration(eta)} left at {plan.jobs} at a time"
+    print(f"{len(rows)} runs: {summary}{left}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _sweep_report(path: str, quiet: bool = False) -> int:
+    from .sweep_report import collect, write_report
+    from .sweep import SweepDir
+
+    written = write_report(path)
+    rows = collect(SweepDir(path))
+    if not quiet:
+        lines = (SweepDir(path).path / "summary.md").read_text().splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        print("\n".join(lines[start:end]))
+        print("wrote " + ", ".join(str(p) for p in written))
+    failed = [r for r in rows if r.state == "failed"]
+    if failed:
+        print(f"drnas: {len(failed)} of {len(rows)} runs failed (listed in summary.md): retry them with "
+              f"`drnas sweep --resume {path}`", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from .runs import RunDir
 
     run = RunDir(args.run_dir)
     run.require()
+    if args.plots is not None:
+        from .diagrams import run_pictures
+
+        for path in run_pictures(run.path, args.plots or None):
+            print(path)
+        return 0
     arch = json.loads(run.architecture.read_text()) if run.architecture.exists() else None
     if args.json:
         print(json.dumps(arch, indent=2))
@@ -399,6 +656,12 @@ def _train_config(args: argparse.Namespace):
 
     if not args.arch:
         raise ConfigError("drnas train needs --arch NAME|FILE|RUN_DIR|TEXT (or --resume RUN_DIR)")
+    from .errors import shown
+
+    budget = _budget(args)
+    if not budget.empty and not os.path.isdir(os.path.expanduser(args.arch)):
+        raise ConfigError(f"--max-params/--max-macs/--max-latency-ms pick from the distribution a search learned: "
+                          f"--arch must be a search run directory, not {shown(args.arch)} (or drop the budget)")
     arch = resolve_architecture(args.arch)
     dataset = args.dataset or ("imagenet" if args.protocol == "darts-imagenet" else "cifar10")
     config = PROTOCOLS.get(args.protocol or default_protocol(arch.space, dataset))
@@ -408,15 +671,56 @@ def _train_config(args: argparse.Namespace):
                                                     "device", "threads") if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
+    if args.tensorboard:
+        flags["tensorboard"] = True
     # a run directory or file is stored as the architecture itself, so the training run does not depend on it
-    config = apply_overrides(config, {**flags, "arch": str(arch) if arch.space == "nb201" else json.dumps(arch.to_json())})
-    return apply_overrides(config, _parse_set(args.set)).validate()
+    config = apply_overrides(config, {**flags, "arch": _arch_field(arch)})
+    config = apply_overrides(config, _parse_set(args.set)).validate()
+    return config if budget.empty else _within_budget(args, config, budget)
+
+
+def _arch_field(arch: Any) -> str:
+    """An architecture as a training config stores it (the text itself, so the run needs no other file)."""
+    return str(arch) if arch.space == "nb201" else json.dumps(arch.to_json())
+
+
+def _budget(args: argparse.Namespace):
+    from .budget import Budget
+
+    return Budget.parse(args.max_params, args.max_macs, args.max_latency_ms, args.latency_batch)
+
+
+def _within_budget(args: argparse.Namespace, config: Any, budget: Any) -> Any:
+    """``config`` training the most probable architecture of the search run ``--arch`` that fits ``budget``
+    at the network size the config trains."""
+    from .budget import derive_within_budget, evaluation_network, learned_weights
+    from .distributed import resolve_device
+
+    if budget.latency_ms is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError("--max-latency-ms measures on each process's device, which could pick different "
+                          "architectures: run `drnas derive RUN --max-latency-ms ...` first and train what it prints")
+    if config.dataset not in _DATASET_SHAPES:
+        raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(_DATASET_SHAPES)}); "
+                          f"{config.dataset} is not one: derive with `drnas derive RUN --dataset D` and train that")
+    info = _dataset_shape(config.dataset)
+    if config.dataset == "imagenet":
+        info = dataclasses.replace(info, image_size=config.image_size)
+    spec, shape = evaluation_network(config, info)
+    device = resolve_device(config.device) if budget.latency_ms is not None else None
+    found = derive_within_budget(learned_weights(args.arch), budget, spec, shape, device=device)
+    if not args.quiet and _is_main_process():
+        latency = f", {found.latency_ms:.3g} ms measured on {found.device}" if found.latency_ms is not None else ""
+        print(f"within the budget ({budget.describe()}): {found.arch}  (probability {found.probability:.4g}, "
+              f"{found.params / 1e6:.3f}M parameters, {found.macs / 1e6:.1f}M MACs{latency}; epoch {found.learned.epoch})",
+              file=sys.stderr)
+    return dataclasses.replace(config, arch=_arch_field(found.arch))
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import Trainer
 
-    flags = ["arch", "protocol", "config", "dataset", "data", "epochs", "batch_size", "train_images", "seed", "out"]
+    flags = ["arch", "protocol", "config", "dataset", "data", "epochs", "batch_size", "train_images", "seed", "out",
+             "max_params", "max_macs", "max_latency_ms", "latency_batch"]
     jobs: list[Any] = []
     result = _start_or_resume(args, Trainer, flags, lambda: _train_config(args),
                               lambda c: f"runs/train-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", jobs)
@@ -438,6 +742,15 @@ def _arch(args: argparse.Namespace) -> int:
     from .spaces import get_space
     from .train import PROTOCOLS, default_protocol, model_report, network_spec
 
+    if args.plot is not None:
+        from .diagrams import draw_architecture, picture_format
+
+        if not args.arch:
+            raise ConfigError("--plot PATH draws an architecture: give one, e.g. drnas arch DrNAS_cifar10 --plot "
+                              "cells.svg (names: drnas arch --list)")
+        picture_format(args.plot)  # a bad path is refused before the architecture is read
+        print(draw_architecture(resolve_architecture(args.arch), args.plot))
+        return 0
     if args.list or not args.arch:
         for name in architecture_names():
             entry = get_architecture(name)
@@ -465,6 +778,60 @@ def _arch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derive(args: argparse.Namespace) -> int:
+    from .budget import REPEATS, WARMUP, derive_within_budget, evaluation_network, format_size, learned_weights
+    from .distributed import resolve_device
+    from .train import PROTOCOLS, default_protocol
+
+    budget = _budget(args)
+    learned = learned_weights(args.run_dir, args.epoch)
+    dataset = args.dataset or (learned.dataset if learned.dataset in _DATASET_SHAPES else "cifar10")
+    info = _dataset_shape(dataset)
+    protocol = args.protocol or default_protocol(learned.space.name, dataset)
+    sizes: dict[str, int] = {}
+    for flag, value, fields in (("--channels", args.channels, ("channels",)),
+                                ("--cells", args.cells, ("cells", "cells_per_stage"))):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+        sizes.update({f: value for f in fields if value is not None})  # --cells: DARTS' cells, NB201's N
+    spec, shape = evaluation_network(apply_overrides(PROTOCOLS.get(protocol), sizes), info)
+    device = resolve_device(args.device) if budget.latency_ms is not None else None
+    found = derive_within_budget(learned, budget, spec, shape, beam=args.beam, device=device)
+    if args.json:
+        print(json.dumps({**found.to_json(), "dataset": dataset, "protocol": protocol}, indent=2))
+        return 0
+    estimate = found.estimate or {}
+
+    def bound(limit: float | None, estimated: float | None, exact: float) -> str:
+        notes = [f"budget {format_size(limit)}"] if limit is not None else []
+        if estimated is not None and estimated != exact:  # the per-op sum missed: both numbers are shown
+            notes.append(f"per-op estimate {format_size(estimated)}")
+        return f" ({'; '.join(notes)})" if notes else ""
+
+    rank = f"; rank {found.rank:,} of {found.architectures:,} without the budget" if found.rank else ""
+    print(f"architecture: {found.arch}")
+    print(f"probability:  {found.probability:.4g} (log {found.log_probability:.3f}){rank}")
+    print(f"parameters:   {found.params / 1e6:.3f}M without the auxiliary head"
+          + bound(budget.params, estimate.get("params"), found.params))
+    print(f"MACs:         {found.macs / 1e6:.1f}M per image" + bound(budget.macs, estimate.get("macs"), found.macs))
+    if found.latency_ms is not None:
+        print(f"latency:      {found.latency_ms:.3f} ms per pass of {budget.latency_batch} image(s), measured on this "
+              f"device ({found.device}, median of {REPEATS} after {WARMUP} warm-up passes; per-op "
+              f"estimate {estimate.get('latency_ms', 0.0):.3f} ms) (budget {budget.latency_ms:g} ms)")
+    size = f"{spec.cells} cells" if not learned.space.one_op_per_edge else f"N={spec.cells_per_stage}"
+    print(f"network:      {learned.space.name}, {spec.channels} channels, {size}, {spec.num_classes} classes, "
+          f"{shape[-1]}x{shape[-1]} input ({dataset}, protocol {protocol})")
+    how = (f"exact over {found.architectures:,} architectures" if found.search == "exact"
+           else f"beam search, width {found.beam_width}")
+    print(f"search:       {how}; {found.checked} built and counted; {found.seconds:.1f}s")
+    print(f"from:         epoch {found.learned.epoch} of {found.learned.epochs} of {found.learned.run} "
+          f"({found.learned.method}), budget: {budget.describe()}")
+    if budget.empty and found.learned.derived is not None and found.learned.derived != str(found.arch):
+        print(f"note:         the run's architecture.json holds {found.learned.derived} (method "
+              f"{found.learned.method} derives by its own rule); the above is the most probable architecture")
+    return 0
+
+
 #: input shape and classes of each dataset, for counting without loading any data
 _DATASET_SHAPES = {"cifar10": (10, 3, 32), "cifar100": (100, 3, 32), "imagenet16-120": (120, 3, 16),
                    "imagenet": (1000, 3, 224), "digits": (10, 1, 8)}
@@ -484,7 +851,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
-                "arch": _arch, "methods": _methods, "sample": _sample}
+                "arch": _arch, "derive": _derive, "methods": _methods, "sample": _sample,
+                "sweep": _sweep}
     try:
         code = handlers[args.command](args)
     except DrnasError as err:

@@ -45,8 +45,9 @@ class Stage:
 
 
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
-#: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to
-RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory")
+#: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to; and
+#: ``tensorboard``, which only adds a view of the run's metrics
+RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory", "fast_paths", "tensorboard")
 #: fields a resume may change to recover a run (e.g. after a NaN): they change what the rest of the run computes,
 #: so each change is recorded in the run's config.json ("changes": after which epoch, which values)
 RECOVERY_SETTABLE = ("lr", "lr_min", "arch_lr", "grad_clip")
@@ -105,7 +106,11 @@ class SearchConfig:
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (faster DARTS steps; see the README)
     keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
     compile: str = "auto"  # "cells": torch.compile each search cell; auto = on a CPU for long NB201 searches
+    # "plain": every speed path off (no edge fusion or folding, fast pooling, compiled cells, CUDA graphs or
+    # channels_last): the mixed op exactly as the paper writes it, the reference the fast paths are tested against
+    fast_paths: str = "default"
     hessian_every: int = 0  # every N epochs log the validation Hessian's dominant eigenvalue and trace (0: never)
+    tensorboard: bool = False  # also write the metrics (and a search's pictures) for TensorBoard to RUN/tensorboard/
     benchmark: str | None = None
     preset: str | None = None
 
@@ -150,6 +155,12 @@ class SearchConfig:
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
                               f"search cell; auto: only where that pays), got {shown(self.compile)}")
+        if self.fast_paths not in ("default", "plain"):
+            raise ConfigError(f"fast_paths must be 'default' or 'plain' (every speed path off), got {shown(self.fast_paths)}")
+        if self.fast_paths == "plain" and (self.compile == "cells" or self.cuda_graphs == "on"
+                                           or self.memory_format == "channels_last"):
+            raise ConfigError("fast_paths=plain runs the plain eager path: drop compile=cells, cuda_graphs=on and "
+                              "memory_format=channels_last")
         if self.regulariser not in ("l2", "kl"):
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {shown(self.regulariser)}")
         for stage_index, stage in enumerate(self.stages):

@@ -1,4 +1,5 @@
-"""PNG plots of a search: the Dirichlet mean of every op on every edge, epoch by epoch."""
+"""PNG plots of a search: the Dirichlet mean of every op on every edge, epoch by epoch, and as a heatmap at the
+end; the curvature trajectories; the spread of sampled architectures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,12 +18,21 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), constrained_layout=True)
 
 
-def _save(fig: Any, path: str | Path, dpi: int = 100) -> None:
+def figure_bytes(fig: Any, fmt: str = "png", dpi: int = 100) -> bytes:
+    """The figure as a PNG or SVG file's bytes; an SVG keeps its text as text (searchable, and smaller)."""
     import io
 
+    import matplotlib
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format=fmt, dpi=dpi)
+    return buffer.getvalue()
+
+
+def _save(fig: Any, path: str | Path, dpi: int = 100, fmt: str = "png") -> None:
+    """Write the figure to ``path`` atomically (a temporary file renamed over it: never half a picture)."""
+    atomic_write_bytes(Path(path), figure_bytes(fig, fmt, dpi))
 
 
 def sampled_accuracies(row: dict[str, Any], column: str) -> list[float]:
@@ -109,3 +119,43 @@ def plot_sampled_accuracy(rows: Sequence[dict[str, Any]], column: str, path: str
     ax.set_title(f"architectures sampled from the learned distribution ({rows[0]['draws'] if rows else 0} per epoch)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def distribution_label(architecture: dict[str, Any]) -> str:
+    """What the per-edge numbers of a run's ``architecture.json`` are: DrNAS methods learn a Dirichlet, whose
+    mean they are; the other methods' are their expected mixing weights."""
+    return "Dirichlet mean" if str(architecture.get("method", "drnas")).startswith("drnas") else "expected weight"
+
+
+def distribution_heatmap(architecture: dict[str, Any], fmt: str = "png", dpi: int = 100) -> bytes:
+    """A heatmap of the learned distribution of a run's ``architecture.json`` (its ``ops`` and, per edge, ``mean``
+    and ``kept``): one row per edge, one column per op, the value written in each cell; pruned ops are hatched."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    ops, edges = list(architecture["ops"]), list(architecture["edges"])
+    values = np.array([[float(v) for v in edge["mean"]] for edge in edges]).reshape(len(edges), len(ops))
+    pruned = np.array([[op not in edge["kept"] for op in ops] for edge in edges]).reshape(values.shape)
+    fig = _figure(1.0 + 0.95 * len(ops), 1.4 + 0.32 * len(edges))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_array(values, pruned), cmap="viridis", vmin=0.0, vmax=max(1e-9, values.max()),
+                      aspect="auto")
+    for (e, o), value in np.ndenumerate(values):
+        if pruned[e, o]:
+            ax.add_patch(Rectangle((o - 0.5, e - 0.5), 1, 1, facecolor="0.92", edgecolor="0.55", hatch="///", lw=0,
+                                   gid=f"pruned-{e}-{o}"))  # the SVG names each cell: edge e, op o
+        else:
+            dark = value < 0.6 * values.max()
+            ax.text(o, e, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black",
+                    gid=f"value-{e}-{o}")
+    ax.set_xticks(range(len(ops)), ops, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(edges)), [edge["edge"] for edge in edges], fontsize=8)
+    label = distribution_label(architecture)
+    ax.set_title(f"{label} per edge and op (pruned ops hatched)", fontsize=9)
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+    return figure_bytes(fig, fmt, dpi)
+
+
+def plot_distribution_heatmap(architecture: dict[str, Any], path: str | Path) -> None:
+    """:func:`distribution_heatmap` as a PNG file, written atomically."""
+    atomic_write_bytes(Path(path), distribution_heatmap(architecture))

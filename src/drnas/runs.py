@@ -8,6 +8,7 @@ Layout of ``RUN_DIR``::
     checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch), the metrics
                         records included, under a SHA-256 checksum of its payload
     dirichlet_mean.png  Dirichlet mean of every op on every edge over the epochs
+    tensorboard/        with tensorboard=true: the metrics (and a search's pictures) as TensorBoard event files
     .lock               the pid of the one process writing the run (an OS lock, released when it ends)
 
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file. The
@@ -111,6 +112,7 @@ class RunDir:
     architecture = property(lambda self: self.path / "architecture.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     plot = property(lambda self: self.path / "dirichlet_mean.png")
+    tensorboard = property(lambda self: self.path / "tensorboard")
     lock_file = property(lambda self: self.path / ".lock")
 
     def lock(self) -> None:

@@ -14,7 +14,7 @@ import torch
 from .config import SearchConfig, apply_overrides
 from .runs import RunDir, RunError
 from .spaces import get_space
-from .strategies import get_method
+from .strategies import Strategy, get_method
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,22 @@ class Draws:
     total: int
 
 
-def _config(run: RunDir) -> SearchConfig:
+def search_config(run: RunDir) -> SearchConfig:
+    """The search config a run directory saved (fields this drnas does not know are left out)."""
     saved = {k: v for k, v in run.read_config().items() if k not in ("drnas_version", "kind", "changes")}
     known = {f.name for f in dataclasses.fields(SearchConfig)}
     return apply_overrides(SearchConfig(), {k: v for k, v in saved.items() if k in known})
+
+
+def load_parameters(strategy: Strategy, params: dict[str, Any]) -> None:
+    """Put one epoch's ``architecture_parameters`` (``{eta, kept}`` of a metrics line) into a strategy rebuilt
+    from the run's config, so that it gives that epoch's distribution."""
+    with torch.no_grad():
+        strategy.eta.copy_(torch.tensor(params["eta"], dtype=strategy.eta.dtype))
+        strategy.mask.zero_()
+        for edge, kept in enumerate(params["kept"]):
+            strategy.mask[edge, kept] = True
+        strategy._refresh_mask_cache()
 
 
 def sample_run(path: Any, n: int = 100, epoch: int | None = None, seed: int = 0) -> list[Draws]:
@@ -39,7 +51,7 @@ def sample_run(path: Any, n: int = 100, epoch: int | None = None, seed: int = 0)
     run.require()
     if run.read_config().get("kind", "search") != "search":
         raise RunError(f"{run.path} is a training run: sample from a search run")
-    config = _config(run)
+    config = search_config(run)
     records = [r for r in run.read_metrics() if "architecture_parameters" in r]
     if not records:
         raise RunError(f"{run.path} keeps no architecture parameters per epoch (searched by an older drnas, or "
@@ -56,13 +68,8 @@ def sample_run(path: Any, n: int = 100, epoch: int | None = None, seed: int = 0)
     strategy = get_method(config.method)(space, config)
     out = []
     for record in chosen:
-        params = record["architecture_parameters"]
+        load_parameters(strategy, record["architecture_parameters"])
         with torch.no_grad():
-            strategy.eta.copy_(torch.tensor(params["eta"], dtype=strategy.eta.dtype))
-            strategy.mask.zero_()
-            for edge, kept in enumerate(params["kept"]):
-                strategy.mask[edge, kept] = True
-            strategy._refresh_mask_cache()
             state = torch.random.get_rng_state()
             torch.manual_seed(seed)  # the strategies draw from the global generator: set it, then put it back
             try:

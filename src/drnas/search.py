@@ -104,7 +104,10 @@ class Search(Job):
         torch.manual_seed(config.seed)
         self._load_data(config, data)
         self._refuse_fixed_path_speedups()
-        self.compile_mode, why = resolve_compile(config.compile, self.device,
+        self.plain = config.fast_paths == "plain"
+        if self.plain:
+            self.steps.enabled = False  # no CUDA graphs
+        self.compile_mode, why = resolve_compile("none" if self.plain else config.compile, self.device,
                                                  config.space in accel.COMPILE_PAYS_ON_CPU and not self.method.single_path,
                                                  len(self.weight_loader) * config.epochs)
         if why:
@@ -190,9 +193,11 @@ class Search(Job):
         """Pick the memory layout for the current K, compile the cells if asked, and (re)build the DDP wrapper
         used by weight steps; again after every stage transition (widening makes new parameters, pruning
         changes what is used)."""
-        self.memory_format = preferred_memory_format(self.config.memory_format, self.device, self.net.partial_k)
+        layout = "contiguous" if self.plain else self.config.memory_format
+        self.memory_format = preferred_memory_format(layout, self.device, self.net.partial_k)
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
-        fusion.install(self.net)  # the fast paths, again for the ops widening rebuilt
+        if not self.plain:
+            fusion.install(self.net)  # the fast paths, again for the ops widening rebuilt
         # compiled cells keep an NCHW network's layout on the CPU (see drnas.supernet.cell_compile_options)
         self.net.compile_cells(self.compile_mode, self.compile_backend, keep_layout=self.device.type == "cpu"
                                and self.memory_format == torch.contiguous_format)
@@ -565,6 +570,12 @@ class Search(Job):
         except Exception as err:  # noqa: BLE001 - a plot must never stop a search (a Ctrl-C must)
             reraise_interrupt(err)
             self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}")
+
+    def final_images(self) -> list[tuple[str, bytes]]:
+        """The heatmap of the learned distribution and the derived cells (TensorBoard, at the end)."""
+        from .diagrams import search_images
+
+        return search_images(self.architecture_json())
 
     def architecture_json(self) -> dict[str, Any]:
         """The derived architecture plus eta, beta and the Dirichlet mean of every edge."""

@@ -119,6 +119,12 @@ class TableSearch(Job):
         assert self.run_dir is not None
         atomic_write_json(self.run_dir.architecture, self.architecture_json())
 
+    def final_images(self) -> list[tuple[str, bytes]]:
+        """The heatmap of the learned policy and the best cell (TensorBoard, at the end)."""
+        from .diagrams import search_images
+
+        return search_images(self.architecture_json())
+
     def architecture_json(self) -> dict[str, Any]:
         arch = self.derive()
         mean = self.strategy.expected_weights().detach().cpu()

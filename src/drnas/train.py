@@ -73,6 +73,7 @@ class TrainConfig:
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (see the README)
     keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
+    tensorboard: bool = False  # also write the metrics for TensorBoard to RUN/tensorboard/ (drnas[tensorboard])
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":

@@ -11,9 +11,10 @@ import torch
 from .accel import MEMORY_FORMATS, StepRunner, amp_dtype, autocast, graphs_enabled
 from .distributed import (all_gather_objects, all_reduce_sum, average_buffers, barrier, check_batch_split,
                           init_distributed, launch_rank)
-from .errors import DrnasError
+from .errors import DrnasError, reraise_interrupt
 from .config import RECOVERY_SETTABLE, apply_overrides
 from .runs import RunDir, RunError
+from .tensorboard_log import MetricsBoard, require_tensorboard
 from .version import __version__
 from .host_memory import keep_freed_memory
 
@@ -76,7 +77,8 @@ def progress_bar(enabled: bool, total: int, desc: str):
 
 
 #: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
-ADDED_SINCE_FIRST_RUNS = frozenset({"method", "tau_max", "tau_min", "candidates", "queries", "hessian_every"})
+ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "tau_max", "tau_min", "candidates", "queries", "hessian_every",
+                                    "tensorboard"})
 
 
 def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:
@@ -118,6 +120,8 @@ class Job:
 
     def _init_job(self, config: Any, out: Any, progress: bool, log: Callable[[str], None] | None,
                   resuming: bool) -> None:
+        if getattr(config, "tensorboard", False):
+            require_tensorboard()  # before any data loads or directory is made
         self.dist, self.device = init_distributed(config.device)
         check_batch_split(config.batch_size, self.dist)
         self.progress = progress and self.dist.is_main
@@ -239,18 +243,51 @@ class Job:
     def run(self, max_epochs: int | None = None) -> Any:
         """Run (or continue) to the last epoch; ``max_epochs`` stops after that many more epochs."""
         stop = self.total_epochs if max_epochs is None else min(self.total_epochs, self.epoch + max_epochs)
-        while self.epoch < stop:
-            record = self._run_epoch()
-            self.epoch += 1
-            self.metrics.append(record)
-            if self.run_dir is not None:
-                # collective: gathers every rank's RNG state; the metrics records travel with it (see runs.py)
-                state = {**self.state_dict(), "metrics": list(self.metrics)}
-                if self.dist.is_main:
-                    self.run_dir.save_checkpoint(state)
-                    self.run_dir.append_metrics(record)
-                    self._write_outputs()
+        board = self._open_board()
+        try:
+            while self.epoch < stop:
+                record = self._run_epoch()
+                self.epoch += 1
+                self.metrics.append(record)
+                if self.run_dir is not None:
+                    # collective: gathers every rank's RNG state; the metrics records travel with it (see runs.py)
+                    state = {**self.state_dict(), "metrics": list(self.metrics)}
+                    if self.dist.is_main:
+                        self.run_dir.save_checkpoint(state)
+                        self.run_dir.append_metrics(record)
+                        self._write_outputs()
+                        if board is not None:
+                            board.add_record(record)
+            if board is not None and self.epoch >= self.total_epochs:
+                self._add_final_images(board)
+        finally:
+            if board is not None:
+                board.close()
         return self.result()
+
+    def _open_board(self) -> MetricsBoard | None:
+        """With ``tensorboard=true``, on the process that writes the run: its event files, rewritten from the
+        records so far (see :mod:`drnas.tensorboard_log`)."""
+        if not getattr(self.config, "tensorboard", False) or self.run_dir is None or not self.dist.is_main:
+            return None
+        try:
+            return MetricsBoard(self.run_dir.tensorboard, self.metrics)
+        except OSError as err:
+            raise RunError(f"could not write {self.run_dir.tensorboard} ({type(err).__name__}: {err.strerror}): fix "
+                           "the permissions or free disk space, or resume with --set tensorboard=false") from None
+
+    def _add_final_images(self, board: MetricsBoard) -> None:
+        """The job's :meth:`final_images` at its last epoch; a picture that fails is a warning, never a failed run."""
+        try:
+            for tag, png in self.final_images():
+                board.add_png(tag, png, self.epoch)
+        except Exception as err:  # noqa: BLE001 - a picture must never stop a run (a Ctrl-C must)
+            reraise_interrupt(err)
+            self.log(f"warning: could not draw the TensorBoard pictures: {err}")
+
+    def final_images(self) -> list[tuple[str, bytes]]:
+        """(tag, PNG bytes) shown in TensorBoard at the end of the run; a search shows its architecture."""
+        return []
 
     def _fail_non_finite(self, step: int) -> None:
         raise non_finite_error(self.epoch + 1, step, self.epoch, self.run_dir.path if self.run_dir else None,

@@ -7,7 +7,7 @@ to parse an architecture from text or JSON. The search loop only talks to this i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 
@@ -28,6 +28,40 @@ class Architecture(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
     def __str__(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class CellNode:
+    """A node of a cell picture: ``name`` is unique in its cell and shown; ``role`` is input, node or output."""
+
+    name: str
+    role: str = "node"
+
+
+@dataclass(frozen=True)
+class CellEdge:
+    """An edge of a cell picture, from node ``source`` to node ``target``, labelled with its ``op`` ("" for a
+    plain connection, like a DARTS cell's concatenation); ``zero`` marks an op that passes nothing (``none``)."""
+
+    source: str
+    target: str
+    op: str = ""
+    zero: bool = False
+
+
+@dataclass(frozen=True)
+class CellGraph:
+    """One cell of an architecture as a labelled graph: what a diagram draws, so that drawing code never needs
+    to know a space. ``name`` is a short key (``cell``, ``normal``, ``reduce``), ``title`` the caption."""
+
+    name: str
+    title: str
+    nodes: tuple[CellNode, ...]
+    edges: tuple[CellEdge, ...]
+
+    def ops(self) -> list[str]:
+        """The op labels of the cell's edges, in edge order."""
+        return [edge.op for edge in self.edges if edge.op]
 
 
 @dataclass(frozen=True)
@@ -88,6 +122,15 @@ class SearchSpace(Protocol):
     def from_json(self, data: dict[str, Any]) -> Architecture: ...
 
     def edge_names(self) -> Sequence[str]: ...
+
+    def network_edges(self, network: torch.nn.Module) -> Iterator[tuple[int, torch.nn.Module]]:
+        """Every op of an evaluation network's cells with the edge (row of the weights) it implements: what
+        :mod:`drnas.budget` costs an (edge, op) choice by."""
+        ...
+
+    def graph(self, arch: Any) -> Sequence[CellGraph]:
+        """The cells of ``arch`` as labelled graphs, in the order a picture shows them."""
+        ...
 
 
 SpaceFactory = Callable[..., SearchSpace]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
-from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
+from .base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -430,6 +430,17 @@ class DartsNetwork(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ the space
+def _cell_graph(name: str, title: str, pairs: Sequence[Pair], concat: Sequence[int]) -> CellGraph:
+    """A genotype cell as a graph; node ids as in the genotype: 0 and 1 the inputs, 2.. the intermediate nodes
+    (shown as 0..n-1, DARTS' own picture)."""
+    names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(len(pairs) // 2)]
+    nodes = tuple([CellNode(names[0], "input"), CellNode(names[1], "input")]
+                  + [CellNode(n, "node") for n in names[2:]] + [CellNode("c_{k}", "output")])
+    edges = [CellEdge(names[j], names[k // 2 + 2], op, is_zero_op(op)) for k, (op, j) in enumerate(pairs)]
+    edges += [CellEdge(names[c], "c_{k}") for c in concat]
+    return CellGraph(name, title, nodes, tuple(edges))
+
+
 class DartsSpace:
     """The registered ``darts`` space; ``ops`` may restrict the candidates (the authors' code drops none)."""
 
@@ -471,6 +482,20 @@ class DartsSpace:
 
     def edge_names(self) -> Sequence[str]:
         return [f"{cell} {i + 2}<-{j}" for cell in ("normal", "reduce") for i, j in EDGES]
+
+    def graph(self, arch: DartsGenotype) -> list[CellGraph]:
+        """The normal and the reduction cell: inputs c_{k-2} and c_{k-1}, intermediate nodes 0..n-1 with their
+        two chosen inputs, and the output c_{k}, the concatenation of the ``concat`` nodes."""
+        return [_cell_graph("normal", "normal cell", arch.normal, arch.normal_concat),
+                _cell_graph("reduce", "reduction cell", arch.reduce, arch.reduce_concat)]
+
+    def network_edges(self, network: nn.Module) -> Iterator[tuple[int, nn.Module]]:
+        """The two ops of every node of every cell of a :class:`DartsNetwork`, each with the edge (its input
+        node to its node) it implements: rows 0..13 in normal cells, 14..27 in reduction cells."""
+        for cell in network.cells:
+            offset = EDGES_PER_CELL if cell.reduction else 0
+            for k, (op, source) in enumerate(zip(cell.ops, cell.inputs)):
+                yield offset + EDGES.index((k // 2, source)), op
 
     def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A uniformly drawn pair of cells as 0/1 weights ``[edges, ops]``: every node of each cell takes two

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from ..errors import shown
-from .base import ArchitectureError, NetworkSpec, SupernetSpec, register_space
+from .base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
 from .ops import ReLUConvBN, build_op, is_zero_op
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -221,6 +221,20 @@ class NB201Space:
 
     def edge_names(self) -> Sequence[str]:
         return [f"{i}<-{j}" for i, j in EDGES]
+
+    def graph(self, arch: NB201Arch) -> list[CellGraph]:
+        """The one cell: node 0 is its input, node 3 its output, every edge j -> i labelled with its op (``none``
+        marked as passing nothing)."""
+        roles = {0: "input", NUM_NODES - 1: "output"}
+        nodes = tuple(CellNode(str(n), roles.get(n, "node")) for n in range(NUM_NODES))
+        edges = tuple(CellEdge(str(j), str(i), op, is_zero_op(op)) for (i, j), op in zip(EDGES, arch.ops))
+        return [CellGraph("cell", "NB201 cell", nodes, edges)]
+
+    def network_edges(self, network: nn.Module) -> Iterator[tuple[int, nn.Module]]:
+        """The op of every edge of every cell of an :class:`NB201Network` (a ``none`` edge's op never runs)."""
+        for layer in network.layers:
+            if isinstance(layer, NB201InferCell):
+                yield from enumerate(layer.edges)
 
     def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A uniformly drawn cell as 0/1 weights ``[edges, ops]``: one ``allowed`` op per edge."""
