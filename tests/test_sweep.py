@@ -138,6 +138,34 @@ def test_a_failed_run_does_not_stop_the_sweep_and_is_retried_on_resume(tmp_path,
     assert outcomes["dataset=npz"]["attempts"] == 2 and outcomes["dataset=digits"]["attempts"] == 1
 
 
+def test_a_toml_sweep_file_under_the_command_line_flags(tmp_path, capsys):
+    spec = tmp_path / "grid.toml"
+    out = tmp_path / "from-file"
+    spec.write_text(f"""
+out = "{out}"
+jobs = 2
+threads = 1
+[grid]
+seeds = "0-1"
+dataset = ["digits"]
+[search]
+epochs = 3
+train_images = 200
+channels = 4
+cells_per_stage = 1
+""")
+    assert main(["sweep", "--file", str(spec), "--epochs", "1", "--quiet"]) == 0  # the flag wins over the file
+    plan = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in plan["runs"]] == ["seed=0", "seed=1"] and plan["jobs"] == 2
+    config = plan["runs"][1]["config"]
+    assert config["seed"] == 1 and config["channels"] == 4 and config["train_images"] == 200
+    assert sum(s["epochs"] for s in config["stages"]) == 1
+    assert {r["state"] for r in _rows(out / "runs.csv")} == {"done"}
+    spec.write_text("colour = 1\n")
+    assert main(["sweep", "--file", str(spec)]) == 2
+    assert "unknown key(s) colour" in capsys.readouterr().err
+
+
 def test_grid_over_stage_fields_and_epochs():
     config = SearchConfig(stages=[Stage(epochs=10, partial_k=4, arch_warmup=2), Stage(epochs=10, partial_k=2)])
     changed = sw.with_axis_values(config, {"partial_k": "2", "epochs": 6, "ops_kept": 3})

@@ -350,8 +350,8 @@ def _sweep(args: argparse.Namespace) -> int:
         plan.ray = args.ray if args.ray is not None else plan.ray
         atomic_write_json(directory.plan_file, plan.to_json())
     else:
-        plan = _sweep_plan(args)
-        directory = sw.SweepDir(args.out or os.path.join("sweeps", time.strftime("%Y%m%d-%H%M%S")))
+        plan, out = _sweep_plan(args)
+        directory = sw.SweepDir(out or os.path.join("sweeps", time.strftime("%Y%m%d-%H%M%S")))
         directory.create(plan)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     driver = sw.Driver(directory, plan, log)
@@ -371,8 +371,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return code
 
 
-def _sweep_plan(args: argparse.Namespace) -> Any:
-    """Every grid point's resolved config, from the flags over the sweep file (``--file``)."""
+def _sweep_plan(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """Every grid point's resolved config, from the flags over the sweep file (``--file``); and the directory."""
     from . import sweep as sw
     from .config import with_absolute_paths
 
@@ -398,13 +398,11 @@ def _sweep_plan(args: argparse.Namespace) -> Any:
         axes[key] = values
     data = _sweep_data(args.data, spec.get("data", {}), axes.get("dataset"))
     search = dict(spec.get("search", {}))
-    base = argparse.Namespace(preset=args.preset or search.pop("preset", None), config=args.config or search.pop("config", None),
-                              space=args.space, download=args.download, epochs=args.epochs or search.pop("epochs", None),
-                              batch_size=args.batch_size, train_images=args.train_images, device=args.device,
-                              benchmark=args.benchmark, threads=None, out=None, resume=None, quiet=True)
-    for name in ("space", "download", "batch_size", "train_images", "device", "benchmark"):
-        if getattr(base, name) in (None, False) and name in search:
-            setattr(base, name, search.pop(name))
+    flags = ("preset", "config", "space", "download", "epochs", "batch_size", "train_images", "device", "benchmark")
+    from_file = {name: search.pop(name) for name in flags if name in search}  # flags given on the command line win
+    base = argparse.Namespace(**{name: getattr(args, name) if getattr(args, name) not in (None, False)
+                                 else from_file.get(name, getattr(args, name)) for name in flags},
+                              threads=None, out=None, resume=None, quiet=True)
     file_sets = [f"{k}={json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else v}" for k, v in search.items()]
     jobs = args.jobs or spec.get("jobs") or sw.default_jobs()
     points = sw.grid_points(axes)
@@ -431,7 +429,7 @@ def _sweep_plan(args: argparse.Namespace) -> Any:
         names.add(name)
         runs.append(sw.PlannedRun(name, {k: _plain(v) for k, v in point.items()}, config.to_json()))
     return sw.Plan(runs, varying, {k: [_plain(v) for v in vs] for k, vs in axes.items()}, jobs, threads,
-                   args.ray or spec.get("ray"), sys.argv[1:])
+                   args.ray or spec.get("ray"), sys.argv[1:]), args.out or spec.get("out")
 
 
 def _plain(value: Any) -> Any:
