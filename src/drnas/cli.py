@@ -452,8 +452,8 @@ def _sweep_status(path: str) -> int:
     from .sweep import status
 
     plan, rows, eta = status(path)
-    counts = {state: sum(r.state == state for r in rows) for state in ("done", "running", "failed", "interrupted",
-                                                                      "pending")}
+    counts = {state: sum(r.state == state for r in rows) for state in ("done", "running", "queued", "failed",
+                                                                      "interrupted", "pending")}
     width = max(len(r.name) for r in rows)
     for r in rows:
         detail = f"  {r.error}" if r.state == "failed" and r.error else ""

@@ -188,7 +188,7 @@ def default_jobs(cores: int | None = None) -> int:
 
 @dataclass
 class Outcome:
-    state: str = "pending"  # pending | running | done | failed | interrupted
+    state: str = "pending"  # pending | queued (a Ray task not known to have started) | running | done | failed | interrupted
     code: int | None = None
     error: str | None = None
     attempts: int = 0
@@ -369,7 +369,7 @@ class Driver:
                 if outcome.state != "done":
                     outcome.state, outcome.error = "done", None
                 continue
-            if outcome.state in ("done", "running"):  # a run directory edited away, or a driver killed mid-run
+            if outcome.state in ("done", "running", "queued"):  # a run directory edited away, or a driver killed
                 outcome.state = "interrupted"
             out.append(run)
         return out
@@ -378,10 +378,10 @@ class Driver:
         resume = RunDir(self.sweep.run_dir(run.name)).config.is_file()
         return child_command(self.sweep.run_dir(run.name), self.sweep.config_file(run.name), resume, threads, device)
 
-    def _started(self, run: PlannedRun) -> None:
+    def _started(self, run: PlannedRun, state: str = "running") -> None:
         with self._lock:
             outcome = self.outcomes[run.name]
-            outcome.state, outcome.started, outcome.attempts = "running", time.time(), outcome.attempts + 1
+            outcome.state, outcome.started, outcome.attempts = state, time.time(), outcome.attempts + 1
             self.sweep.write_outcomes(self.outcomes)
 
     def _finished(self, run: PlannedRun, result: Mapping[str, Any], interrupted: bool) -> None:
@@ -460,7 +460,7 @@ class Driver:
         task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(run_child)
         pending = {}
         for run in todo:
-            self._started(run)
+            self._started(run, "queued")
             ref = task.remote(self._command(run, threads, None), str(self.sweep.log_file(run.name)), threads)
             pending[ref] = run
         try:
@@ -516,7 +516,7 @@ def status(path: str | os.PathLike) -> tuple[Plan, list[RunStatus], float | None
         state = outcome.state
         if done >= run.epochs:
             state = "done"
-        elif state == "running" and not alive:
+        elif state in ("running", "queued") and not alive:
             state = "interrupted"
         if state != "done":
             left += run.epochs - done
