@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .config import SearchConfig, Stage, apply_overrides, set_total_epochs
 from .errors import ConfigError, DrnasError, shown
-from .runs import RunDir, RunError, atomic_write_json
+from .runs import RunDir, atomic_write_json
 
 #: fields of every stage that a grid may set for all stages at once (Table 1 sweeps ``partial_k``)
 STAGE_FIELDS = ("partial_k", "ops_kept", "arch_warmup")
