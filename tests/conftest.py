@@ -13,9 +13,13 @@ NB201_CSV = SHARED / "nb201" / "nb201.csv"
 CIFAR_NPZ = SHARED / "cifar10" / "cifar10.npz"
 
 
+#: threads per test; set DRNAS_TEST_THREADS=1 (with OMP_NUM_THREADS=1) while other jobs hold the cores
+TEST_THREADS = int(os.environ.get("DRNAS_TEST_THREADS") or 2)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)
 
 
 @pytest.fixture(autouse=True)
