@@ -1,6 +1,7 @@
 """Retraining: protocols, the loop with exact resume, export, reports, and search -> retrain end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -148,3 +149,124 @@ def test_imagenet_folders_for_search_and_retraining(tmp_path, imagenet_tree):
     assert 0.0 <= result.top1 <= 100.0 and result.top5 == pytest.approx(100.0)  # 3 classes: top-5 is everything
     with pytest.raises(ConfigError, match="auxiliary head"):
         Trainer(apply_overrides(config, {"auxiliary_weight": 0.4}), **QUIET)
+
+
+# ------------------------------------------------------------------ fields the space or dataset does not use
+NB201_ARCH, DARTS_ARCH = "DrNAS_nb201", "DARTS_V2"
+UNUSED_FIELDS = {  # arch, dataset, given fields -> the one error line
+    "cells_per_stage on DARTS": (DARTS_ARCH, "digits", {"cells_per_stage": "1"},
+                                 "cells_per_stage is an NB201 field; a DARTS network's depth is --set cells=N"),
+    "cells on NB201": (NB201_ARCH, "digits", {"cells": "3"},
+                       "cells is a DARTS field; an NB201 network's depth is --set cells_per_stage=N"),
+    "auxiliary head on NB201": (NB201_ARCH, "digits", {"auxiliary_weight": "0.4"},
+                                "auxiliary_weight is a DARTS field; an NB201 network has no auxiliary head"),
+    "drop-path on NB201": (NB201_ARCH, "digits", {"drop_path": "0.2"},
+                           "drop_path is a DARTS field; an NB201 network's cells have no drop-path"),
+    "image_size on arrays": (NB201_ARCH, "digits", {"image_size": "64"},
+                             "image_size applies to ImageNet folders (--dataset imagenet); --dataset digits"),
+    "workers on arrays": (NB201_ARCH, "digits", {"workers": "2"},
+                          "workers applies to ImageNet folders (--dataset imagenet)"),
+    "cutout on folders": (DARTS_ARCH, "imagenet", {"cutout": "16"}, "cutout applies to in-memory datasets"),
+    "download on folders": (DARTS_ARCH, "imagenet", {"download": "true"}, "--download fetches CIFAR"),
+}
+
+
+def _tiny_sizes(arch: str) -> list[str]:
+    return ["--set", "channels=4"] + (["--set", "cells_per_stage=1"] if arch == NB201_ARCH else ["--set", "cells=3"])
+
+
+@pytest.mark.parametrize("case", UNUSED_FIELDS, ids=list(UNUSED_FIELDS))
+def test_a_field_the_network_or_dataset_does_not_use_is_a_one_line_cli_error(case, tmp_path, capsys):
+    from drnas.cli import main
+
+    arch, dataset, given, message = UNUSED_FIELDS[case]
+    # 10 epochs: the ImageNet protocol warms up for 5 (nothing trains: the error comes first)
+    argv = ["train", "--arch", arch, "--dataset", dataset, "--epochs", "10", "--out", str(tmp_path / "run"), "--quiet"]
+    argv += ["--data", str(tmp_path / "no-folder")] if dataset == "imagenet" else []
+    for name, value in given.items():
+        argv += ["--download"] if name == "download" else ["--set", f"{name}={value}"]
+    assert main(argv + _tiny_sizes(arch)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"drnas: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case", UNUSED_FIELDS, ids=list(UNUSED_FIELDS))
+def test_a_field_the_network_or_dataset_does_not_use_is_a_config_error_in_python(case):
+    from drnas.config import ConfigError
+
+    arch, dataset, given, message = UNUSED_FIELDS[case]
+    sizes = {"channels": 4, **({"cells_per_stage": 1} if arch == NB201_ARCH else {"cells": 3})}
+    config = apply_overrides(PROTOCOLS.get(default_protocol("nb201" if arch == NB201_ARCH else "darts", dataset)),
+                             {"arch": arch, "dataset": dataset, "epochs": 10, "device": "cpu", **sizes, **given})
+    with pytest.raises(ConfigError) as caught:
+        Trainer(config, **QUIET)  # fails before any data loads
+    assert str(caught.value).startswith(message)
+
+
+def test_a_protocols_own_values_and_harmless_zeros_are_no_error():
+    from helpers import digits
+
+    data = digits(64)
+    # darts-cifar sets auxiliary_weight 0.4 and drop_path 0.3, which an NB201 cell does not use: the protocol's
+    # own values are not the user's, so they pass (as before)
+    nb201_by_darts = apply_overrides(PROTOCOLS.get("darts-cifar"), {"arch": NB201_ARCH, "dataset": "digits",
+                                                                    "channels": 4, "cells_per_stage": 1, "epochs": 1,
+                                                                    "device": "cpu"})
+    assert Trainer(nb201_by_darts, data=data, **QUIET).report["params"] > 0
+    # setting a DARTS-only weight to 0 on an NB201 cell asks for nothing it lacks
+    zeros = apply_overrides(PROTOCOLS.get("nb201"), {"arch": NB201_ARCH, "dataset": "digits", "channels": 4,
+                                                     "cells_per_stage": 1, "epochs": 1, "auxiliary_weight": 0,
+                                                     "drop_path": 0, "device": "cpu"})
+    Trainer(zeros, data=data, **QUIET)
+    # a resumed run continues with its saved config, even one saved before the check existed
+    resumed = dataclasses.replace(zeros, cells=7)
+    with pytest.raises(Exception, match="cells is a DARTS field"):
+        Trainer(resumed, data=data, **QUIET)
+    Trainer(resumed, data=data, _resuming=True, **QUIET)
+
+
+# ------------------------------------------------------------------ --test-images and the evaluation bar
+def test_test_images_limits_the_evaluation_and_is_recorded(tmp_path, capsys):
+    from drnas.cli import main
+
+    def train(out, test_images: str) -> int:
+        # digits has no test split: 40 of the 400 images are held out, of which the first N are evaluated
+        return main(["train", "--arch", NB201_ARCH, "--dataset", "digits", "--epochs", "1", "--train-images", "400",
+                     "--test-images", test_images, "--out", str(out), "--quiet"] + _tiny_sizes(NB201_ARCH))
+
+    assert train(tmp_path / "run", "30") == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["test_images"] == 30
+    trainer = Trainer.resume(tmp_path / "run", **QUIET)
+    assert len(trainer.test_loader.x) == 30 and trainer.config.test_images == 30
+    capsys.readouterr()
+    assert train(tmp_path / "bad", "0") == 2
+    err = capsys.readouterr().err
+    assert err == "drnas: error: test_images must be >= 1 (or unset for all images), got 0\n"
+
+
+def test_evaluation_shows_a_progress_bar_unless_quiet(capsys):
+    from helpers import digits
+
+    config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": NB201_ARCH, "dataset": "digits", "channels": 4,
+                                                      "cells_per_stage": 1, "epochs": 1, "batch_size": 16,
+                                                      "device": "cpu"})
+    data = digits(200)  # no test split: 20 held out, evaluated in batches of 256
+    capsys.readouterr()
+    shown = Trainer(config, data=data, progress=True, log=lambda m: None)
+    record = shown.evaluate()
+    err = capsys.readouterr().err
+    assert "test:" in err and "/1 [" in err and f"top1={record['top1']:.1f}" in err, err  # tqdm, like an epoch's bar
+    quiet = Trainer(config, data=data, **QUIET)
+    assert quiet.evaluate() == record and capsys.readouterr().err == ""
+
+
+def test_test_images_of_folders_spread_over_the_classes(imagenet_tree):
+    config = apply_overrides(PROTOCOLS.get("darts-imagenet"), {"arch": "DrNAS_imagenet", "data": str(imagenet_tree),
+                                                               "epochs": 1, "batch_size": 6, "channels": 4, "cells": 3,
+                                                               "image_size": 64, "workers": 0, "warmup_epochs": 0,
+                                                               "auxiliary_weight": 0.0, "device": "cpu",
+                                                               "train_images": 9, "test_images": 5})
+    trainer = Trainer(config, **QUIET)
+    assert len(trainer.train_loader.index) == 9 and sorted(set(trainer.train_loader.index.labels)) == [0, 1, 2]
+    assert len(trainer.test_loader.index) == 5 and sorted(set(trainer.test_loader.index.labels)) == [0, 1, 2]

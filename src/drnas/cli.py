@@ -128,7 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int, dest="batch_size")
-    train.add_argument("--train-images", type=int, dest="train_images", help="use only the first N training images")
+    train.add_argument("--train-images", type=int, dest="train_images", help="use only the first N training images "
+                       "(ImageNet folders: N spread over the classes)")
+    train.add_argument("--test-images", type=int, dest="test_images",
+                       help="evaluate on only the first N test images (quicker, noisier; ImageNet folders: N spread "
+                            "over the classes)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int)
@@ -137,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default runs/train-ARCH-DATASET-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the training run in RUN_DIR")
     train.add_argument("--export", action="append", default=[], metavar="PATH",
-                       help="after training, write the network to PATH: .onnx for ONNX, else TorchScript (repeatable)")
+                       help="after training, write the network without its auxiliary head to PATH, for inference "
+                            "at any batch size: .pt2 for torch.export (load with torch.export.load(PATH).module()), "
+                            ".pt for TorchScript, .onnx for ONNX (needs drnas[export]) (repeatable)")
     train.add_argument("--quiet", action="store_true")
     _add_budget_options(train, " (with --arch RUN_DIR of a search: train its most probable architecture that fits)")
     train.add_argument("--tensorboard", action="store_true",
@@ -665,8 +671,9 @@ def _train_config(args: argparse.Namespace):
     config = PROTOCOLS.get(args.protocol or default_protocol(arch.space, dataset))
     if args.config:
         config = apply_overrides(config, load_config_file(args.config))
-    flags = {name: getattr(args, name) for name in ("dataset", "data", "epochs", "batch_size", "train_images", "seed",
-                                                    "device", "threads") if getattr(args, name) is not None}
+    flags = {name: getattr(args, name) for name in ("dataset", "data", "epochs", "batch_size", "train_images",
+                                                    "test_images", "seed", "device", "threads")
+             if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
     if args.tensorboard:
@@ -715,10 +722,12 @@ def _within_budget(args: argparse.Namespace, config: Any, budget: Any) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import Trainer
+    from .train import Trainer, export_format
 
-    flags = ["arch", "protocol", "config", "dataset", "data", "epochs", "batch_size", "train_images", "seed", "out",
-             "max_params", "max_macs", "max_latency_ms", "latency_batch"]
+    for path in args.export:  # a path of unknown format fails now, not after the training
+        export_format(path)
+    flags = ["arch", "protocol", "config", "dataset", "data", "epochs", "batch_size", "train_images", "test_images",
+             "seed", "out", "max_params", "max_macs", "max_latency_ms", "latency_batch"]
     jobs: list[Any] = []
     result = _start_or_resume(args, Trainer, flags, lambda: _train_config(args),
                               lambda c: f"runs/train-{c.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", jobs)

@@ -4,10 +4,17 @@ A :class:`TrainConfig` names the architecture (a registered name, a file, a sear
 itself), the dataset and a *protocol* (a preset of training settings). :class:`Trainer` builds the space's
 evaluation network and trains it with checkpoints every epoch and a bit-exact ``resume``, reporting top-1/top-5,
 parameter counts (with and without the auxiliary head) and multiply-accumulates, and exports the trained
-network to TorchScript or ONNX.
+network for inference (:func:`export_model`): ``torch.export`` (``.pt2``, dynamic batch size), TorchScript
+(``.pt``) or ONNX (``.onnx``), always without the auxiliary head, which only serves training.
+
+A field the chosen space or dataset does not use (``cells_per_stage`` for a DARTS network, ``cells``,
+``auxiliary_weight`` or ``drop_path`` for an NB201 one, ``image_size``/``workers`` for in-memory arrays,
+``cutout``/``download`` for ImageNet folders) is an error when it differs from what the protocol sets
+(:func:`check_fields_apply`), so a run never silently trains something else than it was told.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 import warnings
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +37,7 @@ from .spaces import NetworkSpec, get_space
 from .fastpaths import PLAIN, using as fast_paths
 from .fusion import install as install_fast_paths
 from .distributed import convert_sync_batchnorm, wrap_ddp
-from .training import Job, accuracy_counts, lr_at, preferred_memory_format
+from .training import Job, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -64,6 +72,7 @@ class TrainConfig:
     image_size: int = 224
     workers: int = 4
     train_images: int | None = None
+    test_images: int | None = None  # evaluate on the first N test images only (quicker, noisier)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -85,6 +94,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "channels", "cells", "cells_per_stage"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {shown(getattr(self, name))}")
+        for name in ("train_images", "test_images"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (or unset for all images), got {shown(getattr(self, name))}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"drop_path must be in [0, 1), got {shown(self.drop_path)}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -128,14 +140,69 @@ def default_protocol(space: str, dataset: str) -> str:
     return get_space(space).default_protocol(dataset)
 
 
-def network_spec(config: TrainConfig, info: DatasetInfo) -> NetworkSpec:
+#: the config fields only one space's evaluation network uses (NB201 cells have no drop-path, and NB201 has no
+#: auxiliary head), and how each space sets its depth
+_SPACE_FIELDS = {"darts": ("cells", "auxiliary_weight", "drop_path"), "nb201": ("cells_per_stage",)}
+_SPACE_LABELS = {"darts": "a DARTS", "nb201": "an NB201"}
+_DEPTH = {"darts": "--set cells=N (cells in all)", "nb201": "--set cells_per_stage=N (cells per stage)"}
+#: fields that only matter when set above zero (0 / false is what the network or data does anyway)
+_OFF_IS_HARMLESS = ("auxiliary_weight", "drop_path", "cutout", "download")
+
+
+def uses_folders(config: TrainConfig, data: ImageArrays | None = None) -> bool:
+    """Whether the run streams ImageNet-style folders from disk (else it trains on arrays in memory)."""
+    return data is None and config.dataset == "imagenet"
+
+
+def check_fields_apply(config: TrainConfig, space: str, folders: bool) -> None:
+    """Raise :class:`ConfigError` for a field the ``space``'s network or the dataset kind does not use, when it
+    was given: when it differs from the value of the protocol the config came from (``config.preset``; the
+    dataclass default without one). A protocol's own values never count, so every protocol runs on every space."""
+    reference = PROTOCOLS.get(config.preset) if config.preset in PROTOCOLS.names() else TrainConfig()
+
+    def given(name: str) -> bool:
+        value = getattr(config, name)
+        return value != getattr(reference, name) and not (name in _OFF_IS_HARMLESS and not value)
+
+    if space in _SPACE_FIELDS:
+        for owner, fields in _SPACE_FIELDS.items():
+            for name in fields if owner != space else ():
+                if not given(name):
+                    continue
+                owner_is = f"{name} is {_SPACE_LABELS[owner]} field"
+                if name in ("cells", "cells_per_stage"):
+                    fix = f"{_SPACE_LABELS[space]} network's depth is {_DEPTH[space]}"
+                elif name == "auxiliary_weight":
+                    fix = f"{_SPACE_LABELS[space]} network has no auxiliary head: leave auxiliary_weight unset (or 0)"
+                else:
+                    fix = f"{_SPACE_LABELS[space]} network's cells have no drop-path: leave drop_path unset (or 0)"
+                raise ConfigError(f"{owner_is}; {fix}")
+    where = f"--dataset {config.dataset}"
+    if folders:
+        if given("cutout"):
+            raise ConfigError("cutout applies to in-memory datasets (CIFAR, ImageNet16-120, digits, npz); ImageNet "
+                              "folders train with random-resized crops and flips: leave cutout unset (or 0)")
+        if given("download"):
+            raise ConfigError("--download fetches CIFAR; ImageNet folders are read from --data ROOT: drop --download")
+    else:
+        if given("image_size"):
+            raise ConfigError(f"image_size applies to ImageNet folders (--dataset imagenet); {where} keeps its "
+                              "images' own size: leave image_size unset")
+        if given("workers"):
+            raise ConfigError(f"workers applies to ImageNet folders (--dataset imagenet), which decode JPEGs in "
+                              f"worker processes; {where} is held in memory: leave workers unset")
+
+
+def network_spec(config: TrainConfig, info: DatasetInfo, space: str | None = None) -> NetworkSpec:
+    """The evaluation network's size; with ``space``, an auxiliary head only where that space has one."""
+    auxiliary = config.auxiliary_weight > 0 and (space is None or "auxiliary_weight" in _SPACE_FIELDS.get(space, ()))
     aux_size = info.image_size // (32 if info.image_size > 64 else 4)  # resolution after the second reduction
-    if config.auxiliary_weight > 0 and aux_size < 5:
+    if auxiliary and aux_size < 5:
         raise ConfigError(f"the auxiliary head needs at least 5x5 features at 2/3 depth, but {info.image_size}px "
                           f"images give {aux_size}x{aux_size}: use --set auxiliary_weight=0")
     return NetworkSpec(channels=config.channels, cells=config.cells, cells_per_stage=config.cells_per_stage,
                        in_channels=info.channels, num_classes=info.num_classes,
-                       auxiliary=config.auxiliary_weight > 0, imagenet_stem=info.image_size > 64)
+                       auxiliary=auxiliary, imagenet_stem=info.image_size > 64)
 
 
 def model_report(model: torch.nn.Module, info: DatasetInfo) -> dict[str, Any]:
@@ -165,10 +232,12 @@ class Trainer(Job):
         self.config = config.validate()
         self.arch = resolve_architecture(config.arch)
         self.space = get_space(self.arch.space)
+        if not _resuming:  # a saved run continues as it started
+            check_fields_apply(config, self.space.name, uses_folders(config, data))
         self._init_job(config, out, progress, log, _resuming)
         torch.manual_seed(config.seed)
         self._load_data(config, data)
-        self.model = self.space.build_network(self.arch, network_spec(config, self.info)).to(self.device)
+        self.model = self.space.build_network(self.arch, network_spec(config, self.info, self.space.name)).to(self.device)
         self.report = model_report(self.model, self.info)
         install_fast_paths(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -196,6 +265,8 @@ class Trainer(Job):
             cut = len(x) - max(1, int(len(x) * HOLDOUT_FRACTION))
             x, y, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
             self.log(f"{self.info.name} has no test split: holding out the last {len(x_test)} training images")
+        if cfg.test_images is not None:
+            x_test, y_test = x_test[:cfg.test_images], y_test[:cfg.test_images]
         shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
         self.train_loader = DeviceLoader(x, y, self.info, batch_size=cfg.batch_size, device=self.device, augment=True,
                                          cutout=cfg.cutout, seed=cfg.seed, **shard)
@@ -206,8 +277,8 @@ class Trainer(Job):
         cfg = self.config
         if not cfg.data:
             raise ConfigError("dataset imagenet needs --data ROOT holding train/ and val/ class folders")
-        train = ImageFolderIndex.scan(cfg.data, "train")
-        val = ImageFolderIndex.scan(cfg.data, "val")
+        train = _spread(ImageFolderIndex.scan(cfg.data, "train"), cfg.train_images)
+        val = _spread(ImageFolderIndex.scan(cfg.data, "val"), cfg.test_images)
         if train.classes != val.classes:
             raise ConfigError(f"{cfg.data}: train/ and val/ hold different class folders")
         self.info = DatasetInfo("imagenet", len(train.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
@@ -240,15 +311,25 @@ class Trainer(Job):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Loss, top-1 and top-5 accuracy (%) on the test split, in eval mode."""
+        """Loss, top-1 and top-5 accuracy (%) on the test split (``test_images``: its first N), in eval mode,
+        with a progress bar like the training epoch's (this rank's running top-1 every 10 batches)."""
         self.model.eval()
         sums = torch.zeros(4, device=self.device)  # loss, top-1 hits, top-5 hits, count (summed over ranks)
-        for x, y in self.test_loader.epoch(0):
+        steps = len(self.test_loader)
+        bar = progress_bar(self.progress, steps, "test")
+        for index, (x, y) in enumerate(self.test_loader.epoch(0), start=1):
             with self.autocast():
                 logits = self.model(x.contiguous(memory_format=self.memory_format)).float()
             top1, top5 = accuracy_counts(logits, y, (1, 5))
             sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])
             sums[3] += len(y)
+            if bar is not None:
+                if index % 10 == 0 or index == steps:  # a host synchronisation: only while a bar is shown
+                    loss, hits, _, seen = sums.tolist()
+                    bar.set_postfix(loss=f"{loss / seen:.3f}", top1=f"{100 * hits / seen:.1f}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         self.model.train()
         loss, top1, top5, count = self._reduced(sums)
         loss, top1, top5 = loss / count, top1 / count, top5 / count
@@ -312,38 +393,84 @@ class Trainer(Job):
 
     # ------------------------------------------------------------------------------------------ export
     def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Write the trained network for deployment: ``torchscript`` (.pt) or ``onnx`` (.onnx), inference only."""
+        """Write the trained network for inference, without its auxiliary head: ``torch.export`` (.pt2),
+        ``torchscript`` (.pt) or ``onnx`` (.onnx); see :func:`export_model`."""
         return export_model(self.model, self.info, path, fmt)
 
 
+#: export formats by file suffix (``export_model``'s ``fmt`` names them when the suffix is another)
+EXPORT_SUFFIXES = {".pt2": "torch.export", ".pt": "torchscript", ".onnx": "onnx"}
+EXPORT_FORMATS = ("torch.export", "torchscript", "onnx")
+
+
+def export_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format ``export_model`` writes ``path`` in: ``fmt`` if given, else by suffix; one-line errors."""
+    if fmt is not None:
+        if fmt not in EXPORT_FORMATS:
+            raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {shown(fmt)}")
+        return fmt
+    suffix = Path(path).suffix
+    if suffix not in EXPORT_SUFFIXES:
+        raise ConfigError(f"cannot tell the export format of {shown(str(path))}: end the path in .pt2 (torch.export), "
+                          ".pt (TorchScript) or .onnx (ONNX)")
+    return EXPORT_SUFFIXES[suffix]
+
+
+def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of ``model`` without its auxiliary head (every submodule named ``*auxiliary*``, which
+    only adds a training loss), in the standard memory layout; the trained model is left as it is."""
+    net = copy.deepcopy(model).eval()
+    for parent in list(net.modules()):
+        for name, _ in list(parent.named_children()):
+            if "auxiliary" in name:
+                setattr(parent, name, None)
+    return net.to(memory_format=torch.contiguous_format)
+
+
 def export_model(model: torch.nn.Module, info: DatasetInfo, path: str | Path, fmt: str | None = None) -> Path:
+    """Write ``model`` for inference (logits of normalised images; any batch size): ``torch.export`` saves an
+    ExportedProgram (``torch.export.load(path).module()``), ``torchscript`` a traced module (``torch.jit.load``),
+    ``onnx`` an ONNX graph (needs ``drnas[export]``). The auxiliary head is left out (:func:`inference_copy`)."""
     path = Path(path)
-    fmt = fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")
-    if fmt not in ("torchscript", "onnx"):
-        raise ConfigError(f"export format must be torchscript or onnx, got {shown(fmt)}")
-    parameter = next(model.parameters())
-    example = torch.zeros(1, info.channels, info.image_size, info.image_size, device=parameter.device)
-    was_training = model.training
-    model.eval()
+    fmt = export_format(path, fmt)
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ExportError("ONNX export needs the onnx package: pip install 'drnas[export]'") from None
+    net = inference_copy(model)
+    device = next(net.parameters()).device
+    shape = (info.channels, info.image_size, info.image_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with warnings.catch_warnings(), fast_paths(PLAIN):  # plain ops: a graph of standard nodes
             warnings.simplefilter("ignore")  # torch.jit and the TorchScript-based ONNX exporter warn about deprecation
-            if fmt == "torchscript":
-                torch.jit.trace(model, example).save(str(tmp))
+            if fmt == "torch.export":
+                # batch 2, not 1: torch.export specialises dimensions of size 0 and 1 to constants
+                batch = torch.export.Dim("batch", min=1)
+                program = torch.export.export(net, (torch.zeros(2, *shape, device=device),),
+                                              dynamic_shapes=({0: batch},))
+                with open(tmp, "wb") as file:
+                    torch.export.save(program, file)
+            elif fmt == "torchscript":
+                torch.jit.trace(net, torch.zeros(1, *shape, device=device)).save(str(tmp))
             else:
-                try:
-                    import onnx  # noqa: F401
-                except ImportError:
-                    raise ExportError("ONNX export needs the onnx package: pip install 'drnas[export]'") from None
-                torch.onnx.export(model, (example,), str(tmp), dynamo=False, input_names=["images"],
-                                  output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+                torch.onnx.export(net, (torch.zeros(1, *shape, device=device),), str(tmp), dynamo=False,
+                                  input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-        model.train(was_training)
     return path
+
+
+def _spread(index: ImageFolderIndex, n: int | None) -> ImageFolderIndex:
+    """``n`` images spread evenly over a folder index (which is sorted by class, so its first N would be a
+    few classes only); the whole index when ``n`` is None or not smaller."""
+    if n is None or n >= len(index):
+        return index
+    return index.subset(np.linspace(0, len(index) - 1, n).round().astype(np.int64))
 
 
 class ExportError(DrnasError, RuntimeError):

@@ -78,7 +78,7 @@ def progress_bar(enabled: bool, total: int, desc: str):
 
 #: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
 ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "tau_max", "tau_min", "candidates", "queries", "hessian_every",
-                                    "tensorboard"})
+                                    "tensorboard", "test_images"})
 
 
 def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:
