@@ -306,7 +306,7 @@ def run_pictures(run_dir: str | Path, out_dir: str | Path | None = None, backend
     with_means = [r for r in metrics if r.get("dirichlet_mean")]
     if with_means and _has_distribution(architecture):
         plot_dirichlet_means(with_means, [e["edge"] for e in architecture["edges"]], architecture["ops"],
-                             out / "dirichlet_mean.png")
+                             out / "dirichlet_mean.png", run.read_config(), run.path.resolve().name)
         written.append(out / "dirichlet_mean.png")
     if any(r.get("hessian") for r in metrics):
         plot_hessian_trajectories([(str(run.read_config().get("method", "drnas")), metrics)], out / "hessian.png")

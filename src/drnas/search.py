@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import time
 from pathlib import Path
@@ -368,12 +369,12 @@ class Search(Job):
         failed = all_reduce_sum(torch.tensor([float(off > accepted)], device=self.device), self.dist)
         if float(failed) == 0:
             self.log(f"compiled cells checked: their {step} pass is {off:.2g} from the eager cells' (relative; "
-                     f"accepted: {accepted:g})")
+                     f"accepted: {accepted:g})", logging.DEBUG)
             compiled_state.restore(self.net)
             return compiled
         self.log(f"warning: compiled cells' {step} pass was {off:.3g} away from the eager cells' (relative; "
                  f"accepted: {accepted:g}) under torch {torch.__version__}: going on with eager cells, as with "
-                 f"--set compile=none")
+                 f"--set compile=none", logging.WARNING)
         self.compile_mode = "none"
         self.net.compile_cells("none")
         self.unchecked_compiled_steps.clear()
@@ -521,13 +522,15 @@ class Search(Job):
                 record["nb201"] = self.table.accuracies(arch)  # type: ignore[arg-type]
             except BenchmarkError:
                 record["nb201"] = None
-        summary = (f"epoch {record['epoch']}/{self.config.epochs} stage {self.stage_index} lr {lr:.4g} "
-                   f"train {record['train_loss']:.3f}/{record['train_acc']:.1f}% valid {valid_loss:.3f}/"
-                   f"{valid_acc:.1f}% {seconds:.1f}s  {arch}")
-        if record.get("nb201"):
-            summary += "  nb201 " + " ".join(f"{k}={v:.2f}" for k, v in record["nb201"].items())
-        self.log(summary)
         return record
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        line = (f"epoch {record['epoch']}/{self.config.epochs} stage {record['stage']} lr {record['lr']:.4g} "
+                f"train {record['train_loss']:.3f}/{record['train_acc']:.1f}% valid {record['valid_loss']:.3f}/"
+                f"{record['valid_acc']:.1f}% {record['seconds']:.1f}s  {record['arch']}")
+        if record.get("nb201"):
+            line += "  nb201 " + " ".join(f"{k}={v:.2f}" for k, v in record["nb201"].items())
+        return line
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -566,10 +569,11 @@ class Search(Job):
         try:
             from .plots import plot_dirichlet_means
 
-            plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot)
+            plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot,
+                                 self.config.to_json(), self.run_dir.path.resolve().name)
         except Exception as err:  # noqa: BLE001 - a plot must never stop a search (a Ctrl-C must)
             reraise_interrupt(err)
-            self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}")
+            self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}", logging.WARNING)
 
     def final_images(self) -> list[tuple[str, bytes]]:
         """The heatmap of the learned distribution and the derived cells (TensorBoard, at the end)."""
