@@ -60,7 +60,8 @@ def test_search_with_benchmark_logs_nb201_accuracies(tmp_path, capsys, nb201_csv
     out = tmp_path / "run"
     assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "200", "--benchmark",
                  str(nb201_csv), "--out", str(out), "--quiet"]) == 0
-    assert "nb201: cifar10_valid_acc=" in capsys.readouterr().out
+    nb201 = [line for line in capsys.readouterr().out.splitlines() if line.startswith("nb201:")]
+    assert len(nb201) == 1 and "cifar10_valid_acc=" in nb201[0], nb201
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert set(record["nb201"]) >= {"cifar10_valid_acc", "cifar10_test_acc", "cifar100_test_acc"}
 
@@ -166,7 +167,7 @@ def test_train_command_on_digits_with_resume_and_export(tmp_path, capsys):
     line = _err_lines(capsys)[0]
     assert "drop --set compile=..." in line
     assert line.endswith("(on resume --set may change only cuda_graphs, cudnn_benchmark, keep_freed_memory, "
-                         "tensorboard, lr, lr_min, grad_clip)")
+                         "tensorboard, wandb, lr, lr_min, grad_clip)")
 
 
 def test_train_from_a_search_run_directory(tmp_path, capsys):

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from drnas.runs import RunDir
+from drnas.training import MEASURED_FIELDS
 
 TRIALS = int(os.environ.get("DRNAS_KILL_TRIALS", "2"))
 COMMANDS = {
@@ -35,7 +36,7 @@ def _drnas(*args: str) -> subprocess.Popen:
 
 def _state(run: Path) -> tuple[list[dict], dict]:
     """What the run computed: metrics without the timings, and the checkpoint's tensors (no RNG bookkeeping)."""
-    metrics = [{k: v for k, v in m.items() if k != "seconds"} for m in RunDir(run).read_metrics()]
+    metrics = [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in RunDir(run).read_metrics()]
     state = RunDir(run).load_checkpoint()
     tensors = {}
     for key, value in state.items():

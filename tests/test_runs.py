@@ -14,6 +14,7 @@ import torch
 
 from drnas.runs import RunDir, RunError
 from drnas.search import Search
+from drnas.training import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -197,7 +198,7 @@ class _Kill(BaseException):
 
 
 def _strip(metrics):
-    return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+    return [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in metrics]
 
 
 @pytest.mark.parametrize("point", ["inside torch.save", "after the checkpoint rename", "inside the metrics append",

@@ -9,6 +9,7 @@ import torch
 
 from drnas.runs import RunDir, RunError
 from drnas.search import NonFiniteLossError, Search
+from drnas.training import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 
@@ -66,7 +67,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     a = RunDir(tmp_path / "full").load_checkpoint()
     b = RunDir(tmp_path / "parts").load_checkpoint()
     assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in ms]  # noqa: E731
     assert strip(full.metrics) == strip(parts.metrics)
     assert len((tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()) == 4
 

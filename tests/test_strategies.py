@@ -23,6 +23,7 @@ from drnas.spaces.nb201 import NB201_OPS, NB201Arch
 from drnas.strategies import METHODS, get_method, method_names, with_method
 from drnas.strategies.base import gumbel_noise, one_hot_mixing
 from drnas.strategies.unrolled import unrolled_hypergradient
+from drnas.training import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 SPACES = ("nb201", "darts")
@@ -71,7 +72,7 @@ def _config(method: str, space: str, table=None, **changes):
 
 
 def _strip(metrics):
-    return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+    return [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in metrics]
 
 
 # ------------------------------------------------------------------------------------------ every method x space

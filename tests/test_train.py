@@ -14,7 +14,7 @@ from drnas.flops import count_macs, count_parameters
 from drnas.search import Search
 from drnas.spaces import NB201Arch, NetworkSpec, get_space
 from drnas.train import PROTOCOLS, Trainer, TrainConfig, default_protocol
-from drnas.training import lr_at
+from drnas.training import MEASURED_FIELDS, lr_at
 from conftest import CIFAR_NPZ
 from helpers import pattern_images
 
@@ -56,7 +56,7 @@ def test_training_learns_resumes_exactly_and_exports(tmp_path):
     Trainer(tiny_train_config(), tmp_path / "parts", data=data, **QUIET).run(max_epochs=1)
     trainer = Trainer.resume(tmp_path / "parts", data=data, **QUIET)
     parts = trainer.run()
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in ms]  # noqa: E731
     assert strip(full.metrics) == strip(parts.metrics)
     a = RunDir(tmp_path / "full").load_checkpoint()["model"]
     b = RunDir(tmp_path / "parts").load_checkpoint()["model"]

@@ -10,6 +10,11 @@ Typical use::
     result = search.run()
     print(result.architecture)                              # an NB201 architecture string
     drnas.NB201Table.load("nb201.csv").accuracies(result.architecture)
+
+Runs report through :mod:`logging` (loggers under ``drnas``: a line per epoch with the run's ETA, notes, warnings)
+and print nothing but a progress bar on stderr (``progress=False`` hides it). To see the lines, configure logging,
+e.g. ``logging.basicConfig(level=logging.INFO, format="%(message)s")``, or pass ``log=print`` to ``Search`` or
+``Trainer``. ``drnas.report.run_summary(RUN_DIR)`` gives the summary that ``drnas show`` prints.
 """
 from .version import __version__
 

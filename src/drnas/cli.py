@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -39,6 +40,8 @@ _FIELD_FLAGS = {"space": str, "dataset": str, "data": str, "seed": int, "device"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drnas", description="DrNAS: Dirichlet neural architecture search.")
     parser.add_argument("--version", action="version", version=f"drnas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print debugging details (device settings, "
+                                                                    "memory, compile checks) on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
     search = commands.add_parser("search", help="run (or resume) an architecture search (DrNAS by default)",
@@ -53,10 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     search.add_argument("--out", help="run directory (default runs/PRESET-DATASET-TIME)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings only)")
     search.add_argument("--tensorboard", action="store_true",
                         help="also write the metrics (and at the end of a search its pictures) for TensorBoard into "
                              "RUN/tensorboard/; needs pip install 'drnas[tensorboard]'")
+    search.add_argument("--wandb", action="store_true",
+                        help="also send the metrics (and at the end its pictures) to a Weights & Biases run "
+                             "(WANDB_MODE=offline: local files only); needs pip install 'drnas[wandb]'")
 
     sweep = commands.add_parser(
         "sweep", help="run a grid of searches (methods x seeds x datasets x config fields) in parallel",
@@ -144,11 +150,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="after training, write the network without its auxiliary head to PATH, for inference "
                             "at any batch size: .pt2 for torch.export (load with torch.export.load(PATH).module()), "
                             ".pt for TorchScript, .onnx for ONNX (needs drnas[export]) (repeatable)")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings only)")
     _add_budget_options(train, " (with --arch RUN_DIR of a search: train its most probable architecture that fits)")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write the metrics for TensorBoard into RUN/tensorboard/; needs "
                             "pip install 'drnas[tensorboard]'")
+    train.add_argument("--wandb", action="store_true",
+                       help="also send the metrics to a Weights & Biases run (WANDB_MODE=offline: local files only); "
+                            "needs pip install 'drnas[wandb]'")
 
     arch = commands.add_parser("arch", help="print an architecture with its network's parameters and MACs")
     arch.add_argument("arch", nargs="?", help="a name, a file, a run directory, a Genotype(...) text or an NB201 string")
@@ -181,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     derive.add_argument("--json", action="store_true")
 
     commands.add_parser("presets", help="list the named search presets and training protocols")
+    for command in commands.choices.values():  # -v also after the command; SUPPRESS keeps a -v given before it
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="also print debugging details on stderr")
     return parser
 
 
@@ -238,6 +250,8 @@ def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
         flags["download"] = True
     if getattr(args, "tensorboard", False):
         flags["tensorboard"] = True
+    if getattr(args, "wandb", False):
+        flags["wandb"] = True
     if "space" in flags and args.preset and flags["space"] != config.space:
         raise ConfigError(f"--space {flags['space']} contradicts preset {args.preset} (space {config.space})")
     config = apply_overrides(config, flags)
@@ -250,7 +264,6 @@ def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
 def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Sequence[str], make_config: Any,
                      default_out: Any, jobs: list[Any] | None = None) -> Any:
     """Build (or resume) a search or training job and run it; None when interrupted by Ctrl-C."""
-    log = (lambda msg: None) if args.quiet else None
     if args.resume:
         given = [f"--{n.replace('_', '-')}" for n in config_flags
                  if n not in ("device", "threads") and getattr(args, n, None) is not None]
@@ -263,14 +276,15 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
             raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)} "
                               f"(on resume --set {may})")
         overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
-        if getattr(args, "tensorboard", False):
-            overrides["tensorboard"] = True  # for this process on: only a view of the metrics
+        for view in ("tensorboard", "wandb"):
+            if getattr(args, view, False):
+                overrides[view] = True  # for this process on: only a view of the metrics
         overrides.update(settings)
-        job = job_class.resume(args.resume, progress=not args.quiet, log=log, **overrides)
+        job = job_class.resume(args.resume, progress=not args.quiet, **overrides)
     else:
         config = make_config()
         out = args.out or default_out(config)
-        job = job_class(config, out, progress=not args.quiet, log=log)
+        job = job_class(config, out, progress=not args.quiet)
         if not args.quiet and _is_main_process():
             print(f"run directory: {out}", file=sys.stderr)
     if jobs is not None:
@@ -320,11 +334,18 @@ def _run_search(args: argparse.Namespace) -> int:
         return INTERRUPTED
     if not _is_main_process():
         return 0
-    last = result.metrics[-1] if result.metrics else {}
-    if last.get("nb201"):
-        print("nb201: " + " ".join(f"{k}={v:.2f}" for k, v in last["nb201"].items()))
-    print(f"architecture: {result.architecture}")
+    if result.run_dir is not None:
+        _print_summary(result.run_dir)
+    else:
+        print(f"architecture: {result.architecture}")
     return 0
+
+
+def _print_summary(run_dir: Any) -> None:
+    """The end-of-run block (:func:`drnas.report.run_summary`), on stdout."""
+    from .report import run_summary
+
+    print("\n".join(run_summary(run_dir)))
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -515,24 +536,16 @@ def _show(args: argparse.Namespace) -> int:
     metrics = run.read_metrics()
     if config.get("kind") == "train":
         return _show_training(run, config, metrics, arch)
-    total = sum(s["epochs"] for s in config["stages"])
-    print(f"run:      {run.path}")
-    print(f"preset:   {config.get('preset')}  method: {config.get('method', 'drnas')}  space: {config['space']}  "
-          f"dataset: {config['dataset']}  seed: {config['seed']}")
-    print("stages:   " + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
-                                    f"warm-up={s['arch_warmup']}" for s in config["stages"]))
-    print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
-    if metrics:
+    print(f"{'search:':<14}preset {config.get('preset')}, method {config.get('method', 'drnas')}, space "
+          f"{config['space']}, dataset {config['dataset']}, seed {config['seed']}")
+    print(f"{'stages:':<14}" + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
+                                          f"warm-up={s['arch_warmup']}" for s in config["stages"]))
+    if metrics and "train_loss" in metrics[-1]:
         m = metrics[-1]
-        if "train_loss" in m:
-            print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
-                  f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
-        else:  # a benchmark-query search
-            print(f"last:     {m['queries']} queries, best table validation accuracy {m['best_valid_acc']:.2f}")
-        if m.get("nb201"):
-            print("nb201:    " + "  ".join(f"{k}={v:.2f}" for k, v in m["nb201"].items()))
+        print(f"{'last epoch:':<14}train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
+              f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
+    _print_summary(run.path)
     if arch:
-        print(f"arch:     {arch['architecture'].get('arch', arch['architecture'])}")
         ops = arch["ops"]
         width = max(len(o) for o in ops)
         print(("Dirichlet mean" if config.get("method", "drnas").startswith("drnas") else "expected weight")
@@ -543,7 +556,7 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  {edge['edge']:<6} " + " ".join(cells))
     if metrics and metrics[-1].get("entropy"):
         entropy = metrics[-1]["entropy"]
-        print(f"entropy:  {sum(entropy) / len(entropy):.3f} nats per edge on average (of the mixing weights' mean; "
+        print(f"{'entropy:':<14}{sum(entropy) / len(entropy):.3f} nats per edge on average (of the mixing weights' mean; "
               f"min {min(entropy):.3f}, max {max(entropy):.3f})")
     if args.top:
         from .sampling import sample_run
@@ -556,23 +569,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _show_training(run: Any, config: dict[str, Any], metrics: list[dict[str, Any]], arch: Any) -> int:
-    total = config["epochs"]
-    print(f"run:      {run.path}  (training)")
-    print(f"protocol: {config.get('preset')}  dataset: {config['dataset']}  seed: {config['seed']}  "
-          f"batch: {config['batch_size']}  lr: {config['lr']} ({config['schedule']})")
-    if arch:
-        text = arch["architecture"].get("arch") or arch["architecture"]
-        print(f"arch:     {text}")
-    print(f"progress: {len(metrics)}/{total} epochs" + (" (finished)" if len(metrics) >= total else ""))
+    print(f"{'training:':<14}protocol {config.get('preset')}, dataset {config['dataset']}, seed {config['seed']}, "
+          f"batch {config['batch_size']}, lr {config['lr']} ({config['schedule']})")
     if metrics:
         m = metrics[-1]
-        print(f"last:     train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  test top1 {m['top1']:.2f}%  "
-              f"top5 {m['top5']:.2f}%  lr {m['lr']:.4g}")
-    result = run.path / "result.json"
-    if result.exists():
-        r = json.loads(result.read_text())
-        print(f"network:  {r['params_without_aux'] / 1e6:.3f}M parameters without the auxiliary head "
-              f"({r['params'] / 1e6:.3f}M with), {r['macs'] / 1e6:.1f}M MACs")
+        print(f"{'last epoch:':<14}train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  test loss "
+              f"{m['test_loss']:.3f}  lr {m['lr']:.4g}")
+    _print_summary(run.path)
     return 0
 
 
@@ -678,6 +681,8 @@ def _train_config(args: argparse.Namespace):
         flags["download"] = True
     if args.tensorboard:
         flags["tensorboard"] = True
+    if args.wandb:
+        flags["wandb"] = True
     # a run directory or file is stored as the architecture itself, so the training run does not depend on it
     config = apply_overrides(config, {**flags, "arch": _arch_field(arch)})
     config = apply_overrides(config, _parse_set(args.set)).validate()
@@ -737,9 +742,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     for path in args.export:
         print(f"exported: {jobs[0].export(path)}")
-    r = result.report
-    print(f"top1: {result.top1:.2f}  top5: {result.top5:.2f}  params: {r['params_without_aux'] / 1e6:.3f}M "
-          f"(with auxiliary head {r['params'] / 1e6:.3f}M)  MACs: {r['macs'] / 1e6:.1f}M")
+    _print_summary(result.run_dir)
     return 0
 
 
@@ -857,11 +860,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import exit_worker, shutdown
 
     args = _parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if quiet else logging.INFO
     handlers = {"search": _run_search, "show": _show, "nb201": _nb201_query, "presets": _presets, "train": _train,
                 "arch": _arch, "derive": _derive, "methods": _methods, "sample": _sample,
                 "sweep": _sweep}
     try:
-        code = handlers[args.command](args)
+        with _logging_to_stderr(level):
+            code = handlers[args.command](args)
     except DrnasError as err:
         _report(err)
         code = 2
@@ -875,6 +881,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if had_group:
         exit_worker(code)  # a torchrun worker: see exit_worker for why it skips interpreter teardown
     return code
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a message comes (a test's capture, a redirected stream)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: int) -> Iterator[None]:
+    """The library's log messages (logger ``drnas``) as plain lines on stderr at ``level`` and above, for one
+    command: INFO by default, WARNING with --quiet, DEBUG with -v. Restored afterwards, so that a program calling
+    :func:`main` keeps its own logging."""
+    logger = logging.getLogger("drnas")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # the lines are the command's output, not also the root logger's
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _is_main_process() -> bool:

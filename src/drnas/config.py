@@ -46,8 +46,9 @@ class Stage:
 
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
 #: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to; and
-#: ``tensorboard``, which only adds a view of the run's metrics
-RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory", "fast_paths", "tensorboard")
+#: ``tensorboard`` and ``wandb``, which only add a view of the run's metrics
+RESUME_SETTABLE = ("compile", "cuda_graphs", "cudnn_benchmark", "keep_freed_memory", "fast_paths", "tensorboard",
+                   "wandb")
 #: fields a resume may change to recover a run (e.g. after a NaN): they change what the rest of the run computes,
 #: so each change is recorded in the run's config.json ("changes": after which epoch, which values)
 RECOVERY_SETTABLE = ("lr", "lr_min", "arch_lr", "grad_clip")
@@ -111,6 +112,7 @@ class SearchConfig:
     fast_paths: str = "default"
     hessian_every: int = 0  # every N epochs log the validation Hessian's dominant eigenvalue and trace (0: never)
     tensorboard: bool = False  # also write the metrics (and a search's pictures) for TensorBoard to RUN/tensorboard/
+    wandb: bool = False  # also send the metrics (and at the end the pictures) to Weights & Biases (drnas[wandb])
     benchmark: str | None = None
     preset: str | None = None
 

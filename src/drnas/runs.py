@@ -4,11 +4,13 @@ Layout of ``RUN_DIR``::
 
     config.json         resolved SearchConfig (all a resume needs)
     metrics.jsonl       one JSON object per finished epoch
+    metrics.csv         the same records as flat columns (lists left out), rewritten from them every epoch
     architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
     checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch), the metrics
                         records included, under a SHA-256 checksum of its payload
     dirichlet_mean.png  Dirichlet mean of every op on every edge over the epochs
     tensorboard/        with tensorboard=true: the metrics (and a search's pictures) as TensorBoard event files
+    wandb.json          with wandb=true: the Weights & Biases run id (a resume continues that W&B run)
     .lock               the pid of the one process writing the run (an OS lock, released when it ends)
 
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file. The
@@ -109,6 +111,7 @@ class RunDir:
 
     config = property(lambda self: self.path / "config.json")
     metrics = property(lambda self: self.path / "metrics.jsonl")
+    metrics_csv = property(lambda self: self.path / "metrics.csv")
     architecture = property(lambda self: self.path / "architecture.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     plot = property(lambda self: self.path / "dirichlet_mean.png")

@@ -89,9 +89,13 @@ class TableSearch(Job):
             "simulated_seconds": round(self.simulated_seconds, 3) if self.simulated_seconds else None,
             "seconds": round(time.perf_counter() - started, 3),
         }
-        self.log(f"epoch {record['epoch']}/{self.config.epochs} queries {self.queried} best {self.column} "
-                 f"{record['best_valid_acc']:.2f}  {arch}" if self.best else f"epoch {record['epoch']}: no query yet")
         return record
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        if record["best_valid_acc"] is None:
+            return f"epoch {record['epoch']}/{self.config.epochs}: no query yet"
+        return (f"epoch {record['epoch']}/{self.config.epochs} queries {record['queries']} best {self.column} "
+                f"{record['best_valid_acc']:.2f}  {record['arch']}")
 
     def derive(self) -> Any:
         if self.best is None:

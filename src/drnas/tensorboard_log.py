@@ -1,4 +1,5 @@
-"""A TensorBoard view of a run (``tensorboard=true``, ``--tensorboard``): its metrics as scalars, in ``RUN/tensorboard/``.
+"""A TensorBoard view of a run (``tensorboard=true``, ``--tensorboard``): its metrics as scalars, in ``RUN/tensorboard/``;
+one of the run's metrics writers (:mod:`drnas.writers`).
 
 ``metrics.jsonl`` stays the record of the run; the event files are derived from it. A writer starts by rewriting
 them from the records the job holds (on a resume, those of its checkpoint), so an event file never holds an
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError
+from .writers import MetricsWriter
 
 INSTALL_HINT = "pip install 'drnas[tensorboard]'"
 
@@ -41,7 +43,7 @@ def scalars(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-class MetricsBoard:
+class MetricsBoard(MetricsWriter):
     """The event files of one run directory, rewritten from ``records`` when opened."""
 
     def __init__(self, directory: str | Path, records: Sequence[Mapping[str, Any]]) -> None:
@@ -56,6 +58,15 @@ class MetricsBoard:
         for record in records:
             self.add_record(record, flush=False)
         self.writer.flush()
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.add_record(record, flush=False)
+        self.writer.flush()
+
+    def write_images(self, images: Sequence[tuple[str, bytes]], step: int) -> None:
+        for tag, png in images:
+            self.add_png(tag, png, step)
 
     def add_record(self, record: Mapping[str, Any], flush: bool = True) -> None:
         """The scalars of one metrics record at its epoch."""

@@ -83,6 +83,7 @@ class TrainConfig:
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (see the README)
     keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
     tensorboard: bool = False  # also write the metrics for TensorBoard to RUN/tensorboard/ (drnas[tensorboard])
+    wandb: bool = False  # also send the metrics to a Weights & Biases run (drnas[wandb]; WANDB_MODE honoured)
     preset: str | None = None  # the protocol this config came from
 
     def validate(self) -> "TrainConfig":
@@ -358,10 +359,12 @@ class Trainer(Job):
                                                             f"epoch {epoch + 1}/{cfg.epochs}", 3, 2, step, self.model)
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss / seen, "train_acc": 100 * train_correct / seen,
                   **self.evaluate(), "seconds": round(time.perf_counter() - started, 3)}
-        self.log(f"epoch {record['epoch']}/{cfg.epochs} lr {lr:.4g} train {record['train_loss']:.3f}/"
-                 f"{record['train_acc']:.1f}% test top1 {record['top1']:.2f}% top5 {record['top5']:.2f}% "
-                 f"{record['seconds']:.1f}s")
         return record
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        return (f"epoch {record['epoch']}/{self.config.epochs} lr {record['lr']:.4g} train {record['train_loss']:.3f}/"
+                f"{record['train_acc']:.1f}% test top1 {record['top1']:.2f}% top5 {record['top5']:.2f}% "
+                f"{record['seconds']:.1f}s")
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

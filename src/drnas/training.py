@@ -1,9 +1,16 @@
-"""Pieces shared by the search loop and retraining: devices, schedules, RNG state, progress, NaN checks."""
+"""Pieces shared by the search loop and retraining: devices, schedules, RNG state, progress, NaN checks.
+
+Jobs report through the ``logging`` module (logger ``drnas.training``): one INFO line per epoch with the run's
+ETA, notes and warnings; DEBUG lines with the device settings and memory. The command line shows INFO and above
+on stderr; a program using the library sees nothing unless it configures logging (or passes ``log=``).
+"""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import sys
+import time
 from typing import Any, Callable, Iterable
 
 import torch
@@ -15,8 +22,16 @@ from .errors import DrnasError, reraise_interrupt
 from .config import RECOVERY_SETTABLE, apply_overrides
 from .runs import RunDir, RunError
 from .tensorboard_log import MetricsBoard, require_tensorboard
+from .writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
 from .version import __version__
 from .host_memory import keep_freed_memory
+
+try:
+    import resource
+except ImportError:  # not a POSIX system: no peak memory in the records
+    resource = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(DrnasError, RuntimeError):
@@ -78,7 +93,33 @@ def progress_bar(enabled: bool, total: int, desc: str):
 
 #: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
 ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "tau_max", "tau_min", "candidates", "queries", "hessian_every",
-                                    "tensorboard", "test_images"})
+                                    "tensorboard", "test_images", "wandb"})
+
+#: fields of a metrics record that measure the machine rather than the run's computation: they differ between a
+#: run and its resumed or repeated self (compare records without them)
+MEASURED_FIELDS = frozenset({"seconds", "elapsed_seconds", "peak_memory_mb", "cuda_peak_memory_mb"})
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """This process's peak memory so far in MiB: resident host memory (``getrusage``), and on a GPU the most
+    memory torch's allocator held (``torch.cuda.max_memory_allocated``)."""
+    out: dict[str, float] = {}
+    if resource is not None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        out["peak_memory_mb"] = round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)
+    if device.type == "cuda":
+        out["cuda_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: a duration as people read it in a progress line."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: float, kind: str) -> NonFiniteLossError:
@@ -103,8 +144,17 @@ def accuracy_counts(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int,
     return [hits[:, : min(t, k)].any(1).sum() for t in topk]
 
 
-def _print_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def job_log(custom: Callable[[str], None] | None, enabled: bool = True) -> Callable[..., None]:
+    """``log(message, level=logging.INFO)`` of a job: to ``custom`` (which then gets every message, whatever its
+    level) or else to the ``drnas.training`` logger; nothing where ``enabled`` is false (ranks other than 0)."""
+    def log(message: str, level: int = logging.INFO) -> None:
+        if not enabled:
+            return
+        if custom is not None:
+            custom(message)
+        else:
+            logger.log(level, message)
+    return log
 
 
 class Job:
@@ -122,10 +172,13 @@ class Job:
                   resuming: bool) -> None:
         if getattr(config, "tensorboard", False):
             require_tensorboard()  # before any data loads or directory is made
+        if getattr(config, "wandb", False):
+            require_wandb()
+        self._clock = time.perf_counter()  # the run's wall time counts from here (see run)
         self.dist, self.device = init_distributed(config.device)
         check_batch_split(config.batch_size, self.dist)
         self.progress = progress and self.dist.is_main
-        self.log = (log or _print_to_stderr) if self.dist.is_main else (lambda message: None)
+        self.log = job_log(log, self.dist.is_main)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.keep_freed_memory and self.device.type == "cpu":
@@ -141,6 +194,8 @@ class Job:
             self.run_dir.check_new()
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
+        self.log(f"device {self.device}, {torch.get_num_threads()} CPU thread(s), amp {config.amp}, CUDA graphs "
+                 f"{'on' if self.steps.enabled else 'off'}, {self.dist.world_size} process(es)", logging.DEBUG)
 
     def autocast(self) -> Any:
         """The run's autocast context (bf16 with ``amp=bf16``; a no-op in float32 runs, the default)."""
@@ -241,14 +296,30 @@ class Job:
         return self.config.epochs  # type: ignore[attr-defined]
 
     def run(self, max_epochs: int | None = None) -> Any:
-        """Run (or continue) to the last epoch; ``max_epochs`` stops after that many more epochs."""
+        """Run (or continue) to the last epoch; ``max_epochs`` stops after that many more epochs.
+
+        Each record gets the run's wall time so far (``elapsed_seconds``: from the job's start, over resumes, the
+        time between ``run`` calls left out) and the process's peak memory (:func:`peak_memory`); each epoch
+        logs its line with the run's ETA (epochs left x this process's mean epoch time)."""
         stop = self.total_epochs if max_epochs is None else min(self.total_epochs, self.epoch + max_epochs)
-        board = self._open_board()
+        writers = self._open_writers()
+        started, done_here = time.perf_counter(), 0
         try:
             while self.epoch < stop:
                 record = self._run_epoch()
+                now = time.perf_counter()
+                record["elapsed_seconds"] = round(self._elapsed_before() + now - self._clock, 3)
+                record.update(peak_memory(self.device))
+                self._clock = now
                 self.epoch += 1
+                done_here += 1
                 self.metrics.append(record)
+                left = self.total_epochs - self.epoch
+                eta = f", about {format_duration(left * (now - started) / done_here)} left" if left else ""
+                self.log(f"{self.epoch_line(record)}  [{self.epoch}/{self.total_epochs} epochs{eta}]")
+                self.log(f"peak memory {record.get('peak_memory_mb')} MiB resident"
+                         + (f", {record['cuda_peak_memory_mb']} MiB CUDA" if "cuda_peak_memory_mb" in record else ""),
+                         logging.DEBUG)
                 if self.run_dir is not None:
                     # collective: gathers every rank's RNG state; the metrics records travel with it (see runs.py)
                     state = {**self.state_dict(), "metrics": list(self.metrics)}
@@ -256,14 +327,47 @@ class Job:
                         self.run_dir.save_checkpoint(state)
                         self.run_dir.append_metrics(record)
                         self._write_outputs()
-                        if board is not None:
-                            board.add_record(record)
-            if board is not None and self.epoch >= self.total_epochs:
-                self._add_final_images(board)
+                        for writer in writers:
+                            writer.write([record])
+            if self.epoch >= self.total_epochs:
+                self._add_final_images(writers)
         finally:
-            if board is not None:
-                board.close()
+            for writer in writers:
+                writer.close()
         return self.result()
+
+    def _elapsed_before(self) -> float:
+        """The run's wall time up to its last recorded epoch (older records lack it: their epoch seconds)."""
+        if not self.metrics:
+            return 0.0
+        last = self.metrics[-1]
+        if last.get("elapsed_seconds") is not None:
+            return float(last["elapsed_seconds"])
+        return sum(float(m.get("seconds") or 0.0) for m in self.metrics)
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        """The line an epoch is logged with (the job adds the run's ETA)."""
+        return f"epoch {record['epoch']}/{self.total_epochs}"
+
+    def _open_writers(self) -> list[MetricsWriter]:
+        """The metrics writers of the process that writes the run (:mod:`drnas.writers`): metrics.csv always,
+        TensorBoard and Weights & Biases when the config asks; each starts from the records so far."""
+        if self.run_dir is None or not self.dist.is_main:
+            return []
+        writers: list[MetricsWriter] = [CsvWriter(self.run_dir.metrics_csv, self.metrics)]
+        try:
+            board = self._open_board()
+            if board is not None:
+                writers.append(board)
+            # a finished run whose W&B run has it all opens none (`--resume` of a finished run only reports)
+            if getattr(self.config, "wandb", False) and not wandb_has_all(self.run_dir.path, self.total_epochs):
+                config = {"drnas_version": __version__, "kind": self.kind, **self.config.to_json()}  # type: ignore[attr-defined]
+                writers.append(WandbWriter(self.run_dir.path, config, self.metrics))
+        except BaseException:
+            for writer in writers:
+                writer.close()
+            raise
+        return writers
 
     def _open_board(self) -> MetricsBoard | None:
         """With ``tensorboard=true``, on the process that writes the run: its event files, rewritten from the
@@ -276,14 +380,20 @@ class Job:
             raise RunError(f"could not write {self.run_dir.tensorboard} ({type(err).__name__}: {err.strerror}): fix "
                            "the permissions or free disk space, or resume with --set tensorboard=false") from None
 
-    def _add_final_images(self, board: MetricsBoard) -> None:
-        """The job's :meth:`final_images` at its last epoch; a picture that fails is a warning, never a failed run."""
+    def _add_final_images(self, writers: list[MetricsWriter]) -> None:
+        """The job's :meth:`final_images` at its last epoch, to the writers that show pictures; a picture that
+        fails is a warning, never a failed run."""
+        showing = [w for w in writers if type(w).write_images is not MetricsWriter.write_images]
+        if not showing:
+            return
         try:
-            for tag, png in self.final_images():
-                board.add_png(tag, png, self.epoch)
+            images = self.final_images()
+            for writer in showing:
+                writer.write_images(images, self.epoch)
         except Exception as err:  # noqa: BLE001 - a picture must never stop a run (a Ctrl-C must)
             reraise_interrupt(err)
-            self.log(f"warning: could not draw the TensorBoard pictures: {err}")
+            where = "TensorBoard" if isinstance(showing[0], MetricsBoard) else "W&B"
+            self.log(f"warning: could not draw the {where} pictures: {err}", logging.WARNING)
 
     def final_images(self) -> list[tuple[str, bytes]]:
         """(tag, PNG bytes) shown in TensorBoard at the end of the run; a search shows its architecture."""
