@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int)
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override any training config field, e.g. --set drop_path=0.2 (repeatable)")
-    train.add_argument("--out", help="run directory (default runs/train-ARCH-DATASET-TIME)")
+    train.add_argument("--out", help="run directory (default runs/train-DATASET-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the training run in RUN_DIR")
     train.add_argument("--export", action="append", default=[], metavar="PATH",
                        help="after training, write the network without its auxiliary head to PATH, for inference "
