@@ -61,7 +61,7 @@ def test_bad_overrides(overrides, match):
 
 @pytest.mark.parametrize("changes,match", [
     ({"stages": [Stage(5, 2), Stage(5, 4)]}, "must not grow"),
-    ({"stages": [Stage(5, 1, 3)]}, "stage 0: ops_kept"),
+    ({"stages": [Stage(5, 1, 3)]}, "stage 1: ops_kept"),
     ({"stages": [Stage(5, 3)]}, "must divide channels"),
     ({"stages": [Stage(2, 1, None, 3)]}, "arch_warmup"),
     ({"train_portion": 1.0}, "train_portion"),

@@ -121,7 +121,7 @@ def test_a_darts_architecture_is_reported_as_a_genotype(tmp_path, capsys):
 def test_log_levels_of_the_command_line(tmp_path, capsys):
     assert main([*DEMO, "--out", str(tmp_path / "default")]) == 0
     err = capsys.readouterr().err
-    assert "epoch 1/2 stage 0" in err and "[2/2 epochs]" in err and "device cpu" not in err
+    assert "epoch 1/2 stage 1" in err and "[2/2 epochs]" in err and "device cpu" not in err
     assert main(["-v", *DEMO, "--out", str(tmp_path / "verbose")]) == 0
     err = capsys.readouterr().err
     assert "device cpu, " in err and "peak memory " in err  # DEBUG lines
@@ -141,7 +141,7 @@ def test_the_library_logs_and_prints_nothing(tmp_path, capsys, caplog):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     lines = [r.getMessage() for r in caplog.records if r.name == "drnas.training" and r.levelno == logging.INFO]
-    assert lines[0].startswith("epoch 1/2 stage 0 ") and "[1/2 epochs, about " in lines[0]
+    assert lines[0].startswith("epoch 1/2 stage 1 ") and "[1/2 epochs, about " in lines[0]
     assert lines[1].endswith("[2/2 epochs]")
 
 

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                                              "config is saved in the run directory.")
     _add_search_options(search)
     search.add_argument("--method", help="search method (see `drnas methods`); default drnas")
-    search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, digits (embedded) or npz")
+    search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, imagenet (folders), digits (embedded) "
+                                          "or npz")
     search.add_argument("--data", help="dataset directory, archive or .npz file")
     search.add_argument("--seed", type=int)
     search.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -212,7 +213,9 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     """The options ``drnas search`` and ``drnas sweep`` share (a sweep passes them on to every run)."""
     parser.add_argument("--preset", help="named settings (see `drnas presets`); default nb201")
     parser.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
-    parser.add_argument("--space", help="search space (nb201)")
+    from .spaces import space_names
+
+    parser.add_argument("--space", help=f"search space: {', '.join(space_names())} (default: the preset's)")
     parser.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
     parser.add_argument("--epochs", type=int, help="total epochs; stages and warm-ups are rescaled to fit")
     parser.add_argument("--batch-size", type=int, dest="batch_size")

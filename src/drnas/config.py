@@ -33,7 +33,7 @@ class Stage:
     arch_warmup: int = 0
 
     def validate(self, index: int) -> None:
-        where = f"stage {index}"
+        where = f"stage {index + 1}"  # 1-based in messages, as `drnas show` and the plots count
         if self.epochs < 1:
             raise ConfigError(f"{where}: epochs must be >= 1, got {shown(self.epochs)}")
         if self.partial_k < 1:
@@ -127,10 +127,10 @@ class SearchConfig:
             stage.validate(i)
         for i in range(1, len(self.stages)):
             if self.stages[i].partial_k > self.stages[i - 1].partial_k:
-                raise ConfigError(f"stage {i}: partial_k must not grow between stages (widening only), "
+                raise ConfigError(f"stage {i + 1}: partial_k must not grow between stages (widening only), "
                                   f"got {shown(self.stages[i - 1].partial_k)} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
-            raise ConfigError("stage 0: ops_kept must be null (all ops); pruning happens between stages")
+            raise ConfigError("stage 1: ops_kept must be null (all ops); pruning happens between stages")
         if self.relaxation != "dirichlet":
             raise ConfigError(f"relaxation={self.relaxation!r}: the relaxation comes with the method; choose one with "
                               "--method (darts: softmax, snas: Gumbel-softmax, gdas: hard Gumbel; `drnas methods` "
@@ -167,7 +167,7 @@ class SearchConfig:
             raise ConfigError(f"regulariser must be 'l2' or 'kl', got {shown(self.regulariser)}")
         for stage_index, stage in enumerate(self.stages):
             if self.channels % stage.partial_k:
-                raise ConfigError(f"stage {stage_index}: partial_k={stage.partial_k} must divide channels={self.channels}")
+                raise ConfigError(f"stage {stage_index + 1}: partial_k={stage.partial_k} must divide channels={self.channels}")
         return self
 
     def to_json(self) -> dict[str, Any]:

@@ -232,7 +232,7 @@ class Search(Job):
             self.net.set_kept(self.relax.kept_ops())
         self._wrap_network()
         self.stage_index = index
-        self.log(f"stage {index}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
+        self.log(f"stage {index + 1}/{len(self.config.stages)}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor,
@@ -444,7 +444,7 @@ class Search(Job):
         steps = len(self.weight_loader)
         # sums: weight loss, weight correct, arch loss, arch correct, seen
         values = self._epoch_steps(zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch)), steps,
-                                   f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index})", 5, 4, step, self.net)
+                                   f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index + 1})", 5, 4, step, self.net)
         self.derived = self.strategy.derive(self.space, self, epoch)
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
@@ -525,7 +525,7 @@ class Search(Job):
         return record
 
     def epoch_line(self, record: dict[str, Any]) -> str:
-        line = (f"epoch {record['epoch']}/{self.config.epochs} stage {record['stage']} lr {record['lr']:.4g} "
+        line = (f"epoch {record['epoch']}/{self.config.epochs} stage {record['stage'] + 1} lr {record['lr']:.4g} "
                 f"train {record['train_loss']:.3f}/{record['train_acc']:.1f}% valid {record['valid_loss']:.3f}/"
                 f"{record['valid_acc']:.1f}% {record['seconds']:.1f}s  {record['arch']}")
         if record.get("nb201"):
