@@ -2,12 +2,11 @@
 
 Both exist for GPUs, where a search step is thousands of small kernels and the host's launch overhead, not the
 arithmetic, sets the pace. ``cuda_graphs`` records the forward and backward pass of a step once and replays it:
-one launch instead of thousands (measured on an H200: NB201 K=1 step 0.19-0.22 s -> 0.058 s, DARTS stage 1
-2.0 s -> 0.53 s). ``amp=bf16`` runs the network under bf16 autocast (the Dirichlet sample, the loss and the
-architecture gradient stay float32); it is off by default because at the channel counts of a supernet it was
-not faster (with graphs: 0.058 -> 0.061 s and 0.53 -> 0.56 s) and it changes the numbers, but it halves
-activation memory (DARTS CIFAR training step: 8.2 GB -> 4.2 GB). The optimizer steps and the Dirichlet sampling stay outside the
-graph (they are tiny), so learning rates may change freely and eq. (5) still runs in float64.
+one launch instead of thousands (several times faster steps). ``amp=bf16`` runs the network under bf16
+autocast (the Dirichlet sample, the loss and the architecture gradient stay float32); it is off by default
+because at a supernet's channel counts it was not faster and it changes the numbers, though it halves
+activation memory. The optimizer steps and the Dirichlet sampling stay outside the graph (they are tiny), so
+learning rates may change freely and eq. (5) still runs in float64. Measurements: docs/performance.md, "On a GPU".
 """
 from __future__ import annotations
 
@@ -27,22 +26,21 @@ GRAPH_SETTINGS = ("auto", "on", "off")
 COMPILE_MODES = ("auto", "none", "cells")
 
 #: ``compile=auto`` compiles runs with at least this many weight steps. On 2 CPU cores compiling costs 1.5-2
-#: minutes per stage (cold inductor cache) and saves 0.1-0.2 s per iteration of the NB201 searches (1.14-1.32x,
-#: ``benchmarks/run.py --set compile=cells`` against eager), so it pays from about 1,000 steps; 5,000 (13 epochs
-#: of CIFAR-10 at batch 64) leaves a wide margin and keeps quick tries and tests eager.
+#: minutes per stage (cold inductor cache) and saves 0.1-0.2 s per NB201 iteration, so it pays from about 1,000
+#: steps; 5,000 (13 epochs of CIFAR-10 at batch 64) leaves a wide margin and keeps quick tries and tests eager.
 AUTO_COMPILE_MIN_STEPS = 5000
 
-#: the spaces whose search cells ``compile=auto`` compiles on a CPU, where it was measured to pay: NB201's compiled
-#: cells gave 1.14-1.32x per step on 2 cores (both progressive stages); darts-s1's took 24 graphs in 27 min on 2
-#: cores to compile, then ran 18.3 s per iteration against 12-13 s eager.
+#: the spaces whose search cells ``compile=auto`` compiles on a CPU, where it was measured to pay: NB201's
+#: compiled steps are faster; DARTS' cells take about half an hour to compile on 2 cores and then run slower
+#: (docs/performance.md, "Compiled cells").
 COMPILE_PAYS_ON_CPU = frozenset({"nb201"})
 
 
-#: Logged when a GPU run asks for ``compile=cells``. On an H200 compiled cells made graphed NB201 steps 2.2-2.7x
-#: faster, but gave wrong eta gradients (float64, against the CPU: dL/dtheta 0.07 off at a scale of 0.16; eager CUDA
-#: cells agree to 3e-8). The cause was torch 2.11's dynamo, on every device (pytorch#180642: the in-place adds of
-#: the average pool's window sum sent its gradient astray; torch 2.13 does not show it), now avoided in
-#: ``drnas.fastops._box_sum_3x3`` and shown right on the CPU under torch 2.11. Until
+#: Logged when a GPU run asks for ``compile=cells``. On a GPU compiled cells made graphed NB201 steps faster but
+#: gave wrong eta gradients against the CPU's (eager CUDA cells agree). The cause was torch 2.11's dynamo, on every
+#: device (pytorch#180642: the in-place adds of the average pool's window sum sent its gradient astray; torch 2.13
+#: does not show it), now avoided in ``drnas.fastops._box_sum_3x3`` and shown right on the CPU under torch 2.11
+#: (docs/performance.md, "Compiled cells on a GPU"). Until
 #: ``tests/test_gpu.py::test_search_passes_on_cuda_equal_the_cpu_eager_ones`` has passed on a GPU with that change,
 #: compiled cells stay opt-in and warned there.
 GPU_COMPILE_WARNING = ("compile=cells on a GPU is experimental: not yet tested on a GPU since the fix for "
@@ -71,9 +69,9 @@ def resolve_compile(setting: str, device: torch.device, space_pays: bool, weight
 
     ``auto`` compiles where it was measured to pay: on a CPU under Linux (where it was measured; inductor needs
     a C++ compiler, and macOS compilers often lack OpenMP), in a space whose cells gain (``space_pays``: NB201;
-    compiling darts-s1's cells took 27 minutes and made its step slower, 18.3 s against 12-13 s), and for runs
-    of at least ``AUTO_COMPILE_MIN_STEPS`` weight steps. On a GPU the steps are replayed as CUDA graphs instead,
-    and an explicit ``cells`` there comes with a warning (see ``GPU_COMPILE_WARNING``).
+    see ``COMPILE_PAYS_ON_CPU``), and for runs of at least ``AUTO_COMPILE_MIN_STEPS`` weight steps. On a GPU
+    the steps are replayed as CUDA graphs instead, and an explicit ``cells`` there comes with a warning (see
+    ``GPU_COMPILE_WARNING``).
     """
     if setting == "cells" and device.type == "cuda":
         return setting, GPU_COMPILE_WARNING

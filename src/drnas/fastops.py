@@ -20,8 +20,7 @@ def _box_sum_3x3(x: torch.Tensor) -> torch.Tensor:
     Eager, the third term of each pass is added in place (one temporary less). Under ``torch.compile`` all adds
     are out of place: dynamo routes the gradient of an ``autograd.Function`` whose forward mutates a tensor in
     place to the wrong output (pytorch#180642, torch 2.11; it gave compiled NB201 cells wrong eta gradients),
-    and inductor fuses the adds anyway (compiled CPU steps against the in-place form, one process, 6 rounds:
-    ``nb201-prog-s1`` 0.98x, ``nb201-prog-s2`` 1.03x).
+    and inductor fuses the adds anyway, so compiled steps are as fast as with the in-place form.
     """
     padded = F.pad(x, (1, 1, 1, 1))
     if torch.compiler.is_compiling():
@@ -51,11 +50,10 @@ class _BoxSum3x3(torch.autograd.Function):
 class WindowSumAvgPool3x3(AvgPool3x3):
     """``AvgPool3x3`` as a 3x3 window sum divided by the number of in-image taps: the same numbers as
     ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)`` (up to float rounding), but PyTorch's CPU pooling
-    kernel is about 10x slower at NB201's sizes (9 ms vs 0.7 ms forward for 64x16x32x32 on 2 cores), and
-    pooling was a third of a search step. At stride 1 the window sum is four shifted adds (:class:`_BoxSum3x3`);
-    at stride 2 it is a depthwise convolution with a ones kernel, which is faster there. oneDNN's depthwise
-    kernels are slow at channel counts that are not a multiple of 16: forward+backward on 64x4x32x32 took
-    2.3-5.6 ms as a convolution and 0.4-0.6 ms as shifted adds.
+    kernel is about 10x slower at NB201's sizes, where pooling was a third of a search step. At stride 1 the
+    window sum is four shifted adds (:class:`_BoxSum3x3`), since oneDNN's depthwise kernels are slow at channel
+    counts that are not a multiple of 16; at stride 2 it is a depthwise convolution with a ones kernel, which
+    is faster there. Timings: docs/performance.md, "The op timings behind the CPU paths".
     """
 
     _inv_count: dict[tuple, torch.Tensor]
@@ -94,11 +92,9 @@ def may_switch_to_channels_last(x: torch.Tensor) -> bool:
 class _SwitchLayout(torch.autograd.Function):
     """``x.contiguous(memory_format=...)`` whose gradient goes back in ``x``'s own layout. With a plain
     conversion, the layers on either side get gradients in the other layout, and PyTorch's CPU backward kernels
-    on mixed layouts are slow: ReLU's before a small conv cost about what channels_last saved there (on
-    ``nb201-prog-s1`` the plain conversion gained 1.01x, this one 1.02-1.05x), and BatchNorm's backward on a
-    channels_last input with an NCHW gradient took 1.5-2x its time on one layout (64x24x32x32: 5.7 vs 3.0 ms),
-    which made it a quarter of a ``darts-s1`` step; max pooling forward+backward is 1.05-1.5x faster with it
-    (64x60x32x32, stride 2: 12.6 vs 18.6-20.7 ms)."""
+    on mixed layouts are slow: ReLU's before a small conv cost about what channels_last saved there, and
+    BatchNorm's backward on a channels_last input with an NCHW gradient took 1.5-2x its time on one layout,
+    a quarter of a ``darts-s1`` step; max pooling is faster with it too (docs/performance.md)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:  # type: ignore[override]
@@ -121,9 +117,9 @@ def switch_layout(x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
 
 class ChannelsLastMaxPool3x3(MaxPool3x3):
     """``MaxPool3x3`` that runs in channels_last on the CPU, where PyTorch's NCHW max-pooling kernel is
-    5-20x slower than its channels_last one at the supernets' sizes (3x3, stride 1, 64x12x32x32: 10-13 ms vs
-    2 ms forward). The input is converted in and the output back (gradients too, see :func:`switch_layout`), so
-    callers see their own layout; the maxima and the positions gradients flow to are the same."""
+    5-20x slower than its channels_last one at the supernets' sizes (docs/performance.md). The input is
+    converted in and the output back (gradients too, see :func:`switch_layout`), so callers see their own
+    layout; the maxima and the positions gradients flow to are the same."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (current().fast_pooling and may_switch_to_channels_last(x)):

@@ -49,35 +49,32 @@ _CHANNELWISE = (nn.ReLU, nn.Identity, nn.MaxPool2d, nn.AvgPool2d)
 #
 # ``depthwise_channels_last``: on the CPU, stacked ops containing a depthwise conv run in channels_last (converted on
 # the way in and out, gradients too, see ``drnas.fastops.switch_layout``): oneDNN's NCHW depthwise backward is 3-4x
-# slower than its channels_last one at DARTS' sizes (5x5, 24 channels, 32x32: 45 vs 12 ms). Measured on darts-s1 with
-# ``benchmarks/compare.py``.
+# slower than its channels_last one at DARTS' sizes.
 #
 # ``small_conv_channels_last``: on the CPU, a stack's first dense conv with at most this many input channels runs in
 # channels_last (its input converted, its output converted back before the BatchNorm): oneDNN's NCHW kernels are
-# 1.4-1.9x slower forward+backward on 4-channel 3x3 convs at 32x32 (the first stage of the progressive NB201 search),
-# while at 8 channels and more the conversions cost what channels_last gains (0.8-1.2x). 0 turns it off.
+# slower on 4-channel 3x3 convs (the first stage of the progressive NB201 search), while at 8 channels and more the
+# conversions cost what channels_last gains, hence 4. 0 turns it off.
 #
 # ``channels_last_batch_norm_multiple``: in a stack switched to channels_last, a BatchNorm over a channel count that
 # is not a multiple of this runs in NCHW (its input and output converted): PyTorch's channels_last BatchNorm kernel on
-# the CPU vectorises over channels and is 2-5x slower forward+backward than the NCHW one at 6-18 channels, 32x32
-# (64x6x32x32: 4.7 vs 0.9 ms), while at multiples of 8 it is as fast or faster. 0 turns it off.
+# the CPU vectorises over channels and is several times slower than the NCHW one at 6-18 channels, while at
+# multiples of 8 it is as fast or faster. 0 turns it off.
 #
 # ``compiled_pointwise_conv_channels``: inside compiled cells on the CPU, a dense 1x1 conv over at most this many
 # input channels of an NCHW batch is written as a weighted sum of its input channels, which inductor fuses into its
-# own loops forward and backward: 1.2-4x faster forward+backward than oneDNN's conv at the supernets' sizes (4-16
-# input channels, 8x8 to 32x32, batch 64, 2 cores); ``benchmarks/compare.py pointwise_conv --set compile=cells``:
-# ``nb201-prog-s1`` 1.12x, 1.10x and 1.09x, ``nb201-prog-s2`` 1.02x and 1.01x (8-10 rounds). Not in channels_last,
-# where the channel slices are strided (``nb201`` 0.75x). Eager steps keep the conv. 0 turns it off.
+# own loops forward and backward, faster than oneDNN's conv at the supernets' sizes (4-16 input channels). Not in
+# channels_last, where the channel slices are strided and it made steps slower. Eager steps keep the conv. 0 turns
+# it off.
 #
 # ``compiled_flipped_input_grad_channels``: inside compiled cells on the CPU, a dense stride-1 "same" conv over at
 # most this many input channels of an NCHW batch computes its input gradient as a forward convolution of the output
 # gradient with the flipped, transposed weights (:class:`_FlippedInputGradConv`): oneDNN's NCHW backward-data kernel
-# writing 4 channels is 1.5-2.5x slower than its forward kernel doing the same arithmetic (3x3, 64x4x32x32 input, 4-12
-# output channels: 1.7-2.6 against 0.8-1.75 ms), the stage-A convs of the progressive NB201 search;
-# ``benchmarks/compare.py flipped_input_grad --set compile=cells``: ``nb201-prog-s1`` 1.06x and 1.07x. Extended to 8
-# input channels (at most 12 stacked outputs, where a microbenchmark gave 8->8 convs 1.2x) it measured
-# ``nb201-prog-s2`` 0.97x and ``-s1`` 1.01x, so 4. Eager steps run these convs in channels_last instead
-# (``small_conv_channels_last``). 0 turns it off.
+# writing 4 channels is 1.5-2.5x slower than its forward kernel doing the same arithmetic (the first-stage convs of
+# the progressive NB201 search). At 8 input channels the whole steps gained nothing, hence 4. Eager steps run these
+# convs in channels_last instead (``small_conv_channels_last``). 0 turns it off.
+#
+# The timings behind each threshold, and each switch's ``benchmarks/compare.py`` ratios: docs/performance.md.
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:

@@ -2,11 +2,9 @@
 
 By default glibc hands large freed blocks back to the kernel (``mmap`` for blocks over its adaptive threshold,
 heap trimming above another), so the next step's activations are fresh pages: each 4 KB page costs a fault and
-the kernel zeroes it. A compiled ``nb201-prog-s1`` iteration on 2 cores took 26,000-33,000 minor faults and
-0.07 s of system time (of 0.42-0.47 s); ``nb201`` compiled 57,000-77,000 and 0.12-0.18 s. With both
-thresholds raised, a few hundred or none, and the steps ran 1.03-1.16x faster (medians of alternating
-processes, 2026-11-28; see docs/performance.md). Peak RSS is unchanged: the memory kept is what the
-previous step already used.
+the kernel zeroes it. A compiled NB201 CPU step took tens of thousands of such faults; with both thresholds
+raised they almost vanish and the steps run faster (docs/performance.md). Peak RSS is unchanged: the memory
+kept is what the previous step already used.
 """
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
     """
     first = edges[0]
     # one split rather than two slices: its backward writes both gradients into one tensor, where each slice's
-    # would zero-fill a full-size tensor (1.3-2x on this piece; 0.99-1.02x on a partial-channel step)
+    # would zero-fill a full-size tensor
     part, rest = (x, None) if first.partial_k == 1 else x.split([first.width, x.shape[1] - first.width], dim=1)
     keeping: dict[int, list[int]] = {}
     for position, mixed in enumerate(edges):
@@ -243,10 +243,9 @@ def cell_compile_options(backend: str, keep_layout: bool) -> dict[str, bool] | N
     """Inductor options of compiled cells. ``keep_layout`` turns off inductor's layout optimisation (which runs
     convolutions in channels_last whatever the network's layout): for the partial-channel NB201 stages, which
     run in NCHW on the CPU, it left 4-8-channel tensors in channels_last next to NCHW ones, and the generated
-    kernels transposed between them in 4-channel tiles. Keeping NCHW made compiled steps on 2 CPU cores faster:
-    ``nb201-prog-s1`` 1.12x and 1.07x, ``nb201-prog-s2`` 1.05x (two copies of the search alternating steps in one
-    process, 10 rounds each). For the channels_last K=1 network it changed nothing (1.01x, 8 rounds), so there
-    inductor keeps its choice."""
+    kernels transposed between them in 4-channel tiles. Keeping NCHW made those compiled CPU steps faster; for
+    the channels_last K=1 network it changed nothing, so there inductor keeps its choice (docs/performance.md,
+    "Compiled cells")."""
     return {"layout_optimization": not keep_layout} if backend == "inductor" else None
 
 

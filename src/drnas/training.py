@@ -56,11 +56,10 @@ def preferred_memory_format(setting: str, device: torch.device, partial_k: int =
     """The layout convolutions run in.
 
     ``auto`` picks channels_last on the CPU when no partial-channel slicing happens (K=1): oneDNN's convolutions
-    are much faster in that layout (measured on 2 cores: NB201 K=1 search step 2.59 s -> 1.61 s, DARTS CIFAR
-    training step 14.3 s -> 8.7 s), while slicing channels out of a channels_last tensor makes the partial-channel
-    mixed ops slower (NB201 K=4: 1.18 s -> 1.78 s). GPUs keep the contiguous layout: channels_last was measured
-    there only together with bf16 autocast (H200, CUDA graphs: NB201 K=1 step 0.061 s -> 0.045 s, DARTS K=6
-    0.56 s unchanged), not with the float32 default.
+    are much faster in that layout (about 1.6x on the NB201 search and the CIFAR training steps), while slicing
+    channels out of a channels_last tensor makes the partial-channel mixed ops slower. GPUs keep the contiguous
+    layout: channels_last was measured there only together with bf16 autocast, not with the float32 default.
+    Measurements: docs/performance.md.
     """
     if setting not in MEMORY_FORMATS:
         raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {setting!r}")
@@ -182,11 +181,11 @@ class Job:
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_memory()  # process-wide: fewer page faults per step (1.03-1.16x), same results
+            keep_freed_memory()  # process-wide: fewer page faults per step, same results
         self.amp_dtype = amp_dtype(config.amp, self.device)
         if config.cudnn_benchmark and self.device.type == "cuda":
-            # process-wide: cuDNN then times its algorithms for each new shape and keeps the fastest (1.1-1.3x on
-            # the DARTS supernet steps, H200); the choice may differ between runs, so results match to rounding
+            # process-wide: cuDNN then times its algorithms for each new shape and keeps the fastest (faster DARTS
+            # supernet steps); the choice may differ between runs, so results match only to rounding
             torch.backends.cudnn.benchmark = True
         self.steps = StepRunner(graphs_enabled(config.cuda_graphs, self.device, self.dist.world_size))
         self.run_dir = RunDir(out) if out is not None else None

@@ -76,7 +76,7 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A 1x1 conv at stride 2 reads only every other pixel, and so does ReLU's output: subsample first,
         # then ReLU and convolve at stride 1. Same numbers; on the CPU the strided conv on the full (or, for
-        # conv_2, offset) input was 2.7x slower (forward+backward, 64x144x32x32: 269 vs 101 ms).
+        # conv_2, offset) input was nearly 3x slower (docs/performance.md).
         even, odd = self.relu(x[:, :, ::2, ::2]), self.relu(x[:, :, 1::2, 1::2])
         return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
 
