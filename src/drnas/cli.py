@@ -58,12 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--out", help="run directory (default runs/PRESET-DATASET-TIME)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     search.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings only)")
-    search.add_argument("--tensorboard", action="store_true",
-                        help="also write the metrics (and at the end of a search its pictures) for TensorBoard into "
-                             "RUN/tensorboard/; needs pip install 'drnas[tensorboard]'")
-    search.add_argument("--wandb", action="store_true",
-                        help="also send the metrics (and at the end its pictures) to a Weights & Biases run "
-                             "(WANDB_MODE=offline: local files only); needs pip install 'drnas[wandb]'")
+    _add_writer_options(search)
 
     sweep = commands.add_parser(
         "sweep", help="run a grid of searches (methods x seeds x datasets x config fields) in parallel",
@@ -153,12 +148,7 @@ def _parser() -> argparse.ArgumentParser:
                             ".pt for TorchScript, .onnx for ONNX (needs drnas[export]) (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings only)")
     _add_budget_options(train, " (with --arch RUN_DIR of a search: train its most probable architecture that fits)")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="also write the metrics for TensorBoard into RUN/tensorboard/; needs "
-                            "pip install 'drnas[tensorboard]'")
-    train.add_argument("--wandb", action="store_true",
-                       help="also send the metrics to a Weights & Biases run (WANDB_MODE=offline: local files only); "
-                            "needs pip install 'drnas[wandb]'")
+    _add_writer_options(train)
 
     arch = commands.add_parser("arch", help="print an architecture with its network's parameters and MACs")
     arch.add_argument("arch", nargs="?", help="a name, a file, a run directory, a Genotype(...) text or an NB201 string")
@@ -195,6 +185,20 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="also print debugging details on stderr")
     return parser
+
+
+#: the metrics writers a run may add (drnas.writers): each a flag of search and train and a config field
+_WRITER_FLAGS = ("tensorboard", "wandb")
+
+
+def _add_writer_options(parser: argparse.ArgumentParser) -> None:
+    """``--tensorboard`` and ``--wandb`` of ``drnas search`` and ``drnas train`` (config fields of the same name)."""
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the metrics (and at the end of a search its pictures) for TensorBoard into "
+                             "RUN/tensorboard/; needs pip install 'drnas[tensorboard]'")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also send the metrics (and at the end of a search its pictures) to a Weights & Biases "
+                             "run (WANDB_MODE=offline: local files only); needs pip install 'drnas[wandb]'")
 
 
 def _add_budget_options(parser: argparse.ArgumentParser, scope: str) -> None:
@@ -251,10 +255,7 @@ def resolve_search_config(args: argparse.Namespace) -> SearchConfig:
     flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
-    if getattr(args, "tensorboard", False):
-        flags["tensorboard"] = True
-    if getattr(args, "wandb", False):
-        flags["wandb"] = True
+    flags.update({name: True for name in _WRITER_FLAGS if getattr(args, name, False)})  # (a sweep has none)
     if "space" in flags and args.preset and flags["space"] != config.space:
         raise ConfigError(f"--space {flags['space']} contradicts preset {args.preset} (space {config.space})")
     config = apply_overrides(config, flags)
@@ -279,7 +280,7 @@ def _start_or_resume(args: argparse.Namespace, job_class: Any, config_flags: Seq
             raise ConfigError(f"--resume continues a run with its saved config: drop {' '.join(given)} "
                               f"(on resume --set {may})")
         overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
-        for view in ("tensorboard", "wandb"):
+        for view in _WRITER_FLAGS:
             if getattr(args, view, False):
                 overrides[view] = True  # for this process on: only a view of the metrics
         overrides.update(settings)
@@ -682,10 +683,7 @@ def _train_config(args: argparse.Namespace):
              if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
-    if args.tensorboard:
-        flags["tensorboard"] = True
-    if args.wandb:
-        flags["wandb"] = True
+    flags.update({name: True for name in _WRITER_FLAGS if getattr(args, name)})
     # a run directory or file is stored as the architecture itself, so the training run does not depend on it
     config = apply_overrides(config, {**flags, "arch": _arch_field(arch)})
     config = apply_overrides(config, _parse_set(args.set)).validate()
