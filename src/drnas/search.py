@@ -232,7 +232,8 @@ class Search(Job):
             self.net.set_kept(self.relax.kept_ops())
         self._wrap_network()
         self.stage_index = index
-        self.log(f"stage {index + 1}/{len(self.config.stages)}: partial_k={stage.partial_k}, ops kept per edge={self.relax.num_kept}")
+        self.log(f"stage {index + 1}/{len(self.config.stages)}: partial_k={stage.partial_k}, "
+                 f"ops kept per edge={self.relax.num_kept}")
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor,
