@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError
-from .writers import MetricsWriter
+from .writers import MetricsWriter, flatten
 
 INSTALL_HINT = "pip install 'drnas[tensorboard]'"
 
@@ -30,17 +30,12 @@ def require_tensorboard() -> None:
                           f"{INSTALL_HINT}") from None
 
 
-def scalars(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every number of a metrics record by tag, nested objects flattened with ``/`` (``nb201/cifar10_test_acc``,
-    ``hessian/eigenvalue``); lists, strings, nulls and the epoch (the step) are left out."""
-    out: dict[str, float] = {}
-    for key, value in record.items():
-        tag = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(scalars(value, tag + "/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and tag != "epoch":
-            out[tag] = float(value)
-    return out
+def scalars(record: Mapping[str, Any]) -> dict[str, float]:
+    """Every number of a metrics record by tag, as :func:`drnas.writers.flatten` names its columns
+    (``nb201/cifar10_test_acc``, ``hessian/eigenvalue``); strings, booleans, nulls and the epoch (the step) are
+    left out."""
+    return {tag: float(value) for tag, value in flatten(record).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and tag != "epoch"}
 
 
 class MetricsBoard(MetricsWriter):
