@@ -5,7 +5,7 @@
 Timings on a shared or throttling machine drift by tens of percent between processes, so a ratio of two
 separate ``run.py`` invocations says little. Here both settings run on the same network and data,
 interleaved (on, off, on, off, ...), and the ratio of the medians is printed with the range of the per-round
-ratios. Switches: every field of ``drnas.fastpaths.FastPaths`` (on: its default; off: ``FastPaths.off``), e.g.
+ratios. Switches: every field of ``drnas.fast.settings.FastPaths`` (on: its default; off: ``FastPaths.off``), e.g.
 
 * ``fuse_edges``: the edges leaving a cell node run each op once for all of them, or edge by edge;
 * ``preprocess_together``: DARTS networks preprocess each state for all its reader cells as one stack;
@@ -36,8 +36,8 @@ from typing import Any, Callable
 import torch
 
 from run import CASES, _search_case, _train_case, parse_overrides
-from drnas import fastpaths
-from drnas.training import Job
+from drnas.fast import settings as fastpaths
+from drnas.engine.job import Job
 
 
 def _channels_last(job: Job, on: bool) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from compare import alternate
 from run import CASE_METHODS, _search_case, machine, parse_overrides
-from drnas.strategies import get_method, method_names
+from drnas.method.strategies import get_method, method_names
 
 #: the methods that train a supernet, and the run.py case of each
 CASES = {"drnas": "nb201", **{method: case for case, method in CASE_METHODS.items()}}

@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from drnas.plots import hessian_trajectories, plot_hessian_trajectories
-from drnas.runs import RunDir
+from drnas.analysis.plots import hessian_trajectories, plot_hessian_trajectories
+from drnas.engine.runs import RunDir
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def _cudnn_batch_norm() -> None:
             bias = torch.zeros_like(weight)
         return plain(input, running_mean, running_var, weight, bias, training, momentum, eps)
 
-    torch.nn.functional.batch_norm = batch_norm  # drnas.fusion calls F.batch_norm through the module
+    torch.nn.functional.batch_norm = batch_norm  # drnas.fast.fusion calls F.batch_norm through the module
 
 
 EXPERIMENTS = {"cudnn_batch_norm": _cudnn_batch_norm}

@@ -46,8 +46,8 @@ from torch.utils._pytree import tree_flatten
 
 from drnas import Search, apply_overrides, preset
 from drnas.search import HESSIAN_BATCHES
-from drnas.strategies import get_method, method_names, with_method
-from drnas.data import DatasetInfo, ImageArrays
+from drnas.method.strategies import get_method, method_names, with_method
+from drnas.data.formats import DatasetInfo, ImageArrays
 from drnas.train import PROTOCOLS, Trainer
 
 #: name -> (preset or protocol, stage index); "train-cifar" times the CIFAR evaluation network instead

@@ -26,8 +26,7 @@ def _few_threads():
 def _default_fast_paths():
     """A test may flip the fast-path switchboard with ``fastpaths.configure``; the next one starts from the
     defaults."""
-    from drnas import fastpaths
-
+    from drnas.fast import settings as fastpaths
     yield
     fastpaths.configure(fastpaths.DEFAULT)
 

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import pattern_images, tiny_config  # noqa: E402
 
-from drnas.distributed import exit_worker, init_distributed, wrap_ddp  # noqa: E402
+from drnas.engine.distributed import exit_worker, init_distributed, wrap_ddp  # noqa: E402
 from drnas.search import Search  # noqa: E402
 
 

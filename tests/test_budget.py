@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from drnas.budget import (Budget, CostModel, architecture_of, choices, derive_within_budget, learned_weights,
+from drnas.analysis.budget import (Budget, CostModel, architecture_of, choices, derive_within_budget, learned_weights,
                           parse_milliseconds, parse_size)
 from drnas.cli import main
-from drnas.config import Stage
+from drnas.config.search import Stage
 from drnas.errors import ConfigError
-from drnas.flops import count_macs, count_parameters
-from drnas.runs import RunError
+from drnas.analysis.cost import count_macs, count_parameters
+from drnas.engine.runs import RunError
 from drnas.search import Search
 from drnas.spaces import NB201Arch, NetworkSpec, get_space, space_names
 from drnas.spaces.nb201 import NB201_OPS

@@ -241,7 +241,7 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_
     Python 3.11 reports as a RuntimeError; the plot's "never stop a search" handler then swallowed it and the
     search ran to its end, in about one run of thirty."""
     proc = _search_probe(tmp_path, "plot_probe", (
-        "import drnas.plots\n"
+        "import drnas.analysis.plots\n"
         "def plot(*args, **kwargs):\n"
         "    class Descriptor:\n"
         "        def __set_name__(self, owner, name):\n"
@@ -249,7 +249,7 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_
         "            for _ in range(10): pass\n"
         "    class Owner:\n"
         "        field = Descriptor()\n"
-        "drnas.plots.plot_dirichlet_means = plot\n"), epochs=4)
+        "drnas.analysis.plots.plot_dirichlet_means = plot\n"), epochs=4)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted; the last checkpoint (after epoch 1)" in proc.stderr
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from drnas.archs import architecture_names, get_architecture
-from drnas.flops import count_macs, count_parameters
+from drnas.spaces.archs import architecture_names, get_architecture
+from drnas.analysis.cost import count_macs, count_parameters
 from drnas.spaces import ArchitectureError, DartsGenotype, NetworkSpec, SupernetSpec, get_space
 from drnas.spaces.darts import DARTS_OPS, EDGES, derive_cell
 
@@ -114,7 +114,7 @@ def test_imagenet_stem_reduces_224_to_28():
 
 
 def test_ops_subset_for_the_authors_code_preset():
-    from drnas.config import preset
+    from drnas.config.search import preset
 
     cfg = preset("darts-cifar10-code")
     space = get_space("darts", cfg.ops)
@@ -176,8 +176,8 @@ def test_named_architectures_registry():
 def test_evaluation_network_preprocessing_together_equals_cell_by_cell(imagenet_stem):
     """Each state's readers are preprocessed as one stack (drnas.spaces.darts.run_cells); with drop-path and
     the auxiliary head in training mode, logits, gradients and BN statistics equal the one-by-one path."""
-    from drnas import fastpaths, fusion
-
+    from drnas.fast import settings as fastpaths
+    from drnas.fast import fusion
     def run(together: bool):
         torch.manual_seed(0)
         net = fusion.install(get_space("darts").build_network(get_architecture("DrNAS_cifar10").arch,

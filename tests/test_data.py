@@ -1,4 +1,4 @@
-"""Tests for drnas.data: loaders on real-format files and the device-side batcher."""
+"""Tests for drnas.data.formats: loaders on real-format files and the device-side batcher."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from drnas.data import (
+from drnas.data.formats import (
     DATASET_NAMES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -564,7 +564,7 @@ def test_load_dataset_imagenet_points_to_folder_loader() -> None:
 
 
 def test_random_resized_box_bounds() -> None:
-    from drnas.data import _random_resized_box
+    from drnas.data.formats import _random_resized_box
 
     rng = np.random.default_rng(0)
     boxes = np.array([_random_resized_box(rng, 500, 375, (0.08, 1.0), (3 / 4, 4 / 3)) for _ in range(2000)])

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from drnas import diagrams
-from drnas.archs import architecture_names, get_architecture
+from drnas.analysis import diagrams
+from drnas.spaces.archs import architecture_names, get_architecture
 from drnas.cli import main
-from drnas.config import ConfigError, Stage
-from drnas.plots import distribution_heatmap, distribution_label
-from drnas.resolve import architecture_from_json
+from drnas.config.search import ConfigError, Stage
+from drnas.analysis.plots import distribution_heatmap, distribution_label
+from drnas.spaces.resolve import architecture_from_json
 from drnas.search import Search
 from drnas.spaces import get_space, space_names
 from helpers import digits, tiny_config
@@ -177,7 +177,7 @@ def test_dot_text_quotes_what_it_writes():
 def runs(tmp_path_factory):
     """Real tiny searches on the embedded digits data: NB201 with a pruning stage and the curvature logged, and
     DARTS (2 cells) with another method."""
-    from drnas.strategies import with_method
+    from drnas.method.strategies import with_method
 
     root = tmp_path_factory.mktemp("pictures")
     data = digits()
@@ -244,7 +244,7 @@ def test_heatmap_hatches_pruned_ops_and_writes_no_number_there():
 
 def test_show_plots_of_a_training_run_draws_its_cells(tmp_path, capsys):
     from drnas.train import PROTOCOLS, Trainer
-    from drnas.config import apply_overrides
+    from drnas.config.search import apply_overrides
 
     config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", "dataset": "digits", "epochs": 1,
                                                       "batch_size": 32, "channels": 4, "cells_per_stage": 1,

@@ -47,7 +47,7 @@ def test_ranks_stay_bit_identical_through_pruning_and_widening(two_process_run):
 
 
 def test_sync_batchnorm_is_refused_on_the_cpu():
-    from drnas.config import ConfigError
+    from drnas.config.search import ConfigError
     from helpers import tiny_config
 
     with pytest.raises(ConfigError, match="sync_bn needs CUDA"):

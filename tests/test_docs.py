@@ -96,8 +96,9 @@ def test_cli_reference_has_every_command_and_option(site: Path) -> None:
 
 def test_api_pages_show_the_docstrings(site: Path) -> None:
     import drnas
-    from drnas import relax, runs, train
-
+    from drnas import train
+    from drnas.method import relax
+    from drnas.engine import runs
     for page, obj in (("api/search", drnas.SearchConfig), ("api/search", drnas.Search), ("api/train", train.TrainConfig),
                       ("api/train", train.Trainer), ("api/methods", relax.sample_dirichlet), ("api/data", runs.RunDir)):
         first = _plain(inspect.getdoc(obj).split("\n\n")[0])
@@ -105,7 +106,7 @@ def test_api_pages_show_the_docstrings(site: Path) -> None:
 
 
 def test_run_directory_page_names_every_run_file(site: Path) -> None:
-    from drnas.runs import RunDir
+    from drnas.engine.runs import RunDir
 
     text = _page_text(site, "run-directory")
     run = RunDir(Path("RUN"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drnas.config import ConfigError, apply_overrides
-from drnas.flops import count_parameters
+from drnas.config.search import ConfigError, apply_overrides
+from drnas.analysis.cost import count_parameters
 from drnas.train import PROTOCOLS, Trainer, export_format
 from helpers import digits, pattern_images
 

@@ -6,12 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from drnas import fusion
+from drnas.fast import fusion
 from drnas.search import Search
-from drnas.supernet import cell_compile_options
+from drnas.method.supernet import cell_compile_options
 from drnas.train import PROTOCOLS, Trainer
-from drnas.config import Stage, apply_overrides
-from drnas.training import preferred_memory_format
+from drnas.config.search import Stage, apply_overrides
+from drnas.engine.job import preferred_memory_format
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -109,7 +109,7 @@ def test_arch_step_split_at_theta_equals_one_backward(regulariser):
 
 
 def test_device_speed_settings_apply_by_device():
-    from drnas.accel import AccelError, amp_dtype, graphs_enabled
+    from drnas.fast.accel import AccelError, amp_dtype, graphs_enabled
 
     cpu = torch.device("cpu")
     assert amp_dtype("off", cpu) is None and amp_dtype("bf16", cpu) == torch.bfloat16
@@ -166,7 +166,7 @@ def _first_steps(search: Search):
 
 @pytest.mark.parametrize("backend", ["aot_eager", _MiscompilingBackend()], ids=["faithful", "miscompiling"])
 def test_compiled_cells_are_checked_against_eager_cells_and_dropped_when_off(monkeypatch, backend):
-    """The first arch and weight steps of newly compiled cells run again with eager cells (drnas.compile_check):
+    """The first arch and weight steps of newly compiled cells run again with eager cells (drnas.fast.compile_check):
     a faithful compiler keeps the cells compiled, and the steps are the compiled ones bit for bit (eta's gradient,
     weights, BatchNorm statistics: as if unchecked, so a resumed run repeats them); one that computes wrongly (as
     torch 2.11's dynamo did through the average pool, pytorch#180642) is dropped with a warning, and the steps
@@ -318,8 +318,8 @@ def test_cudnn_benchmark_leaves_the_process_alone_on_a_cpu():
 
 def test_compile_auto_rule(monkeypatch):
     """``auto`` compiles long CPU searches in a space where that was measured to pay, and nothing else."""
-    from drnas import accel
-    from drnas.accel import AUTO_COMPILE_MIN_STEPS, resolve_compile
+    from drnas.fast import accel
+    from drnas.fast.accel import AUTO_COMPILE_MIN_STEPS, resolve_compile
 
     monkeypatch.setattr(accel.sys, "platform", "linux")
     cpu, cuda, long = torch.device("cpu"), torch.device("cuda"), AUTO_COMPILE_MIN_STEPS
@@ -344,8 +344,7 @@ def test_compile_auto_rule(monkeypatch):
 def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compiled):
     """The search counts its weight steps (batches per epoch x epochs) and compiles its cells (lazily: nothing
     is compiled before the first step) when ``auto`` says so, saying why in its log."""
-    from drnas import accel
-
+    from drnas.fast import accel
     changes = {"space": space, "cells": 3, "channels": 8} if space == "darts" else {}
     lines: list[str] = []
     short = Search(tiny_config(**changes), data=pattern_images(128), progress=False, log=lines.append)
@@ -361,10 +360,9 @@ def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compil
 
 
 def test_compile_auto_leaves_a_space_it_was_not_measured_to_pay_for_eager(monkeypatch):
-    """``auto`` compiles only the spaces in ``drnas.accel.COMPILE_PAYS_ON_CPU`` (a space registered from outside
+    """``auto`` compiles only the spaces in ``drnas.fast.accel.COMPILE_PAYS_ON_CPU`` (a space registered from outside
     is not in it)."""
-    from drnas import accel
-
+    from drnas.fast import accel
     monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", 1)
     monkeypatch.setattr(accel, "COMPILE_PAYS_ON_CPU", frozenset())
     search = Search(tiny_config(), data=pattern_images(128), **QUIET)

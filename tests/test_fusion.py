@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from drnas import fastpaths, fusion
-from drnas.fastops import FAST_OPS, WindowSumAvgPool3x3
-from drnas.fusion import can_stack, stacked_forward
+from drnas.fast import settings as fastpaths
+
+from drnas.fast import fusion
+from drnas.fast.ops import FAST_OPS, WindowSumAvgPool3x3
+from drnas.fast.fusion import can_stack, stacked_forward
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.darts import DARTS_OPS, search_op
 from drnas.spaces.nb201 import NB201_OPS
@@ -147,7 +149,7 @@ def test_unsafe_layers_run_edge_by_edge():
 def test_forward_together_stacks_compatible_readers_of_one_input():
     """The DARTS preprocessing: 1x1 ReLUConvBNs of different cells read one state; those with the same
     settings run as one stack (output widths may differ), anything else runs on its own."""
-    from drnas.fusion import compatible, forward_together
+    from drnas.fast.fusion import compatible, forward_together
     from drnas.spaces.ops import FactorizedReduce, ReLUConvBN
 
     def make():
@@ -446,7 +448,7 @@ def test_a_search_with_fast_paths_plain_runs_the_plain_path_and_agrees_with_the_
     the default one up to float rounding."""
     from helpers import pattern_images, tiny_config
 
-    from drnas.config import ConfigError
+    from drnas.config.search import ConfigError
     from drnas.search import Search
     from drnas.spaces.ops import AvgPool3x3
 

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from drnas.cli import main  # noqa: E402
-from drnas.config import SearchConfig, apply_overrides, load_config_file  # noqa: E402
+from drnas.config.search import SearchConfig, apply_overrides, load_config_file  # noqa: E402
 from drnas.errors import DrnasError  # noqa: E402
-from drnas.resolve import architecture_from_json, resolve_architecture  # noqa: E402
+from drnas.spaces.resolve import architecture_from_json, resolve_architecture  # noqa: E402
 from drnas.spaces.darts import DARTS_OPS  # noqa: E402
 from drnas.spaces.nb201 import NB201_OPS  # noqa: E402
 

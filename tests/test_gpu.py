@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from drnas.relax import _DirichletPathwise, sample_dirichlet
+from drnas.method.relax import _DirichletPathwise, sample_dirichlet
 from drnas.search import Search
 from drnas.train import Trainer
 from helpers import pattern_images, tiny_config
@@ -180,9 +180,8 @@ def test_search_passes_on_cuda_equal_the_cpu_eager_ones(space, variant, stage):
     weight pass its weight gradients (float64). On an H200 (torch 2.11, 2026-12-04) every eager variant agreed
     and ``compiled`` did not (dL/dtheta 0.07 off at a scale of 0.16): torch 2.11's dynamo misroutes the gradient
     of an autograd.Function whose forward adds in place (pytorch#180642), as the average pool's window sum did on
-    every device; see ``drnas.fastops._box_sum_3x3``."""
-    from drnas import fastpaths
-
+    every device; see ``drnas.fast.ops._box_sum_3x3``."""
+    from drnas.fast import settings as fastpaths
     compile_mode, fuse, join_shuffle = CUDA_PASS_VARIANTS[variant]
     if compile_mode == "cells":
         pytest.importorskip("triton")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drnas import fastpaths, hessian
-from drnas.runs import RunDir
+from drnas.fast import settings as fastpaths
+
+from drnas.analysis import hessian
+from drnas.engine.runs import RunDir
 from drnas.search import Search
-from drnas.strategies import get_method, method_names, with_method
+from drnas.method.strategies import get_method, method_names, with_method
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -106,7 +108,7 @@ def test_methods_without_architecture_logits_log_no_curvature(method):
 
 
 def test_fig3_curves_average_seeds_per_method_and_draw(tmp_path):
-    from drnas.plots import hessian_trajectories, plot_hessian_trajectories
+    from drnas.analysis.plots import hessian_trajectories, plot_hessian_trajectories
 
     def records(values):
         return [{"epoch": e + 1, "hessian": {"eigenvalue": v}} for e, v in enumerate(values)] + [{"epoch": 9}]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drnas.host_memory import keep_freed_memory
+from drnas.fast.host_memory import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",

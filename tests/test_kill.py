@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from drnas.runs import RunDir
-from drnas.training import MEASURED_FIELDS
+from drnas.engine.runs import RunDir
+from drnas.engine.job import MEASURED_FIELDS
 
 TRIALS = int(os.environ.get("DRNAS_KILL_TRIALS", "2"))
 COMMANDS = {

@@ -14,9 +14,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: the paper's math and the spaces: the readable path
-METHOD = ("drnas.relax", "drnas.supernet", "drnas.strategies", "drnas.spaces")
+METHOD = ("drnas.method.relax", "drnas.method.supernet", "drnas.method.strategies", "drnas.spaces")
 #: the speed paths, installed onto a network from outside
-FAST = ("drnas.fastpaths", "drnas.fastops", "drnas.fusion", "drnas.compile_check", "drnas.host_memory")
+FAST = ("drnas.fast.settings", "drnas.fast.ops", "drnas.fast.fusion", "drnas.fast.compile_check", "drnas.fast.host_memory")
 
 
 def _module_name(path: Path) -> str:
@@ -85,7 +85,7 @@ def _in(module: str, prefixes: tuple[str, ...]) -> bool:
 
 def test_the_graph_sees_the_package():
     graph = import_graph()
-    assert "drnas.fusion" in graph["drnas.search"] and "drnas.supernet" in graph["drnas.fusion"]
+    assert "drnas.fast.fusion" in graph["drnas.search"] and "drnas.method.supernet" in graph["drnas.fast.fusion"]
     assert {"drnas.spaces.nb201", "drnas.spaces.darts"} <= graph["drnas.spaces"]
 
 
@@ -104,11 +104,11 @@ def test_method_code_imports_no_speed_path(module):
 
 
 def _registries():
-    from drnas.archs import ARCHITECTURES
-    from drnas.config import SEARCH_PRESETS
+    from drnas.spaces.archs import ARCHITECTURES
+    from drnas.config.search import SEARCH_PRESETS
     from drnas.spaces.base import SPACES
     from drnas.spaces.ops import OPS
-    from drnas.strategies import METHODS
+    from drnas.method.strategies import METHODS
     from drnas.train import PROTOCOLS
 
     return {"method": METHODS, "search space": SPACES, "op": OPS, "architecture name": ARCHITECTURES,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drnas.config import Stage
-from drnas.plots import dirichlet_mean_figure, op_colours, plot_dirichlet_means, stage_transitions
+from drnas.config.search import Stage
+from drnas.analysis.plots import dirichlet_mean_figure, op_colours, plot_dirichlet_means, stage_transitions
 from drnas.search import Search
 from drnas.spaces import get_space
-from drnas.strategies import with_method
+from drnas.method.strategies import with_method
 from helpers import digits, tiny_config
 
 QUIET = {"progress": False, "log": lambda m: None}

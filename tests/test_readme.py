@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import NB201_CSV
 
-from drnas.archs import architecture_names, get_architecture
+from drnas.spaces.archs import architecture_names, get_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -199,7 +199,7 @@ def workspace(tmp_path_factory):
     import torch
 
     from drnas.cli import _parser, _sweep_plan
-    from drnas.sweep import SweepDir
+    from drnas.sweep.driver import SweepDir
 
     torch.set_num_threads(1)  # every network here is tiny: one thread is the fastest on shared cores
     root = tmp_path_factory.mktemp("workspace")
@@ -276,7 +276,7 @@ def _resolve(args: argparse.Namespace):
     if args.command == "train":
         return cli._train_config(args)
     if args.resume:  # the sweep's saved plan, which a resume runs on
-        from drnas.sweep import SweepDir
+        from drnas.sweep.driver import SweepDir
 
         return SweepDir(args.resume).read_plan()
     plan, _ = cli._sweep_plan(args)

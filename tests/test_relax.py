@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import special, stats
 
-from drnas.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
-from drnas.config import ConfigError, SearchConfig
-from drnas.strategies.drnas import DrNAS
+from drnas.method.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
+from drnas.config.search import ConfigError, SearchConfig
+from drnas.method.strategies.drnas import DrNAS
 
 
 def DirichletRelaxation(edges: int, ops: int, regulariser: str = "l2", scale: float = 1e-3) -> DrNAS:

@@ -7,11 +7,11 @@ import json
 import logging
 
 from drnas.cli import main
-from drnas.config import Stage
-from drnas.runs import RunDir
+from drnas.config.search import Stage
+from drnas.engine.runs import RunDir
 from drnas.search import Search
-from drnas.training import MEASURED_FIELDS, format_duration
-from drnas.writers import flatten
+from drnas.engine.job import MEASURED_FIELDS, format_duration
+from drnas.engine.writers import flatten
 from helpers import digits, tiny_config
 
 DEMO = ["search", "--preset", "demo", "--epochs", "2", "--train-images", "160", "--batch-size", "32"]
@@ -140,7 +140,7 @@ def test_the_library_logs_and_prints_nothing(tmp_path, capsys, caplog):
     Search(config, tmp_path / "run", data=digits(), progress=False).run()
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
-    lines = [r.getMessage() for r in caplog.records if r.name == "drnas.training" and r.levelno == logging.INFO]
+    lines = [r.getMessage() for r in caplog.records if r.name == "drnas.engine.job" and r.levelno == logging.INFO]
     assert lines[0].startswith("epoch 1/2 stage 1 ") and "[1/2 epochs, about " in lines[0]
     assert lines[1].endswith("[2/2 epochs]")
 

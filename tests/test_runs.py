@@ -12,9 +12,9 @@ import sys
 import pytest
 import torch
 
-from drnas.runs import RunDir, RunError
+from drnas.engine.runs import RunDir, RunError
 from drnas.search import Search
-from drnas.training import MEASURED_FIELDS
+from drnas.engine.job import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -30,7 +30,7 @@ def _run(path, epochs: int = 2, max_epochs: int | None = None) -> Search:
 
 def _holder(path) -> subprocess.Popen:
     """Another process that takes the run's lock and keeps it."""
-    code = ("import sys, time; from drnas.runs import RunDir; RunDir(sys.argv[1]).lock(); print('locked', "
+    code = ("import sys, time; from drnas.engine.runs import RunDir; RunDir(sys.argv[1]).lock(); print('locked', "
             "flush=True); time.sleep(120)")
     process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "locked"
@@ -172,7 +172,7 @@ def test_checkpoints_written_before_the_envelope_still_resume(tmp_path):
 
 
 def test_the_nan_advice_names_what_exists_and_a_command_that_is_accepted(tmp_path):
-    from drnas.training import NonFiniteLossError
+    from drnas.engine.job import NonFiniteLossError
 
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match="no epoch had finished, so .* holds no checkpoint: start again"):
@@ -291,7 +291,7 @@ def _job(kind: str, path, max_epochs: int = 1):
     if kind == "search":
         _run(path, epochs=2, max_epochs=max_epochs)
         return Search
-    from drnas.config import apply_overrides
+    from drnas.config.search import apply_overrides
     from drnas.train import PROTOCOLS, Trainer
 
     config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", "dataset": "npz", "epochs": 2,
@@ -361,8 +361,7 @@ def test_a_read_only_run_directory_is_one_line_before_any_epoch(tmp_path, monkey
     not stop) fails at the lock, before data or an epoch, with the previous state untouched."""
     import errno
 
-    from drnas import runs
-
+    from drnas.engine import runs
     run = RunDir(tmp_path / "run")
     _run(run.path, epochs=2, max_epochs=1)
     before = run.checkpoint.read_bytes()

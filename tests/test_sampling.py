@@ -6,11 +6,11 @@ import json
 import pytest
 
 from drnas.cli import main
-from drnas.runs import RunDir, RunError
-from drnas.sampling import sample_run
+from drnas.engine.runs import RunDir, RunError
+from drnas.analysis.sampling import sample_run
 from drnas.search import Search
 from drnas.spaces import NB201Arch
-from drnas.strategies import with_method
+from drnas.method.strategies import with_method
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from drnas.runs import RunDir, RunError
+from drnas.engine.runs import RunDir, RunError
 from drnas.search import NonFiniteLossError, Search
-from drnas.training import MEASURED_FIELDS
+from drnas.engine.job import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 

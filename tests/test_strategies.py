@@ -11,19 +11,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drnas import fastpaths
-from drnas.runs import RunDir
+from drnas.fast import settings as fastpaths
+from drnas.engine.runs import RunDir
 from drnas.cli import main
-from drnas.config import ConfigError, Stage
-from drnas.data import load_dataset
+from drnas.config.search import ConfigError, Stage
+from drnas.data.formats import load_dataset
 from drnas.registry import Registry, RegistryError
 from drnas.search import Search
 from drnas.spaces import get_space
 from drnas.spaces.nb201 import NB201_OPS, NB201Arch
-from drnas.strategies import METHODS, get_method, method_names, with_method
-from drnas.strategies.base import gumbel_noise, one_hot_mixing
-from drnas.strategies.unrolled import unrolled_hypergradient
-from drnas.training import MEASURED_FIELDS
+from drnas.method.strategies import METHODS, get_method, method_names, with_method
+from drnas.method.strategies.base import gumbel_noise, one_hot_mixing
+from drnas.method.strategies.unrolled import unrolled_hypergradient
+from drnas.engine.job import MEASURED_FIELDS
 from helpers import pattern_images, tiny_config
 
 SPACES = ("nb201", "darts")

@@ -6,8 +6,8 @@ import torch
 
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.nb201 import NB201_OPS
-from drnas.fusion import FUSED_CELL
-from drnas.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
+from drnas.fast.fusion import FUSED_CELL
+from drnas.method.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
 
 
 def _reference(op: MixedOp, x: torch.Tensor, w: torch.Tensor, kept) -> torch.Tensor:
@@ -99,7 +99,7 @@ def test_widen_tensor_is_eq9_without_division():
 
 
 def test_widen_mapping_is_drawn_once_per_size_and_reused():
-    from drnas.supernet import WidenMapping
+    from drnas.method.supernet import WidenMapping
 
     mapping = WidenMapping(torch.Generator().manual_seed(0))
     g = mapping(4, 8)
@@ -168,7 +168,7 @@ def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size, com
     """Eager, and traced by dynamo as in a compiled cell (aot_eager: no C++ build). Under torch 2.11 the traced
     window sum's in-place adds sent its gradient to the wrong output (pytorch#180642): wrong eta gradients in
     compiled NB201 cells, on the CPU and on CUDA alike."""
-    from drnas.fastops import WindowSumAvgPool3x3
+    from drnas.fast.ops import WindowSumAvgPool3x3
 
     torch.manual_seed(0)
     whole, x = _channel_slice(size, 3)
@@ -188,7 +188,7 @@ def test_avg_pool_op_equals_torch_pooling_forward_and_backward(stride, size, com
 @pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (2, 7)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_max_pool_op_equals_torch_pooling_exactly(stride, size, channels_last):
-    from drnas.fastops import ChannelsLastMaxPool3x3
+    from drnas.fast.ops import ChannelsLastMaxPool3x3
 
     torch.manual_seed(0)
     whole, x = _channel_slice(size, 3)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from drnas import sweep as sw
+from drnas.sweep import driver as sw
 from drnas.cli import main
-from drnas.config import SearchConfig, Stage
-from drnas.sweep_report import Group, RunRow, summary_markdown
+from drnas.config.search import SearchConfig, Stage
+from drnas.sweep.report import Group, RunRow, summary_markdown
 
 #: a 2 x 2 grid (methods x seeds) of 4-epoch searches on the embedded digits, tiny enough for seconds per run
 GRID = ["--method", "drnas,darts", "--seeds", "0-1", "--dataset", "digits", "--epochs", "4",

@@ -14,11 +14,11 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from drnas.cli import main  # noqa: E402
-from drnas.config import ConfigError, Stage, apply_overrides  # noqa: E402
-from drnas.distributed import DistContext  # noqa: E402
-from drnas.runs import RunDir  # noqa: E402
+from drnas.config.search import ConfigError, Stage, apply_overrides  # noqa: E402
+from drnas.engine.distributed import DistContext  # noqa: E402
+from drnas.engine.runs import RunDir  # noqa: E402
 from drnas.search import Search  # noqa: E402
-from drnas.tensorboard_log import scalars  # noqa: E402
+from drnas.engine.writers.tensorboard import scalars  # noqa: E402
 from drnas.train import PROTOCOLS  # noqa: E402
 from helpers import digits, tiny_config  # noqa: E402
 

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from drnas.runs import RunDir
-from drnas.config import Stage, apply_overrides
-from drnas.data import ImageArrays, load_dataset
-from drnas.flops import count_macs, count_parameters
+from drnas.engine.runs import RunDir
+from drnas.config.search import Stage, apply_overrides
+from drnas.data.formats import ImageArrays, load_dataset
+from drnas.analysis.cost import count_macs, count_parameters
 from drnas.search import Search
 from drnas.spaces import NB201Arch, NetworkSpec, get_space
 from drnas.train import PROTOCOLS, Trainer, TrainConfig, default_protocol
-from drnas.training import MEASURED_FIELDS, lr_at
+from drnas.engine.job import MEASURED_FIELDS, lr_at
 from conftest import CIFAR_NPZ
 from helpers import pattern_images
 
@@ -75,7 +75,7 @@ def test_training_learns_resumes_exactly_and_exports(tmp_path):
 
 
 def test_search_resume_refuses_a_training_run(tmp_path):
-    from drnas.runs import RunError
+    from drnas.engine.runs import RunError
 
     Trainer(tiny_train_config(epochs=1), tmp_path / "t", data=pattern_images(64, size=32), **QUIET).run()
     with pytest.raises(RunError):
@@ -127,7 +127,7 @@ def test_search_then_retrain_on_real_cifar_beats_chance(tmp_path):
 
 
 def test_imagenet_folders_for_search_and_retraining(tmp_path, imagenet_tree):
-    from drnas.config import ConfigError
+    from drnas.config.search import ConfigError
     from helpers import tiny_config
 
     search_cfg = tiny_config(space="darts", dataset="imagenet", data=str(imagenet_tree), cells=3, channels=8,
@@ -193,7 +193,7 @@ def test_a_field_the_network_or_dataset_does_not_use_is_a_one_line_cli_error(cas
 
 @pytest.mark.parametrize("case", UNUSED_FIELDS, ids=list(UNUSED_FIELDS))
 def test_a_field_the_network_or_dataset_does_not_use_is_a_config_error_in_python(case):
-    from drnas.config import ConfigError
+    from drnas.config.search import ConfigError
 
     arch, dataset, given, message = UNUSED_FIELDS[case]
     sizes = {"channels": 4, **({"cells_per_stage": 1} if arch == NB201_ARCH else {"cells": 3})}

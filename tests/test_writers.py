@@ -1,4 +1,4 @@
-"""The metrics writers (drnas.writers): the CSV columns, and a Weights & Biases run written offline and read back
+"""The metrics writers (drnas.engine.writers): the CSV columns, and a Weights & Biases run written offline and read back
 from its own files (one W&B run id across a resume, each epoch sent once); a missing wandb is a one-line error."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import time
 import pytest
 
 from drnas.cli import main
-from drnas.config import Stage, apply_overrides
-from drnas.runs import RunDir
+from drnas.config.search import Stage, apply_overrides
+from drnas.engine.runs import RunDir
 from drnas.search import Search
 from drnas.train import PROTOCOLS
-from drnas.writers import CsvWriter, csv_bytes, flatten
+from drnas.engine.writers import CsvWriter, csv_bytes, flatten
 from helpers import digits, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -113,8 +113,8 @@ def test_without_the_package_wandb_fails_at_start_saying_how_to_install(argv, tm
 
 
 def test_wandb_config_field_defaults_off_and_may_be_turned_on_at_resume():
-    from drnas.config import RESUME_SETTABLE, SearchConfig
-    from drnas.training import ADDED_SINCE_FIRST_RUNS
+    from drnas.config.search import RESUME_SETTABLE, SearchConfig
+    from drnas.engine.job import ADDED_SINCE_FIRST_RUNS
 
     assert SearchConfig().wandb is False and PROTOCOLS.get("nb201").wandb is False
     assert apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", "wandb": "true"}).wandb is True

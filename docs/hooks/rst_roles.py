@@ -1,6 +1,6 @@
 """Griffe extension: the docstrings' reStructuredText roles as Markdown for mkdocstrings.
 
-The source writes ``:class:`Search```, ``:func:`drnas.fusion.install``` and friends (readable in ``help()``
+The source writes ``:class:`Search```, ``:func:`drnas.fast.fusion.install``` and friends (readable in ``help()``
 and editors); on the site they become code text, a ``::``-introduced literal block becomes a fenced code block
 and a ``>>>`` doctest block a fenced Python session. The source files are left as they are.
 """

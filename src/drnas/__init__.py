@@ -14,19 +14,19 @@ Typical use::
 Runs report through :mod:`logging` (loggers under ``drnas``: a line per epoch with the run's ETA, notes, warnings)
 and print nothing but a progress bar on stderr (``progress=False`` hides it). To see the lines, configure logging,
 e.g. ``logging.basicConfig(level=logging.INFO, format="%(message)s")``, or pass ``log=print`` to ``Search`` or
-``Trainer``. ``drnas.report.run_summary(RUN_DIR)`` gives the summary that ``drnas show`` prints.
+``Trainer``. ``drnas.analysis.report.run_summary(RUN_DIR)`` gives the summary that ``drnas show`` prints.
 """
-from .version import __version__
+from drnas.version import __version__
 
-from .bench.nb201 import BenchmarkError, NB201Table
-from .config import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
-from .data import DataError, load_dataset
-from .relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
-from .search import NonFiniteLossError, Search, SearchResult
-from .archs import architecture_names, get_architecture
-from .spaces import ArchitectureError, DartsGenotype, NB201Arch, NetworkSpec, SupernetSpec, get_space, space_names
-from .strategies import Strategy, get_method, method_names, with_method
-from . import train
+from drnas.bench.nb201 import BenchmarkError, NB201Table
+from drnas.config.search import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
+from drnas.data.formats import DataError, load_dataset
+from drnas.method.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
+from drnas.search import NonFiniteLossError, Search, SearchResult
+from drnas.spaces.archs import architecture_names, get_architecture
+from drnas.spaces import ArchitectureError, DartsGenotype, NB201Arch, NetworkSpec, SupernetSpec, get_space, space_names
+from drnas.method.strategies import Strategy, get_method, method_names, with_method
+from drnas import train
 
 __all__ = [
     "ArchitectureError", "BenchmarkError", "ConfigError", "DartsGenotype", "DataError", "Strategy", "get_method",

@@ -1,8 +1,8 @@
 import sys
 
-from .cli import INTERRUPTED, main
-from .distributed import exit_without_teardown
-from .sweep import exit_with_parent
+from drnas.cli import INTERRUPTED, main
+from drnas.engine.distributed import exit_without_teardown
+from drnas.sweep.driver import exit_with_parent
 
 exit_with_parent()  # a run started by `drnas sweep` ends with the sweep (a no-op otherwise)
 code = main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from .errors import DrnasError
+from drnas.errors import DrnasError
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .spaces import Architecture
+from drnas.spaces import Architecture
 
 
 @dataclass

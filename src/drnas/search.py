@@ -1,6 +1,6 @@
 """The bilevel search loop: alternating architecture and weight steps, organised in stages.
 
-The method is a strategy (:mod:`drnas.strategies`; DrNAS by default) that the loop never names. Each step: an
+The method is a strategy (:mod:`drnas.method.strategies`; DrNAS by default) that the loop never names. Each step: an
 architecture step on a batch of the arch half (the strategy's rule: for DrNAS, first order as in paper §2.2,
 ``theta ~ Dir(beta)``, gradients only for ``eta``, Adam), then a weight step on a batch of the weight half (a
 fresh sample of the strategy's mixing weights, no gradient to them, SGD with gradient clipping). Stages (paper
@@ -25,22 +25,28 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from . import compile_check, fastpaths, fusion, hessian
-from . import accel
-from .accel import resolve_compile
-from .bench.nb201 import BenchmarkError, NB201Table
-from .config import ConfigError, SearchConfig, with_absolute_paths
-from .distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, wrap_ddp
-from .errors import reraise_interrupt
-from .training import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format
-from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
+from drnas.fast import compile_check
+
+from drnas.fast import settings as fastpaths
+
+from drnas.fast import fusion
+
+from drnas.analysis import hessian
+from drnas.fast import accel
+from drnas.fast.accel import resolve_compile
+from drnas.bench.nb201 import BenchmarkError, NB201Table
+from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
+from drnas.engine.distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, wrap_ddp
+from drnas.errors import reraise_interrupt
+from drnas.engine.job import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format
+from drnas.data.formats import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader, sample_per_class, split_halves)
-from .result import SearchResult
-from .runs import RunError, atomic_write_json
-from .table_search import TableSearch
-from .spaces import Architecture, SupernetSpec, get_space
-from .strategies import Mixing, Strategy, get_method
-from .strategies.base import Batch
+from drnas.result import SearchResult
+from drnas.engine.runs import RunError, atomic_write_json
+from drnas.table_search import TableSearch
+from drnas.spaces import Architecture, SupernetSpec, get_space
+from drnas.method.strategies import Mixing, Strategy, get_method
+from drnas.method.strategies.base import Batch
 
 CHECKPOINT_FORMAT = 1
 #: validation batches the curvature (``hessian_every``) is measured on
@@ -199,7 +205,7 @@ class Search(Job):
         self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
         if not self.plain:
             fusion.install(self.net)  # the fast paths, again for the ops widening rebuilt
-        # compiled cells keep an NCHW network's layout on the CPU (see drnas.supernet.cell_compile_options)
+        # compiled cells keep an NCHW network's layout on the CPU (see drnas.method.supernet.cell_compile_options)
         self.net.compile_cells(self.compile_mode, self.compile_backend, keep_layout=self.device.type == "cpu"
                                and self.memory_format == torch.contiguous_format)
         if self.config.sync_bn:
@@ -257,7 +263,7 @@ class Search(Job):
 
     def gradients(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor, weights: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """The engine's network pass for a strategy (:class:`drnas.strategies.Engine`): loss, correct count,
+        """The engine's network pass for a strategy (:class:`drnas.method.strategies.Engine`): loss, correct count,
         dL/d(mixing weights) and, with ``weights``, dL/dw (no update). Without weight gradients the weights are
         frozen for the pass (neither eager autograd nor a compiled cell's backward computes them) and the pass
         is replayed as a CUDA graph when enabled; it runs the bare network (DDP only reduces weight gradients)."""
@@ -353,7 +359,7 @@ class Search(Job):
                       compared: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
                       ) -> tuple[torch.Tensor, ...]:
         """``run()``; the first ``step`` pass of newly compiled cells is also run with eager cells from the same
-        state (``run_eager()``, see :mod:`drnas.compile_check`) and ``compared``. Within tolerance the step is the
+        state (``run_eager()``, see :mod:`drnas.fast.compile_check`) and ``compared``. Within tolerance the step is the
         compiled one, bit for bit (results, gradients, BatchNorm statistics), so a resumed run repeats it; beyond
         it on any rank, the step is the eager one and every rank goes on with eager cells."""
         if step not in self.unchecked_compiled_steps:
@@ -568,7 +574,7 @@ class Search(Job):
         assert self.run_dir is not None
         atomic_write_json(self.run_dir.architecture, self.architecture_json())
         try:
-            from .plots import plot_dirichlet_means
+            from drnas.analysis.plots import plot_dirichlet_means
 
             plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot,
                                  self.config.to_json(), self.run_dir.path.resolve().name)
@@ -578,7 +584,7 @@ class Search(Job):
 
     def final_images(self) -> list[tuple[str, bytes]]:
         """The heatmap of the learned distribution and the derived cells (TensorBoard, at the end)."""
-        from .diagrams import search_images
+        from drnas.analysis.diagrams import search_images
 
         return search_images(self.architecture_json())
 

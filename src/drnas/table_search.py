@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 import torch
 
-from .bench.nb201 import NB201Table
-from .config import ConfigError, SearchConfig, with_absolute_paths
-from .result import SearchResult
-from .runs import RunError, atomic_write_json
-from .spaces import get_space
-from .strategies import get_method
-from .strategies.table import TableStrategy
-from .training import Job
+from drnas.bench.nb201 import NB201Table
+from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
+from drnas.result import SearchResult
+from drnas.engine.runs import RunError, atomic_write_json
+from drnas.spaces import get_space
+from drnas.method.strategies import get_method
+from drnas.method.strategies.table import TableStrategy
+from drnas.engine.job import Job
 
 #: the table column a search on each dataset is ranked by (validation accuracy, as NAS-Bench-201 ranks)
 VALID_COLUMN = {"cifar10": "cifar10_valid_acc", "cifar100": "cifar100_valid_acc",
@@ -125,7 +125,7 @@ class TableSearch(Job):
 
     def final_images(self) -> list[tuple[str, bytes]]:
         """The heatmap of the learned policy and the best cell (TensorBoard, at the end)."""
-        from .diagrams import search_images
+        from drnas.analysis.diagrams import search_images
 
         return search_images(self.architecture_json())
 

@@ -26,18 +26,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, PresetRegistry, check_device_settings
-from .data import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
+from drnas.config.search import ConfigError, PresetRegistry, check_device_settings
+from drnas.data.formats import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
                    ImageFolderLoader)
-from .errors import DrnasError, shown
-from .flops import count_macs, count_parameters
-from .resolve import resolve_architecture
-from .runs import RunError, atomic_write_json
-from .spaces import NetworkSpec, get_space
-from .fastpaths import PLAIN, using as fast_paths
-from .fusion import install as install_fast_paths
-from .distributed import convert_sync_batchnorm, wrap_ddp
-from .training import Job, accuracy_counts, lr_at, preferred_memory_format, progress_bar
+from drnas.errors import DrnasError, shown
+from drnas.analysis.cost import count_macs, count_parameters
+from drnas.spaces.resolve import resolve_architecture
+from drnas.engine.runs import RunError, atomic_write_json
+from drnas.spaces import NetworkSpec, get_space
+from drnas.fast.settings import PLAIN, using as fast_paths
+from drnas.fast.fusion import install as install_fast_paths
+from drnas.engine.distributed import convert_sync_batchnorm, wrap_ddp
+from drnas.engine.job import Job, accuracy_counts, lr_at, preferred_memory_format, progress_bar
 
 CHECKPOINT_FORMAT = 1
 #: Share of the training images held out for testing when a dataset has no test split (e.g. digits).
@@ -78,10 +78,10 @@ class TrainConfig:
     threads: int | None = None
     sync_bn: bool = False
     memory_format: str = "auto"
-    amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.accel)
+    amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.fast.accel)
     cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
     cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (see the README)
-    keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.host_memory)
+    keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.fast.host_memory)
     tensorboard: bool = False  # also write the metrics for TensorBoard to RUN/tensorboard/ (drnas[tensorboard])
     wandb: bool = False  # also send the metrics to a Weights & Biases run (drnas[wandb]; WANDB_MODE honoured)
     preset: str | None = None  # the protocol this config came from

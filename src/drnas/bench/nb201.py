@@ -11,9 +11,9 @@ import csv
 import os
 from pathlib import Path
 
-from ..errors import DrnasError
-from ..spaces.base import ArchitectureError
-from ..spaces.nb201 import NB201Arch
+from drnas.errors import DrnasError
+from drnas.spaces.base import ArchitectureError
+from drnas.spaces.nb201 import NB201Arch
 
 #: The six accuracies of the DrNAS paper's Table 4, in its column order.
 ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc", "cifar100_test_acc",

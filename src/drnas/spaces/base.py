@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 
-from ..errors import DrnasError
-from ..registry import Registry
-from ..supernet import Supernet
+from drnas.errors import DrnasError
+from drnas.registry import Registry
+from drnas.method.supernet import Supernet
 
 
 class ArchitectureError(DrnasError, ValueError):
@@ -125,7 +125,7 @@ class SearchSpace(Protocol):
 
     def network_edges(self, network: torch.nn.Module) -> Iterator[tuple[int, torch.nn.Module]]:
         """Every op of an evaluation network's cells with the edge (row of the weights) it implements: what
-        :mod:`drnas.budget` costs an (edge, op) choice by."""
+        :mod:`drnas.analysis.budget` costs an (edge, op) choice by."""
         ...
 
     def graph(self, arch: Any) -> Sequence[CellGraph]:

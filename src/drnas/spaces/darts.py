@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..supernet import MixedOp, SearchCell, Supernet, cell_nodes
-from .base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
-from .ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
+from drnas.method.supernet import MixedOp, SearchCell, Supernet, cell_nodes
+from drnas.spaces.base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
+from drnas.spaces.ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5")
@@ -190,7 +190,7 @@ def run_cells(cells: Sequence[nn.Module], s0: torch.Tensor, s1: torch.Tensor,
     Cell i reads states i and i+1 (the stem's two outputs, then the cells' outputs) through its
     ``preprocess0`` and ``preprocess1``, and ``run_cell(i, cell, preprocessed0, preprocessed1)`` runs the rest
     of it. Each state is preprocessed for all of its readers as soon as it exists, by ``together(modules,
-    state)`` when given (the fast path, :func:`drnas.fusion.preprocess_together`, runs readers with the same
+    state)`` when given (the fast path, :func:`drnas.fast.fusion.preprocess_together`, runs readers with the same
     settings as one stack: one ReLU and one wider 1x1 conv on the state instead of two; on the CPU the 1x1
     convs over the widest states were about a quarter of a darts-s2 search step), module by module otherwise.
     """
@@ -264,7 +264,7 @@ class DartsSupernet(Supernet):
     """The DARTS search network: ``cells`` cells, reductions at 1/3 and 2/3, a mixed op on every edge."""
 
     #: how each state is preprocessed for its readers (:func:`run_cells`): module by module until
-    #: :func:`drnas.fusion.install` sets the fast path
+    #: :func:`drnas.fast.fusion.install` sets the fast path
     run_together: RunTogether | None = None
 
     def __init__(self, spec: SupernetSpec, ops: Sequence[str] = DARTS_OPS) -> None:
@@ -386,7 +386,7 @@ class DartsNetwork(nn.Module):
     """
 
     #: how each state is preprocessed for its readers (:func:`run_cells`): module by module until
-    #: :func:`drnas.fusion.install` sets the fast path
+    #: :func:`drnas.fast.fusion.install` sets the fast path
     run_together: RunTogether | None = None
 
     def __init__(self, genotype: DartsGenotype, spec: NetworkSpec) -> None:

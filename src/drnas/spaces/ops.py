@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..registry import Registry
+from drnas.registry import Registry
 
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
 #: every candidate op: ``factory(c_in, c_out, stride, affine, track_running_stats)``

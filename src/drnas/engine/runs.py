@@ -1,0 +1,257 @@
+"""The run directory: resolved config, metrics log, architecture file, atomic checkpoints.
+
+Layout of ``RUN_DIR``::
+
+    config.json         resolved SearchConfig (all a resume needs)
+    metrics.jsonl       one JSON object per finished epoch
+    metrics.csv         the same records as flat columns (lists left out), rewritten from them every epoch
+    architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
+    checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch), the metrics
+                        records included, under a SHA-256 checksum of its payload
+    dirichlet_mean.png  Dirichlet mean of every op on every edge over the epochs
+    tensorboard/        with tensorboard=true: the metrics (and a search's pictures) as TensorBoard event files
+    wandb.json          with wandb=true: the Weights & Biases run id (a resume continues that W&B run)
+    .lock               the pid of the one process writing the run (an OS lock, released when it ends)
+
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written file. The
+checkpoint is the run's state: a resume rewrites ``metrics.jsonl`` from the records it holds, so a crash
+between the checkpoint and the metrics line (or a torn line) leaves no trace in the history.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from drnas.errors import DrnasError, reraise_interrupt, shown
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+#: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes}
+CHECKPOINT_ENVELOPE = 1
+
+#: run directories this process holds the lock of (real path -> the lock file's descriptor, kept open until exit)
+_HELD: dict[str, int] = {}
+
+
+class RunError(DrnasError, ValueError):
+    """A run directory that cannot be used as asked (missing, not a run, already holds a run)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: run files get the permissions of any file the user creates (mkstemp alone makes them 0600)
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: a crash, a full disk or a
+    read-only directory leaves the previous file as it was (and says so, in one line)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        write(tmp)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        detail = str(err).strip().splitlines()[0][:120] if str(err).strip() else ""
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise RunError(f"could not write {path} ({type(err).__name__}: {detail}); {kept}: free disk space or "
+                       "fix the permissions, then resume") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _write_synced(data: bytes) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return write
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, _write_synced(data))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _metrics_bytes(records: Iterable[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+class RunDir:
+    """Paths and I/O of one run directory."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    metrics_csv = property(lambda self: self.path / "metrics.csv")
+    architecture = property(lambda self: self.path / "architecture.json")
+    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    plot = property(lambda self: self.path / "dirichlet_mean.png")
+    tensorboard = property(lambda self: self.path / "tensorboard")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    def lock(self) -> None:
+        """Become the run's one writer: an exclusive OS lock on ``.lock``, held until this process ends (the
+        kernel drops it when the process dies, so a killed run never blocks its resume). A run locked by another
+        process is a :class:`RunError` naming that process. Taking it again in the same process is a no-op."""
+        key = os.path.realpath(self.path)
+        if fcntl is None or key in _HELD:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # read-only, no permission, a path too long, /proc, ...
+            raise RunError(f"cannot write the run directory {self.path} ({type(err).__name__}: {err.strerror}): "
+                           "pick a writable --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise RunError(f"{self.path} is in use by process {holder}: one process writes a run at a time; "
+                           "wait for it to finish (or stop it), then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = fd
+
+    def remove_stale_files(self) -> list[Path]:
+        """Delete the temporary files a killed write left behind (under the lock: no writer is running)."""
+        stale = sorted(self.path.glob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    def check_new(self) -> None:
+        """Refuse a directory that already holds a run (``--resume`` continues one)."""
+        try:
+            holds_run, is_file = self.config.exists(), self.path.exists() and not self.path.is_dir()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise RunError(f"--out {shown(str(self.path))} cannot be used ({type(err).__name__}: {err.strerror})") from None
+        if holds_run:
+            raise RunError(f"{self.path} already holds a run: resume it with --resume {self.path} "
+                           "or pass another --out")
+        if is_file:
+            raise RunError(f"--out {self.path} is a file, not a directory")
+
+    def create(self) -> None:
+        """Make a fresh run directory and lock it (see :meth:`check_new`; checked again under the lock, so of two
+        runs started together on one directory, one runs and the other says so)."""
+        self.check_new()
+        self.lock()
+        self.check_new()
+
+    def require(self) -> None:
+        if not self.path.is_dir():
+            raise RunError(f"run directory {self.path} does not exist")
+        if not self.config.is_file():
+            raise RunError(f"{self.path} is not a drnas run directory (no config.json)")
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.config.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise RunError(f"{self.config} could not be read ({type(err).__name__}): restore it, or start a new "
+                           "run") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{self.config} does not hold a config object: restore it, or start a new run")
+        return data
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        atomic_write_json(self.config, data)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        lines = []
+        for line in self.metrics.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line from a crash: ignore it and what follows
+        return lines
+
+    def write_metrics(self, records: Iterable[dict[str, Any]]) -> None:
+        atomic_write_bytes(self.metrics, _metrics_bytes(records))
+
+    def repair_metrics(self, records: list[dict[str, Any]]) -> bool:
+        """Make ``metrics.jsonl`` hold exactly ``records`` (a missing, torn or extra line is rewritten); says
+        whether it had to."""
+        wanted = _metrics_bytes(records)
+        try:
+            if self.metrics.read_bytes() == wanted:
+                return False
+        except FileNotFoundError:
+            if not records:
+                return False
+        atomic_write_bytes(self.metrics, wanted)
+        return True
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        try:
+            with self.metrics.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:  # the checkpoint holds the record: a resume writes the line again
+            raise RunError(f"could not append to {self.metrics} ({type(err).__name__}: {err.strerror}); the "
+                           "checkpoint holds the epoch: free disk space, then resume") from None
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        payload = buffer.getvalue()
+        atomic_torch_save(self.checkpoint, {"envelope": CHECKPOINT_ENVELOPE, "payload": payload,
+                                            "sha256": hashlib.sha256(payload).hexdigest()})
+
+    def load_checkpoint(self, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
+        """The saved state, its checksum verified; None when the run has no checkpoint yet."""
+        if not self.checkpoint.exists():
+            return None
+        try:
+            state = torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+            if isinstance(state, dict) and "envelope" in state:
+                if state["envelope"] != CHECKPOINT_ENVELOPE:
+                    raise RunError(f"checkpoint {self.checkpoint} has envelope format {state['envelope']!r}, which "
+                                   f"this drnas does not read (it reads {CHECKPOINT_ENVELOPE}): update drnas")
+                payload = state["payload"]
+                if hashlib.sha256(payload).hexdigest() != state["sha256"]:
+                    raise RunError(f"checkpoint {self.checkpoint} is corrupted (its checksum does not match): the run "
+                                   "cannot continue from it; start a new run, or restore the file from a backup")
+                return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+            return state  # written before checkpoints had an envelope: no checksum to verify
+        except RunError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+            reraise_interrupt(err)
+            raise RunError(f"checkpoint {self.checkpoint} could not be read ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None

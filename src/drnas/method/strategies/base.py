@@ -1,0 +1,287 @@
+"""The search-method contract: what a strategy owns and what it asks of the engine that runs it.
+
+A strategy (one per method, one file each, registered in :data:`METHODS`) owns the architecture parameters and
+decides, every step:
+
+* the **mixing weights** of a forward pass (:meth:`Strategy.sample`): a :class:`Mixing` of shape ``[edges, ops]``
+  that carries an autograd graph back to the strategy's parameters (the Dirichlet draw of DrNAS, softmax for
+  DARTS, Gumbel-softmax for SNAS, a straight-through one-hot for GDAS...); single-path methods also say which
+  op of each edge runs (``Mixing.active``);
+* the **architecture step** (:meth:`Strategy.arch_step`): by default the first-order rule, i.e. the engine runs
+  the network once and returns dL/dθ, and the strategy's own chain rule carries it to its parameters; with
+  ``second_order`` the unrolled step of DARTS (:mod:`drnas.method.strategies.unrolled`); non-gradient methods
+  override it (REINFORCE for ENAS) or train no architecture at all (RSPS);
+* its **per-epoch hooks** (temperatures), its **regulariser** and how an **architecture is derived**.
+
+The engine (:class:`drnas.search.Search`) never names a method: it calls this interface only. A strategy
+never imports the engine; it receives it as an :class:`Engine` when it needs a network pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from drnas.config.search import ConfigError, SearchConfig
+from drnas.registry import Registry
+from drnas.method.relax import Relaxation
+from drnas.method.strategies.unrolled import unrolled_mixing_gradients
+
+if TYPE_CHECKING:  # only for annotations: spaces sit beside strategies, not below them
+    from drnas.spaces.base import Architecture, SearchSpace
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Mixing:
+    """The mixing weights of one forward pass.
+
+    ``theta`` ``[edges, ops]``: the weight of every op of every edge (pruned ops at 0). ``edge_scale``
+    ``[edges]``: a weight per edge that also scales the channels a partial-channel edge bypasses (PC-DARTS'
+    edge normalisation), or None. ``active``: per edge, the ops that run (single-path methods), or None for all
+    kept ops.
+    """
+
+    theta: torch.Tensor
+    edge_scale: torch.Tensor | None = None
+    active: list[list[int]] | None = None
+
+    def detached(self) -> "Mixing":
+        scale = self.edge_scale.detach() if self.edge_scale is not None else None
+        return Mixing(self.theta.detach(), scale, self.active)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The tensors a network pass differentiates (theta, then edge_scale if any)."""
+        return [self.theta] if self.edge_scale is None else [self.theta, self.edge_scale]
+
+
+class Engine(Protocol):
+    """What a strategy may ask of the loop that runs it (implemented by :class:`drnas.search.Search`)."""
+
+    device: torch.device
+
+    def gradients(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor, weights: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """One training-mode pass over a batch: loss, correct count, dL/d(mixing.tensors()) and, with
+        ``weights``, dL/dw for every weight parameter (else an empty list). Nothing is updated."""
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        """The network weights, in a fixed order."""
+
+    def weight_step_rule(self) -> tuple[float, float, float, list[torch.Tensor | None]]:
+        """The weight optimizer's (lr, momentum, weight decay, momentum buffer per weight) right now."""
+
+    def evaluate_batch(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """Loss and correct predictions on one batch in eval mode (no gradient, no BatchNorm update)."""
+
+    def validation_batch(self, index: int = 0) -> Batch:
+        """A fixed batch of the validation (arch) half."""
+
+    def average_gradients(self, params: Sequence[torch.Tensor]) -> None:
+        """Average gradients over the processes of a multi-process run."""
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Pruned ops (mask False) get -inf logits, so a softmax or a sample gives them weight 0."""
+    return logits.float().masked_fill(~mask, float("-inf"))
+
+
+def gumbel_noise(shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log U)``, U uniform in (0, 1)."""
+    uniform = torch.rand(tuple(shape), device=device, generator=generator)
+    tiny = torch.finfo(uniform.dtype).tiny
+    return -torch.log(-torch.log(uniform.clamp(tiny, 1.0 - 1e-7)))
+
+
+def one_hot_mixing(choice: Sequence[int], num_ops: int, device: torch.device) -> Mixing:
+    """Weight 1 on one op per edge, which alone runs (a discrete architecture in the supernet)."""
+    theta = torch.zeros(len(choice), num_ops)
+    theta[torch.arange(len(choice)), torch.tensor(list(choice))] = 1.0
+    return discrete_mixing(theta, device)
+
+
+def discrete_mixing(weights: torch.Tensor, device: torch.device) -> Mixing:
+    """A discrete architecture as 0/1 weights ``[edges, ops]`` (an all-zero row: the edge is off); only the
+    ops with weight 1 run."""
+    active = [row.nonzero().flatten().tolist() for row in weights.cpu()]
+    return Mixing(weights.to(device=device, dtype=torch.float32), None, active)
+
+
+class Strategy(Relaxation):
+    """Base of every search method. Owns ``eta`` ``[edges, ops]`` (the raw architecture parameters: DrNAS' η,
+    DARTS' α) and the mask of ops still in the search (progressive pruning), from :class:`Relaxation`.
+
+    Class attributes say what the engine may do with the method:
+
+    * ``single_path``: only the sampled op of each edge runs (``Mixing.active``); the fast paths that fix the
+      set of running ops (compiled cells, CUDA graphs) refuse such methods.
+    * ``trains_arch``: whether there is an architecture step at all (RSPS has none).
+    * ``prunable``: whether ``scores()`` can rank ops for progressive pruning.
+    * ``second_order``: the architecture step is DARTS' unrolled one.
+    * ``uses_supernet``: False for methods that query a benchmark table instead of training a network.
+    """
+
+    name = "base"
+    #: the paper the method comes from, as ``drnas methods`` lists it
+    paper = ""
+    single_path = False
+    trains_arch = True
+    prunable = True
+    second_order = False
+    uses_supernet = True
+
+    def __init__(self, space: "SearchSpace", config: SearchConfig) -> None:
+        super().__init__(space.num_edges, len(space.ops), init_std=config.eta_init_std)
+        self.config = config
+        self.epoch_fraction = 0.0
+
+    # ------------------------------------------------------------------------------------------ configuration
+    @classmethod
+    def defaults(cls, config: SearchConfig) -> dict[str, Any]:
+        """Config fields this method sets over a preset (its paper's hyperparameters); the user's file, flags
+        and ``--set`` still override them."""
+        return {}
+
+    @classmethod
+    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
+        """Refuse settings that do not apply to this method in ``space`` (one line naming the field and the
+        fix)."""
+        if config.regulariser != "l2":
+            raise ConfigError(f"regulariser={config.regulariser} is DrNAS' KL anchor on the Dirichlet; method "
+                              f"{cls.name} has none: use regulariser=l2 (Adam weight decay reg_scale on eta)")
+        if not cls.prunable and any(s.ops_kept is not None for s in config.stages):
+            raise ConfigError(f"method {cls.name} has no op strengths to prune by: drop ops_kept from the stages")
+
+    # ------------------------------------------------------------------------------------------ distribution
+    def sample(self) -> Mixing:
+        """Mixing weights for one training pass, differentiable in the strategy's parameters."""
+        raise NotImplementedError
+
+    def eval_mixing(self) -> Mixing:
+        """Deterministic mixing weights for validation (default: the expected weights over all kept ops)."""
+        return Mixing(self.expected_weights())
+
+    def hessian_logits(self) -> torch.Tensor | None:
+        """The architecture parameters the paper's curvature analysis differentiates (Fig. 3), as logits whose
+        softmax over the kept ops are the mixing weights; None for methods without such parameters."""
+        return None
+
+    def hessian_mixing(self, logits: torch.Tensor) -> Mixing:
+        """Dense mixing weights ``softmax(logits)`` over the kept ops (every op runs; any edge weights fixed)."""
+        scale = self.eval_mixing().edge_scale
+        return Mixing(F.softmax(masked_logits(logits, self.mask), dim=-1), None if scale is None else scale.detach())
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before every epoch (0-based) of ``epochs``: temperature schedules live here."""
+        self.epoch_fraction = epoch / max(1, epochs - 1)
+
+    def record(self) -> dict[str, Any]:
+        """Extra fields of the epoch's metrics line (e.g. the temperature)."""
+        return {}
+
+    # ------------------------------------------------------------------------------------------ steps
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        return [self.eta]
+
+    def make_arch_optimizer(self) -> torch.optim.Optimizer | None:
+        """Adam on the architecture parameters, with the method's weight decay (None: no architecture step)."""
+        cfg = self.config
+        return torch.optim.Adam(self.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
+                                weight_decay=self.adam_weight_decay)
+
+    @property
+    def adam_weight_decay(self) -> float:
+        """The L2 regulariser on eta, as Adam weight decay (DARTS' and the authors' DrNAS code alike)."""
+        return self.config.reg_scale if self.config.regulariser == "l2" else 0.0
+
+    def arch_step(self, engine: Engine, optimizer: torch.optim.Optimizer, arch_batch: Batch,
+                  weight_batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One architecture step; returns the arch batch's loss and correct count.
+
+        First order: dL_val/dθ from one network pass, chained to the parameters through the sample. Second
+        order: θ's hypergradient of DARTS' unrolled step (eq. 7-8 of Liu et al., 2019) instead.
+        """
+        mixing = self.sample()
+        if self.second_order:
+            loss, correct, grads = unrolled_mixing_gradients(engine, mixing.detached(), arch_batch, weight_batch)
+        else:
+            loss, correct, grads, _ = engine.gradients(mixing.detached(), *arch_batch)
+        tensors, outer = list(mixing.tensors()), list(grads)
+        penalty = self.penalty()
+        if penalty is not None:
+            tensors.append(penalty)
+            outer.append(torch.ones_like(penalty))
+        optimizer.zero_grad(set_to_none=True)
+        params = self.arch_parameters()
+        torch.autograd.backward(tensors, outer, inputs=params)
+        engine.average_gradients(params)
+        optimizer.step()
+        return loss, correct
+
+    # ------------------------------------------------------------------------------------------ derivation
+    def derive(self, space: "SearchSpace", engine: Engine | None, epoch: int) -> "Architecture":
+        """The architecture this search points at now (default: the space's rule on the expected weights)."""
+        with torch.no_grad():
+            return space.derive(self.expected_weights().cpu())
+
+
+class SoftmaxStrategy(Strategy):
+    """Methods whose strength of op o on edge e is ``softmax(eta_e)_o`` over the kept ops (DARTS' α)."""
+
+    def probabilities(self) -> torch.Tensor:
+        return F.softmax(masked_logits(self.eta, self.mask), dim=-1)
+
+    def scores(self) -> torch.Tensor:
+        return self.probabilities()
+
+    def hessian_logits(self) -> torch.Tensor:
+        return self.eta.detach().float()  # DARTS' alpha, through the softmax
+
+    def expected_weights(self) -> torch.Tensor:
+        return self.probabilities()
+
+
+class SinglePathStrategy(SoftmaxStrategy):
+    """Methods that run one op per edge: validation runs the derived (argmax) cell inside the supernet."""
+
+    single_path = True
+
+    def eval_mixing(self) -> Mixing:
+        with torch.no_grad():
+            choice = self.expected_weights().argmax(-1).tolist()
+        return one_hot_mixing(choice, self.num_ops, self.eta.device)
+
+
+def best_sampled(space: "SearchSpace", engine: Engine, draw: Callable[[torch.Generator], torch.Tensor],
+                 candidates: int, seed: int) -> tuple["Architecture", torch.Tensor, float]:
+    """The best of ``candidates`` sampled architectures by supernet accuracy on one fixed validation batch
+    each (RSPS' and ENAS' derivation, as NAS-Bench-201's baselines do it). ``draw`` returns one architecture as
+    0/1 weights ``[edges, ops]``, drawn from its own generator, so deriving never moves the run's random stream.
+    Returns the architecture, its weights and its accuracy (%)."""
+    generator = torch.Generator().manual_seed(seed)
+    x, y = engine.validation_batch()
+    best: tuple[float, torch.Tensor] | None = None
+    for _ in range(candidates):
+        weights = draw(generator)
+        acc = engine.evaluate_batch(discrete_mixing(weights, x.device), x, y)[1] / len(y)
+        if best is None or acc > best[0]:
+            best = (acc, weights)
+    assert best is not None
+    return space.derive(best[1]), best[1], 100.0 * best[0]
+
+
+#: every registered search method: ``METHODS.get("darts")`` is its strategy class
+METHODS: Registry[type[Strategy]] = Registry("method")
+register_method = METHODS.register
+
+
+def get_method(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name`` (a one-line error lists the known ones)."""
+    return METHODS.get(name)
+
+
+def method_names() -> tuple[str, ...]:
+    return METHODS.names()

@@ -1,2 +1,0 @@
-"""Imports every built-in method so that it registers itself (one line per method file)."""
-from . import darts, drnas, dsnas, enas, gdas, pc_darts, rsps, snas, table  # noqa: F401
