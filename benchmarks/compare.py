@@ -21,7 +21,7 @@ and two that are settings of the job rather than fast paths:
 
 * ``channels_last``: the supernet and its inputs in channels_last, or contiguous (NCHW);
 * ``keep_layout``: compiled cells (needs ``--set compile=cells``) keep the network's layout or take inductor's
-  (``keep_layout`` of ``Supernet.compile_cells``); both sets of compiled cells are made once and swapped.
+  (``keep_layout`` of ``drnas.fast.compiled.compile_cells``); both sets of compiled cells are made once and swapped.
 
 Cases are run.py's: the search cases, and ``train-cifar`` (the evaluation network's training step).
 """
@@ -37,29 +37,30 @@ import torch
 
 from run import CASES, _search_case, _train_case, parse_overrides
 from drnas.fast import settings as fastpaths
+from drnas.fast.compiled import compile_cells, compiled_with, search_cells
 from drnas.engine.job import Job
 
 
 def _channels_last(job: Job, on: bool) -> None:
-    job.memory_format = torch.channels_last if on else torch.contiguous_format
+    job.runner.memory_format = torch.channels_last if on else torch.contiguous_format
     network = job.net if hasattr(job, "net") else job.model
-    network.to(memory_format=job.memory_format)  # in place: the optimizer keeps its parameters
+    network.to(memory_format=job.runner.memory_format)  # in place: the optimizer keeps its parameters
 
 
 def _keep_layout(job: Job, on: bool) -> None:
     net = job.net
-    if net.cell_compile_settings is None:
+    if compiled_with(net) is None:
         raise SystemExit("keep_layout compares compiled cells: add --set compile=cells")
     wrappers = getattr(job, "_layout_wrappers", None)
     if wrappers is None:  # one wrapper per cell and setting: each keeps its own graphs in dynamo's cache
         wrappers = {}
         for keep in (True, False):
-            net.compile_cells("cells", keep_layout=keep)
-            wrappers[keep] = [cell._compiled_call_impl for cell in net.search_cells()]
+            compile_cells(net, "cells", keep_layout=keep)
+            wrappers[keep] = [cell._compiled_call_impl for cell in search_cells(net)]
         job._layout_wrappers = wrappers
-    for cell, wrapper in zip(net.search_cells(), wrappers[on]):
+    for cell, wrapper in zip(search_cells(net), wrappers[on]):
         cell._compiled_call_impl = wrapper
-    net.cell_compile_settings = (net.cell_compile_settings[0], on)
+    net.__dict__["_cell_compile_settings"] = (compiled_with(net)[0], on)
 
 
 def _fast_path(name: str) -> Callable[[Job, bool], None]:
@@ -102,7 +103,7 @@ def compare(switch: str, name: str, rounds: int, overrides: dict[str, str]) -> t
     def prepare(on: bool) -> Callable[[int], Callable[[], None]]:
         def at(round_: int) -> Callable[[], None]:
             set_switch(job, on)
-            job.steps.reset()  # a captured graph would replay the other setting
+            job.runner.reset()  # a captured graph would replay the other setting
             return step((2 * round_ + (not on)) % available)
         return at
 

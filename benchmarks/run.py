@@ -47,7 +47,8 @@ from torch.utils._pytree import tree_flatten
 from drnas import Search, apply_overrides, preset
 from drnas.search import HESSIAN_BATCHES
 from drnas.method.strategies import get_method, method_names, with_method
-from drnas.data.formats import DatasetInfo, ImageArrays
+from drnas.data import DatasetInfo, ImageArrays
+from drnas.fast.compiled import compile_cells
 from drnas.train import PROTOCOLS, Trainer
 
 #: name -> (preset or protocol, stage index); "train-cifar" times the CIFAR evaluation network instead
@@ -233,9 +234,9 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
     median = statistics.median(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if job.device.type == "cuda"  # before counting FLOPs,
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)       # which may hold more memory
-    job.steps.enabled = False  # count FLOPs on the eager path: a graph replay is invisible to the counter,
+    job.runner.steps.enabled = False  # count FLOPs on the eager path: a graph replay is invisible to the counter,
     if name != "train-cifar":  # and generated kernels are too (eager cells do the same arithmetic, uncompiled)
-        job.net.compile_cells("none")
+        compile_cells(job.net, "none")
     # counting a curvature measurement op by op takes many minutes (every Hessian-vector product): not counted
     counted = name != "nb201-hessian"
     flops = _count_flops(step(available - 1)) if counted else float("nan")
@@ -247,9 +248,9 @@ def run_case(name: str, steps: int, warmup: int, device: str, overrides: dict[st
               "gb_touched_per_iter": touched / 1e9, "achieved_gbps": touched / median / 1e9,
               "copy_gbps": bandwidth / 1e9, "fraction_of_copy": touched / median / bandwidth,
               "device": str(job.device),
-              "amp": str(job.amp_dtype).replace("torch.", "") if job.amp_dtype else "off",
-              "cuda_graphs": job.steps.captured, "warmup_s": warmup_s, "graphs_compiled": graphs,
-              "compile": getattr(job, "compile_mode", "none"),
+              "amp": str(job.runner.amp_dtype).replace("torch.", "") if job.runner.amp_dtype else "off",
+              "cuda_graphs": job.runner.steps.captured, "warmup_s": warmup_s, "graphs_compiled": graphs,
+              "compile": job.runner.compile_mode,
               "graphs_while_timed": graphs - graphs_warm, "overrides": overrides}
     if name != "train-cifar":
         record.update(partial_k=job.net.partial_k, ops_kept=job.relax.num_kept)

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real configs and paths to the shared data (skipped with a reason when absent)."""
+"""Shared fixtures: tiny real configs and paths to the shared data (skipped with a reason when absent); how the
+suite shares the cores between pytest-xdist's workers (``scripts/test.sh`` runs ``-n 2 --dist loadgroup``)."""
 from __future__ import annotations
 
 import os
@@ -13,8 +14,32 @@ NB201_CSV = SHARED / "nb201" / "nb201.csv"
 CIFAR_NPZ = SHARED / "cifar10" / "cifar10.npz"
 
 
-#: threads per test; set DRNAS_TEST_THREADS=1 (with OMP_NUM_THREADS=1) while other jobs hold the cores
-TEST_THREADS = int(os.environ.get("DRNAS_TEST_THREADS") or 2)
+#: the cores the suite may use (CI has 2), shared by the xdist workers
+CORES = 2
+#: threads per test: the cores split between the workers (1 under ``-n 2``, 2 in a serial run); DRNAS_TEST_THREADS
+#: sets it (1 while other jobs hold the cores)
+TEST_THREADS = int(os.environ.get("DRNAS_TEST_THREADS")
+                   or max(1, CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)))
+# ... and per process a test starts (the CLI, a built wheel's demo), unless the environment says otherwise
+os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
+
+#: files whose tests each start several busy processes (torchrun's ranks, a sweep's pool of 2, a local Ray): they
+#: share one worker, so two of them never run at once on the 2 cores
+MULTI_PROCESS = ("test_distributed.py", "test_sweep.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """The groups that ``--dist loadgroup`` keeps on one worker: the multi-process files, and in each other file the
+    tests that share a module-scoped fixture (a run, a built wheel, a built site), so it is built once, not once
+    per worker."""
+    for item in items:
+        if item.path.name in MULTI_PROCESS:
+            item.add_marker(pytest.mark.xdist_group("processes"))
+            continue
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures and any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.fixture(autouse=True)

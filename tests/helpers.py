@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from drnas.config.search import SearchConfig, Stage
-from drnas.data.formats import DatasetInfo, ImageArrays, load_dataset
+from drnas.data import DatasetInfo, ImageArrays, load_dataset
 
 
 def pattern_images(n: int = 256, size: int = 8, classes: int = 4, seed: int = 0) -> ImageArrays:

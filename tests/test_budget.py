@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from drnas.analysis.budget import (Budget, CostModel, architecture_of, choices, derive_within_budget, learned_weights,
-                          parse_milliseconds, parse_size)
+from drnas.analysis.budget import Budget, architecture_of, choices, derive_within_budget, parse_milliseconds, parse_size
+from drnas.analysis.cost import CostModel, count_macs, count_parameters
+from drnas.analysis.learned import LearnedDistribution
 from drnas.cli import main
 from drnas.config.search import Stage
 from drnas.errors import ConfigError
-from drnas.analysis.cost import count_macs, count_parameters
 from drnas.engine.runs import RunError
 from drnas.search import Search
 from drnas.spaces import NB201Arch, NetworkSpec, get_space, space_names
@@ -103,7 +103,7 @@ def test_latency_and_its_batch_are_parsed():
 # ------------------------------------------------------------------------------------------------ derivation
 @pytest.mark.parametrize("space", space_names())
 def test_without_a_budget_it_is_the_spaces_own_derivation(space, searched):
-    learned = learned_weights(searched(space))
+    learned = LearnedDistribution.from_run(searched(space))
     found = derive_within_budget(learned, Budget(), *NETWORKS[space])
     assert str(found.arch) == str(learned.space.derive(learned.weights)) == learned.derived
     run_file = json.loads((searched(space) / "architecture.json").read_text())
@@ -121,7 +121,7 @@ def test_without_a_budget_it_is_the_spaces_own_derivation(space, searched):
 
 @pytest.mark.parametrize("space", space_names())
 def test_each_choice_is_a_distribution_over_what_the_derivation_may_pick(space, searched):
-    learned = learned_weights(searched(space))
+    learned = LearnedDistribution.from_run(searched(space))
     found = choices(learned.space, learned.weights, learned.allowed)
     excluded = [learned.space.ops.index(o) for o in learned.space.excluded_from_derivation]
     for choice in found:
@@ -140,7 +140,7 @@ def _restricted(learned):
 
 
 def test_nb201_search_is_exact_against_brute_force(searched):
-    learned = _restricted(learned_weights(searched("nb201")))
+    learned = _restricted(LearnedDistribution.from_run(searched("nb201")))
     space, (spec, shape) = learned.space, NETWORKS["nb201"]
     w = learned.weights.double()
     options = [[o for o in range(len(space.ops)) if learned.allowed[e, o]] for e in range(6)]
@@ -168,7 +168,7 @@ def test_nb201_search_is_exact_against_brute_force(searched):
 
 @pytest.mark.parametrize("space", space_names())
 def test_the_per_op_costs_add_up_to_the_exact_count(space, searched):
-    learned = learned_weights(searched(space))
+    learned = LearnedDistribution.from_run(searched(space))
     spec, shape = NETWORKS[space]
     costs = CostModel.measure(learned.space, learned.allowed, spec, shape)
     rng = np.random.default_rng(0)
@@ -182,7 +182,7 @@ def test_the_per_op_costs_add_up_to_the_exact_count(space, searched):
 
 @pytest.mark.parametrize("space", space_names())
 def test_a_budget_below_the_unconstrained_network_is_respected_by_exact_count(space, searched):
-    learned = learned_weights(searched(space))
+    learned = LearnedDistribution.from_run(searched(space))
     spec, shape = NETWORKS[space]
     free = derive_within_budget(learned, Budget(), spec, shape)
     budget = Budget(params=free.params - 1, macs=free.macs)
@@ -195,7 +195,7 @@ def test_a_budget_below_the_unconstrained_network_is_respected_by_exact_count(sp
 
 @pytest.mark.parametrize("space", space_names())
 def test_an_unsatisfiable_budget_names_the_smallest_network(space, searched):
-    learned = learned_weights(searched(space))
+    learned = LearnedDistribution.from_run(searched(space))
     with pytest.raises(ConfigError, match=r"the smallest achievable network has [0-9.]+k? parameters and "):
         derive_within_budget(learned, Budget(params=1), *NETWORKS[space])
 
@@ -203,7 +203,7 @@ def test_an_unsatisfiable_budget_names_the_smallest_network(space, searched):
 def test_a_candidate_whose_exact_count_breaks_the_budget_gives_way(searched):
     """With per-op costs that say every cell is free, candidates come in order of probability and only the
     exact count decides: the first that fits is returned, never one over the budget."""
-    learned = learned_weights(searched("nb201"))
+    learned = LearnedDistribution.from_run(searched("nb201"))
     spec, shape = NETWORKS["nb201"]
     costs = CostModel.measure(learned.space, learned.allowed, spec, shape)
     blind = dataclasses.replace(costs, base=np.zeros_like(costs.base), table=np.zeros_like(costs.table))
@@ -218,7 +218,7 @@ def test_a_candidate_whose_exact_count_breaks_the_budget_gives_way(searched):
 
 
 def test_a_latency_budget_is_measured_on_the_device(searched):
-    learned = learned_weights(searched("nb201"))
+    learned = LearnedDistribution.from_run(searched("nb201"))
     spec, shape = NETWORKS["nb201"]
     found = derive_within_budget(learned, Budget(latency_ms=10_000.0, latency_batch=2), spec, shape,
                                  device=torch.device("cpu"))
@@ -230,19 +230,19 @@ def test_a_latency_budget_is_measured_on_the_device(searched):
 
 
 def test_an_earlier_epoch_of_the_run(searched):
-    first = learned_weights(searched("nb201"), epoch=1)
+    first = LearnedDistribution.from_run(searched("nb201"), epoch=1)
     assert first.epoch == 1 and first.derived is None and first.allowed.sum(1).tolist() == [5] * 6
     found = derive_within_budget(first, Budget(), *NETWORKS["nb201"])
     assert str(found.arch) == str(first.space.derive(first.weights)) and found.architectures == 5 ** 6
     with pytest.raises(RunError, match="epoch 9 is not in"):
-        learned_weights(searched("nb201"), epoch=9)
+        LearnedDistribution.from_run(searched("nb201"), epoch=9)
 
 
 # ------------------------------------------------------------------------------------------------ commands
 @pytest.mark.parametrize("space", space_names())
 def test_derive_command_json(space, searched, capsys):
     run = searched(space)
-    free = derive_within_budget(learned_weights(run), Budget(), *NETWORKS[space])
+    free = derive_within_budget(LearnedDistribution.from_run(run), Budget(), *NETWORKS[space])
     limit = free.params - 1
     assert main(["derive", str(run), "--max-params", str(limit), "--max-macs", "1G", "--json", *CLI_SIZE[space]]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -287,7 +287,7 @@ def test_derive_command_errors_are_one_line(argv, needle, searched, capsys):
 def test_train_within_a_budget_trains_the_derived_architecture(searched, tmp_path, capsys):
     run = searched("nb201")
     spec, shape = NetworkSpec(channels=4, cells_per_stage=1, in_channels=1), (1, 1, 8, 8)
-    learned = learned_weights(run)
+    learned = LearnedDistribution.from_run(run)
     limit = derive_within_budget(learned, Budget(), spec, shape).params - 1
     expected = derive_within_budget(learned, Budget(params=limit), spec, shape)
     out = tmp_path / "train"

@@ -344,3 +344,37 @@ def test_the_version_comes_from_one_place(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"drnas {drnas.__version__}" == f"drnas {version('drnas')}"
+
+
+def test_every_command_and_option_has_help():
+    """`drnas COMMAND -h` explains everything: each subcommand has a one-line help and a description, each
+    argument (positional ones included) a help text; --method and --preset list the registered names."""
+    import argparse
+
+    from drnas.cli.parser import build_parser
+    from drnas.config.presets import preset_names
+    from drnas.method.strategies import method_names
+
+    def commands(parser, path):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    assert helps.get(name), f"drnas {' '.join(path + [name])} has no help"
+                    yield from commands(sub, path + [name])
+
+    found = list(commands(build_parser(), []))
+    assert len(found) >= 12
+    for path, parser in found:
+        if path:
+            assert parser.description, f"drnas {' '.join(path)} has no description"
+        for action in parser._actions:
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                assert action.help and action.help.strip(), f"drnas {' '.join(path)} {action.dest} has no help"
+    options = {tuple(path): {a.dest: a.help for a in parser._actions} for path, parser in found}
+    for path in (("search",), ("sweep",)):
+        assert all(name in options[path]["method"] for name in method_names())
+        assert all(name in options[path]["preset"] for name in preset_names())
+    for flag in ("tensorboard", "wandb"):
+        assert "search" not in options[("train",)][flag] and "search" in options[("search",)][flag]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from drnas.config.search import (ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset,
+from drnas.config import (ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset,
                           preset_names, set_total_epochs)
 
 

@@ -114,7 +114,7 @@ def test_imagenet_stem_reduces_224_to_28():
 
 
 def test_ops_subset_for_the_authors_code_preset():
-    from drnas.config.search import preset
+    from drnas.config import preset
 
     cfg = preset("darts-cifar10-code")
     space = get_space("darts", cfg.ops)

@@ -1,4 +1,5 @@
-"""Tests for drnas.data.formats: loaders on real-format files and the device-side batcher."""
+"""Tests for drnas.data: the readers on real-format files, the dataset registry, the device-side batcher, the
+JPEG-folder loader, the splits, and the loader builders against the jobs' own."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from drnas.data.formats import (
+from drnas.data import (
     DATASET_NAMES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -564,7 +565,7 @@ def test_load_dataset_imagenet_points_to_folder_loader() -> None:
 
 
 def test_random_resized_box_bounds() -> None:
-    from drnas.data.formats import _random_resized_box
+    from drnas.data.folders import _random_resized_box
 
     rng = np.random.default_rng(0)
     boxes = np.array([_random_resized_box(rng, 500, 375, (0.08, 1.0), (3 / 4, 4 / 3)) for _ in range(2000)])

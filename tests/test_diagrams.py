@@ -198,7 +198,9 @@ def test_show_plots_writes_every_picture_of_a_run(space_name, runs, capsys):
     run = runs[space_name]
     assert main(["show", str(run), "--plots"]) == 0
     printed = capsys.readouterr().out.split()
-    expected = ["cells.svg", "cells.png", "heatmap.png", "dirichlet_mean.png"]
+    # the weights over the epochs, named for what they are: the NB201 run is DrNAS', the DARTS run the DARTS method's
+    weights = "dirichlet_mean.png" if space_name == "nb201" else "op_weights.png"
+    expected = ["cells.svg", "cells.png", "heatmap.png", weights]
     if space_name == "nb201":
         expected.append("hessian.png")  # the NB201 run logged the curvature
     assert printed == [str(run / "plots" / name) for name in expected]

@@ -77,11 +77,11 @@ def test_site_builds_strict_with_every_page(site: Path) -> None:
 
 
 def test_cli_reference_has_every_command_and_option(site: Path) -> None:
-    from drnas.cli import _parser
+    from drnas.cli.parser import build_parser
 
     markup = (site / "cli" / "index.html").read_text()
     text = _page_text(site, "cli")
-    commands = _commands(_parser())
+    commands = _commands(build_parser())
     assert len(commands) >= 10
     for path, parser in commands:
         assert f'id="drnas-{"-".join(path)}"' in markup, f"no section for drnas {' '.join(path)}"

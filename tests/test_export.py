@@ -6,7 +6,8 @@ import torch
 
 from drnas.config.search import ConfigError, apply_overrides
 from drnas.analysis.cost import count_parameters
-from drnas.train import PROTOCOLS, Trainer, export_format
+from drnas.engine.export import export_format
+from drnas.train import PROTOCOLS, Trainer
 from helpers import digits, pattern_images
 
 QUIET = dict(progress=False, log=lambda m: None)

@@ -8,10 +8,10 @@ import torch
 
 from drnas.fast import fusion
 from drnas.search import Search
-from drnas.method.supernet import cell_compile_options
+from drnas.fast.compiled import cell_compile_options, compile_cells, compiled_with
 from drnas.train import PROTOCOLS, Trainer
 from drnas.config.search import Stage, apply_overrides
-from drnas.engine.job import preferred_memory_format
+from drnas.fast import preferred_memory_format
 from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
@@ -27,7 +27,7 @@ def _one_search_step(memory_format: str, partial_k: int):
     eta_grad = search.relax.eta.grad.clone()
     weight_loss, _ = search.weight_step(xw, yw)
     weights = torch.cat([p.detach().reshape(-1) for p in search.net.parameters()])
-    return search.memory_format, arch_loss, eta_grad, weight_loss, weights
+    return search.runner.memory_format, arch_loss, eta_grad, weight_loss, weights
 
 
 @pytest.mark.parametrize("partial_k", [1, 2])
@@ -49,9 +49,9 @@ def test_auto_memory_format_rule():
 
 def test_stage_transition_switches_layout_and_keeps_optimizer_parameters():
     search = Search(tiny_config(), data=pattern_images(128), **QUIET)  # K=2 then K=1
-    assert search.memory_format == torch.contiguous_format
+    assert search.runner.memory_format == torch.contiguous_format
     search._enter_stage(1)
-    assert search.memory_format == torch.channels_last
+    assert search.runner.memory_format == torch.channels_last
     conv = next(m for m in search.net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1 and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     in_optimizer = {id(p) for g in search.weight_optimizer.param_groups for p in g["params"]}
@@ -65,7 +65,7 @@ def test_arch_step_gradient_equals_full_backward():
     x, y = next(iter(search.arch_loader.epoch(0)))
     torch.manual_seed(3)
     theta = search.relax.sample().theta
-    loss = torch.nn.functional.cross_entropy(search.net(x.contiguous(memory_format=search.memory_format), theta), y)
+    loss = torch.nn.functional.cross_entropy(search.net(x.contiguous(memory_format=search.runner.memory_format), theta), y)
     (full,) = torch.autograd.grad(loss, [search.relax.eta], retain_graph=True)
     loss.backward(inputs=[search.relax.eta])
     assert torch.allclose(search.relax.eta.grad, full)
@@ -137,9 +137,9 @@ def test_bf16_autocast_search_step_on_cpu_keeps_theta_and_eta_float32():
 def _compiled_search(config, backend: str) -> Search:
     """A search with ``compile="cells"``, its cells compiled by ``backend`` (stage transitions keep it)."""
     search = Search(config, data=pattern_images(128), **QUIET)
-    search.compile_backend = backend
-    search.net.compile_cells("none")
-    search.net.compile_cells("cells", backend=backend)
+    search.runner.compile_backend = backend
+    compile_cells(search.net, "none")
+    compile_cells(search.net, "cells", backend=backend)
     return search
 
 
@@ -175,32 +175,32 @@ def test_compiled_cells_are_checked_against_eager_cells_and_dropped_when_off(mon
     torch.manual_seed(0)
     if backend == "aot_eager":
         unchecked = Search(tiny_config(compile="cells"), data=pattern_images(128), **QUIET)
-        unchecked.unchecked_compiled_steps.clear()
+        unchecked.runner.unchecked.clear()
         reference = _first_steps(unchecked)
     else:
         reference = _first_steps(Search(tiny_config(), data=pattern_images(128), **QUIET))
     logs: list[str] = []
     torch.manual_seed(0)
     search = Search(tiny_config(compile="cells"), data=pattern_images(128), progress=False, log=logs.append)
-    assert search.unchecked_compiled_steps == {"arch", "weight"}
+    assert search.runner.unchecked == {"arch", "weight"}
     checked = _first_steps(search)
     for a, b in zip(reference, checked):
         assert torch.equal(a, b)
-    assert search.unchecked_compiled_steps == set()
+    assert search.runner.unchecked == set()
     warnings = [line for line in logs if "going on with eager cells" in line]
     cells = list(search.net.search_cells())
     if backend == "aot_eager":
-        assert not warnings and search.compile_mode == "cells"
+        assert not warnings and search.runner.compile_mode == "cells"
         assert [line.split(" pass ")[0] for line in logs if line.startswith("compiled cells checked")] == \
             ["compiled cells checked: their arch", "compiled cells checked: their weight"]
         assert all(cell._compiled_call_impl is not None for cell in cells)
         search._enter_stage(1)  # widened and pruned cells are new graphs: checked again
-        assert search.unchecked_compiled_steps == {"arch", "weight"}
+        assert search.runner.unchecked == {"arch", "weight"}
     else:
         assert len(warnings) == 1 and "arch pass" in warnings[0] and "torch " + torch.__version__ in warnings[0]
-        assert search.compile_mode == "none" and all(cell._compiled_call_impl is None for cell in cells)
+        assert search.runner.compile_mode == "none" and all(cell._compiled_call_impl is None for cell in cells)
         search._enter_stage(1)
-        assert search.unchecked_compiled_steps == set()  # stays eager
+        assert search.runner.unchecked == set()  # stays eager
 
 
 def _steps_through_a_transition(config, backend: str | None, evaluate: bool):
@@ -256,19 +256,19 @@ def test_compiled_cells_keep_the_nchw_layout_of_partial_channel_stages_on_the_cp
     stages = [Stage(epochs=1, partial_k=2), Stage(epochs=1, partial_k=1, ops_kept=2)]
     search = Search(tiny_config(stages=stages, compile="cells"), data=pattern_images(128), **QUIET)
     cells = list(search.net.search_cells())
-    assert search.memory_format == torch.contiguous_format
-    assert search.net.cell_compile_settings == ("inductor", True)
+    assert search.runner.memory_format == torch.contiguous_format
+    assert compiled_with(search.net) == ("inductor", True)
     assert cell_compile_options("inductor", True) == {"layout_optimization": False}
     assert cell_compile_options("aot_eager", True) is None  # inductor's options only
     before = [cell._compiled_call_impl for cell in cells]
-    search.net.compile_cells("cells", keep_layout=True)  # same settings: the same wrappers
+    compile_cells(search.net, "cells", keep_layout=True)  # same settings: the same wrappers
     assert [cell._compiled_call_impl for cell in cells] == before
     search._enter_stage(1)
-    assert search.memory_format == torch.channels_last
-    assert search.net.cell_compile_settings == ("inductor", False)
+    assert search.runner.memory_format == torch.channels_last
+    assert compiled_with(search.net) == ("inductor", False)
     assert all(cell._compiled_call_impl is not old for cell, old in zip(cells, before))
-    search.net.compile_cells("none")
-    assert search.net.cell_compile_settings is None and all(c._compiled_call_impl is None for c in cells)
+    compile_cells(search.net, "none")
+    assert compiled_with(search.net) is None and all(c._compiled_call_impl is None for c in cells)
 
 
 @pytest.mark.parametrize("keep_layout", [True, False])
@@ -289,7 +289,7 @@ def test_compiled_cell_matches_eager_with_inductor(keep_layout):
     cells = [fusion.install(NB201Cell(8, 2, ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")))
              for _ in range(2)]
     cells[1].load_state_dict(cells[0].state_dict())
-    # what Supernet.compile_cells does to every cell
+    # what drnas.fast.compiled.compile_cells does to every cell
     cells[1].compile(dynamic=False, options=cell_compile_options("inductor", keep_layout))
     x = torch.randn(4, 8, 6, 6)
     theta = torch.softmax(torch.randn(6, 4), -1)
@@ -348,22 +348,22 @@ def test_search_resolves_compile_auto_from_its_length(monkeypatch, space, compil
     changes = {"space": space, "cells": 3, "channels": 8} if space == "darts" else {}
     lines: list[str] = []
     short = Search(tiny_config(**changes), data=pattern_images(128), progress=False, log=lines.append)
-    assert short.config.compile == "auto" and short.compile_mode == "none"
+    assert short.config.compile == "auto" and short.runner.compile_mode == "none"
     assert all(cell._compiled_call_impl is None for cell in short.net.search_cells())
     assert not [line for line in lines if "compil" in line]  # (the log also gets the DEBUG device line)
     steps = len(short.weight_loader) * short.config.epochs
     monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", steps)
     search = Search(tiny_config(**changes), data=pattern_images(128), progress=False, log=lines.append)
-    assert search.compile_mode == ("cells" if compiled else "none")
+    assert search.runner.compile_mode == ("cells" if compiled else "none")
     assert all((cell._compiled_call_impl is not None) == compiled for cell in search.net.search_cells())
     assert any(f"{steps} weight steps" in line for line in lines) == compiled
 
 
 def test_compile_auto_leaves_a_space_it_was_not_measured_to_pay_for_eager(monkeypatch):
-    """``auto`` compiles only the spaces in ``drnas.fast.accel.COMPILE_PAYS_ON_CPU`` (a space registered from outside
-    is not in it)."""
+    """``auto`` compiles only the spaces whose ``compiled_cells_pay_on_cpu`` says it was measured to pay."""
     from drnas.fast import accel
+    from drnas.spaces.nb201 import NB201Space
     monkeypatch.setattr(accel, "AUTO_COMPILE_MIN_STEPS", 1)
-    monkeypatch.setattr(accel, "COMPILE_PAYS_ON_CPU", frozenset())
+    monkeypatch.setattr(NB201Space, "compiled_cells_pay_on_cpu", False)
     search = Search(tiny_config(), data=pattern_images(128), **QUIET)
-    assert search.compile_mode == "none"
+    assert search.runner.compile_mode == "none"

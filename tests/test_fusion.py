@@ -459,8 +459,8 @@ def test_a_search_with_fast_paths_plain_runs_the_plain_path_and_agrees_with_the_
             kinds = {type(m) for m in search.net.modules()}
             assert AvgPool3x3 in kinds and WindowSumAvgPool3x3 not in kinds
             assert not any(cell.paths is fusion.FUSED_CELL for cell in search.net.search_cells())
-            assert search.compile_mode == "none" and not search.steps.enabled
-            assert search.memory_format == torch.contiguous_format
+            assert search.runner.compile_mode == "none" and not search.runner.steps.enabled
+            assert search.runner.memory_format == torch.contiguous_format
         results[mode] = search.run(max_epochs=3)
     plain, default = results["plain"], results["default"]
     assert str(plain.architecture) == str(default.architecture)

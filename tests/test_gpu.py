@@ -94,7 +94,7 @@ def _captured_step_and_eager_step(search: Search, make_eager) -> tuple[tuple, tu
     for _ in range(3):  # two eager warm-up calls, then capture
         search.arch_step(xa, ya)
         search.weight_step(xw, yw)
-    assert sorted(search.steps.captured) == ["arch", "weight"]
+    assert sorted(search.runner.steps.captured) == ["arch", "weight"]
     saved = _snapshot(search)
     results = []
     for replay in (True, False):
@@ -110,7 +110,7 @@ def _captured_step_and_eager_step(search: Search, make_eager) -> tuple[tuple, tu
 
 
 def _graphs_off(search: Search) -> None:
-    search.steps.enabled = False
+    search.runner.steps.enabled = False
 
 
 @pytest.mark.parametrize("stage", [0, 1])
@@ -208,7 +208,7 @@ def test_graphed_steps_replay_the_graph_and_fall_back_on_a_short_batch():
     for _ in range(3):
         search.arch_step(xa, ya)
         search.weight_step(xw, yw)
-    assert sorted(search.steps.captured) == ["arch", "weight"]
+    assert sorted(search.runner.steps.captured) == ["arch", "weight"]
     loss, correct = search.weight_step(xw[:7], yw[:7])  # another shape: eager, same function
     assert math.isfinite(float(loss)) and 0 <= int(correct) <= 7
     before = search.relax.eta.detach().clone()
@@ -248,7 +248,7 @@ def test_graphed_training_matches_eager(deterministic_cudnn):
                           data=data, **QUIET)
         runs.append((trainer, trainer.run()))
     (_, eager), (graphed_trainer, graphed) = runs
-    assert graphed_trainer.steps.captured == ["train"]
+    assert graphed_trainer.runner.steps.captured == ["train"]
     for a, b in zip(eager.metrics, graphed.metrics):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
         assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-3, abs=1e-4)
@@ -257,6 +257,6 @@ def test_graphed_training_matches_eager(deterministic_cudnn):
 def test_graphed_training_with_drop_path_and_bf16_learns():
     torch.manual_seed(0)
     trainer = Trainer(tiny_train_config(device="cuda", epochs=3, amp="bf16"), data=pattern_images(384, size=32), **QUIET)
-    assert trainer.amp_dtype == torch.bfloat16 and trainer.steps.enabled  # graphs are the default on a GPU
+    assert trainer.runner.amp_dtype == torch.bfloat16 and trainer.runner.steps.enabled  # graphs are the default on a GPU
     result = trainer.run()
-    assert trainer.steps.captured == ["train"] and result.top1 > 40.0  # 4 classes
+    assert trainer.runner.steps.captured == ["train"] and result.top1 > 40.0  # 4 classes

@@ -95,9 +95,9 @@ def test_version_from_the_module_and_the_console_script(installed):
     expected = f"drnas {_version()}"
     assert _run([sys.executable, "-m", "drnas", "--version"], installed).stdout.strip() == expected
     assert _run([str(site / "bin" / "drnas"), "--version"], installed).stdout.strip() == expected
-    from drnas.cli import _parser
+    from drnas.cli.parser import build_parser
 
-    assert "--version" in _parser().format_help()  # drnas -h lists it
+    assert "--version" in build_parser().format_help()  # drnas -h lists it
 
 
 def test_the_offline_demo_runs_from_the_installed_console_script(installed):

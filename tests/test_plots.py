@@ -1,6 +1,7 @@
-"""The Dirichlet-mean plot of a search (``dirichlet_mean.png``) on tiny real runs: one legend of the op colours,
-integer 1-based epochs, stage transitions marked and labelled, pruned ops ended, NB201 as line panels and DARTS as
-one strip panel per cell type, at a bounded size."""
+"""The plot of a search's expected weights over the epochs (``dirichlet_mean.png`` for DrNAS, ``op_weights.png``
+for methods without a Dirichlet) on tiny real runs: one legend of the op colours, integer 1-based epochs, stage
+transitions marked and labelled, pruned ops ended, NB201 as line panels and DARTS as one strip panel per cell
+type, at a bounded size."""
 from __future__ import annotations
 
 import io
@@ -158,8 +159,10 @@ def test_one_epoch_softmax_run_says_expected_weight(runs):
         assert _stage_lines(ax) == {} and ax.get_ylabel() in ("", "expected weight")
         assert all(len(line.get_xdata()) in (0, 1) for line in ax.get_lines())  # one dot per op
     _legend(fig, space.ops)
-    assert (runs["one"] / "dirichlet_mean.png").is_file()  # the search itself wrote it
-    _png_size(runs["one"] / "dirichlet_mean.png")
+    # the search itself wrote it, under the name of what it shows
+    assert (runs["one"] / "op_weights.png").is_file() and not (runs["one"] / "dirichlet_mean.png").exists()
+    _png_size(runs["one"] / "op_weights.png")
+    assert (runs["nb201"] / "dirichlet_mean.png").is_file() and not (runs["nb201"] / "op_weights.png").exists()
 
 
 def test_stage_transitions_from_the_records_or_the_config(runs):

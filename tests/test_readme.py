@@ -198,7 +198,8 @@ def workspace(tmp_path_factory):
     as nb201.csv (when present), a genotype file, a planned sweep."""
     import torch
 
-    from drnas.cli import _parser, _sweep_plan
+    from drnas.cli.parser import build_parser
+    from drnas.cli.sweep import sweep_plan
     from drnas.sweep.driver import SweepDir
 
     torch.set_num_threads(1)  # every network here is tiny: one thread is the fastest on shared cores
@@ -212,7 +213,7 @@ def workspace(tmp_path_factory):
     _quiet("train", "--arch", str(root / "runs/darts"), "--epochs", "1", *tiny, "--set", "channels=4", "--set",
            "cells=3", "--set", "auxiliary_weight=0", "--out", str(root / "runs/darts-train"))
     sweep = ["sweep", "--method", "drnas,darts", "--preset", "demo", "--epochs", "2"]
-    plan, _ = _sweep_plan(_parser().parse_args(sweep))  # planned, not run: what --status and --summary read
+    plan, _ = sweep_plan(build_parser().parse_args(sweep))  # planned, not run: what --status and --summary read
     for name in ("table4", "t4"):
         SweepDir(root / "sweeps" / name).create(plan)
     (root / "genotype.txt").write_text(str(get_architecture("DrNAS_cifar10").arch) + "\n")
@@ -256,10 +257,10 @@ def _drnas_argv(words: list[str]) -> list[str] | None:
 
 def _parse(argv: list[str]) -> argparse.Namespace | None:
     """The parsed arguments; None for -h and --version, which the parser answers itself."""
-    from drnas.cli import _parser
+    from drnas.cli.parser import build_parser
 
     try:
-        return _parser().parse_args(argv)
+        return build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse printed the reason to stderr
         if exit_.code == 0:
             return None
@@ -269,17 +270,19 @@ def _parse(argv: list[str]) -> argparse.Namespace | None:
 def _resolve(args: argparse.Namespace):
     """The full config of a new search, sweep or training run, by the functions the CLI uses (no data loaded);
     the plan of a sweep to resume."""
-    from drnas import cli
+    from drnas.cli.search import search_config
+    from drnas.cli.sweep import sweep_plan
+    from drnas.cli.train import train_config
 
     if args.command == "search":
-        return cli.resolve_search_config(args)
+        return search_config(args)
     if args.command == "train":
-        return cli._train_config(args)
+        return train_config(args)
     if args.resume:  # the sweep's saved plan, which a resume runs on
         from drnas.sweep.driver import SweepDir
 
         return SweepDir(args.resume).read_plan()
-    plan, _ = cli._sweep_plan(args)
+    plan, _ = sweep_plan(args)
     return plan
 
 

@@ -116,3 +116,19 @@ def test_relative_paths_are_saved_absolute_so_resume_works_elsewhere(tmp_path, m
     monkeypatch.chdir("/")
     resumed = Search.resume(tmp_path / "run", **quiet)
     assert resumed.table is not None and resumed.epoch == 1
+
+
+def test_a_run_saved_with_the_retired_relaxation_field_resumes(tmp_path):
+    """``relaxation`` left the config (the method decides it): runs saved with its one value still resume, and
+    setting it is a one-line error pointing to --method."""
+    from drnas.config import ConfigError, SearchConfig, apply_overrides
+
+    data = pattern_images(128)
+    Search(tiny_config(), out=tmp_path / "run", data=data, progress=False, log=lambda m: None).run(max_epochs=1)
+    config_file = tmp_path / "run" / "config.json"
+    saved = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**saved, "relaxation": "dirichlet"}))
+    resumed = Search.resume(tmp_path / "run", data=data, progress=False, log=lambda m: None)
+    assert resumed.epoch == 1 and not hasattr(resumed.config, "relaxation")
+    with pytest.raises(ConfigError, match="relaxation is no config field any more: .* --method"):
+        apply_overrides(SearchConfig(), {"relaxation": "softmax"})

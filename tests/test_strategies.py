@@ -15,7 +15,7 @@ from drnas.fast import settings as fastpaths
 from drnas.engine.runs import RunDir
 from drnas.cli import main
 from drnas.config.search import ConfigError, Stage
-from drnas.data.formats import load_dataset
+from drnas.data import load_dataset
 from drnas.registry import Registry, RegistryError
 from drnas.search import Search
 from drnas.spaces import get_space
@@ -87,6 +87,10 @@ def test_every_method_searches_derives_and_resumes_bit_identically(method, space
     assert str(parsed) == str(arch) and str(get_space(space).from_json(arch.to_json())) == str(arch)
     saved = json.loads((tmp_path / "full" / "architecture.json").read_text())
     assert saved["architecture"] == arch.to_json()
+    # the plot of the weights over the epochs is named for what it shows: a Dirichlet mean only for DrNAS methods
+    plot = get_method(method).mean_plot
+    assert plot == ("dirichlet_mean.png" if method.startswith("drnas") else "op_weights.png")
+    assert (tmp_path / "full" / plot).is_file() == get_method(method).uses_supernet  # the table methods draw none
 
     Search(config, tmp_path / "parts", data=digits, **QUIET).run(max_epochs=1)
     parts = Search.resume(tmp_path / "parts", data=digits, **QUIET).run()
@@ -150,7 +154,7 @@ def test_arch_gradient_through_the_engine_equals_plain_autograd(method, space):
     with search._running(mixing.active):
         for p in search.net.parameters():
             p.requires_grad_(False)
-        loss = F.cross_entropy(search.net(x.contiguous(memory_format=search.memory_format), mixing.theta,
+        loss = F.cross_entropy(search.net(search.runner.input(x), mixing.theta,
                                           mixing.edge_scale), y)
         for p in search.net.parameters():
             p.requires_grad_(True)
@@ -306,7 +310,7 @@ def test_fused_edges_equal_edge_by_edge_for_every_method(method):
         torch.set_default_dtype(torch.float32)
     search.net.eval()
     x, y = next(iter(search.valid_loader.epoch(0)))
-    x = x.double().contiguous(memory_format=search.memory_format)
+    x = search.runner.input(x.double())
     torch.manual_seed(1)
     with torch.no_grad():
         mixing = search.strategy.sample()
@@ -328,7 +332,7 @@ def test_methods_command_lists_every_method(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--method", "nope"], "unknown method 'nope'; known: "),
-    (["--set", "relaxation=softmax"], "relaxation='softmax': the relaxation comes with the method"),
+    (["--set", "relaxation=softmax"], "relaxation is no config field any more: the relaxation comes with the method"),
     (["--method", "gdas", "--set", "compile=cells"], "compiled cells cannot follow"),
     (["--method", "darts", "--set", "regulariser=kl"], "method darts has none"),
     (["--method", "random"], "give --benchmark FILE"),

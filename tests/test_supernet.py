@@ -6,6 +6,7 @@ import torch
 
 from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.nb201 import NB201_OPS
+from drnas.spaces.ops import build_op
 from drnas.fast.fusion import FUSED_CELL
 from drnas.method.supernet import MixedOp, channel_shuffle, widen_mapping, widen_tensor
 
@@ -23,7 +24,7 @@ def _reference(op: MixedOp, x: torch.Tensor, w: torch.Tensor, kept) -> torch.Ten
 @pytest.mark.parametrize("partial_k", [1, 2, 4])
 def test_mixed_op_equals_the_written_out_sum(partial_k):
     torch.manual_seed(0)
-    op = MixedOp(NB201_OPS, 8, partial_k=partial_k).eval()
+    op = MixedOp(NB201_OPS, 8, partial_k=partial_k, op_factory=build_op).eval()
     x, w = torch.randn(3, 8, 6, 6), torch.softmax(torch.randn(5), 0)
     assert torch.allclose(op(x, w), _reference(op, x, w, range(5)), atol=1e-6)
     op.set_kept([0, 2, 4])  # none, conv1x1, pool: none and pruned ops are skipped, exactly
@@ -32,7 +33,7 @@ def test_mixed_op_equals_the_written_out_sum(partial_k):
 
 
 def test_partial_channels_bypass_the_ops():
-    op = MixedOp(NB201_OPS, 8, partial_k=4).eval()
+    op = MixedOp(NB201_OPS, 8, partial_k=4, op_factory=build_op).eval()
     assert all(p.shape[0] == 2 for p in op.parameters() if p.dim() == 4)  # ops see 8 / 4 channels
     x = torch.randn(1, 8, 4, 4)
     out = op(x, torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))  # pure skip_connect: output is a shuffle of x

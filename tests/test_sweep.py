@@ -3,6 +3,7 @@ their summaries against the runs' own metrics, failures, a killed sweep resumed,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from drnas.sweep import driver as sw
 from drnas.cli import main
+from drnas.sweep.driver import status
+from drnas.sweep.plan import Plan, PlannedRun, grid_points, parse_seeds, with_axis_values
 from drnas.config.search import SearchConfig, Stage
 from drnas.sweep.report import Group, RunRow, summary_markdown
 
@@ -103,7 +105,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_summary(local_sweep, tmp_path
     time.sleep(1.0)
     outcomes = json.loads((out / "outcomes.json").read_text())
     assert any(o["state"] == "running" for o in outcomes.values())
-    states = {r.name: r.state for r in sw.status(out)[1]}
+    states = {r.name: r.state for r in status(out)[1]}
     assert "running" not in states.values() and "interrupted" in states.values()
     assert main(["sweep", "--resume", str(out), "--quiet"]) == 0  # a living orphan would hold its run's lock
     assert _stable(out) == _stable(local_sweep)
@@ -166,16 +168,51 @@ cells_per_stage = 1
 
 def test_grid_over_stage_fields_and_epochs():
     config = SearchConfig(stages=[Stage(epochs=10, partial_k=4, arch_warmup=2), Stage(epochs=10, partial_k=2)])
-    changed = sw.with_axis_values(config, {"partial_k": "2", "epochs": 6, "ops_kept": 3})
+    changed = with_axis_values(config, {"partial_k": "2", "epochs": 6, "ops_kept": 3})
     assert [s.partial_k for s in changed.stages] == [2, 2]
     assert [s.ops_kept for s in changed.stages] == [None, 3]
     assert changed.epochs == 6
-    assert len(sw.grid_points({"method": ["a", "b"], "seed": [0, 1, 2], "partial_k": [1, 2]})) == 12
+    assert len(grid_points({"method": ["a", "b"], "seed": [0, 1, 2], "partial_k": [1, 2]})) == 12
 
 
 @pytest.mark.parametrize("text, seeds", [("0-3", [0, 1, 2, 3]), ("0,2,5", [0, 2, 5]), ("0-1,7", [0, 1, 7]), ("4", [4])])
 def test_parse_seeds(text, seeds):
-    assert sw.parse_seeds(text) == seeds
+    assert parse_seeds(text) == seeds
+
+
+def test_the_plan_resolves_each_grid_point_as_drnas_search_resolves_its_flags(tmp_path):
+    """A grid over seeds and a config field: each run's config is the one `drnas search` gives for the same
+    method, seed and --set (paths absolute, the sweep's threads), over the sweep's own options and --set."""
+    from drnas.cli.parser import build_parser
+    from drnas.cli.search import search_config
+    from drnas.cli.sweep import sweep_plan
+    from drnas.config.search import with_absolute_paths
+
+    common = ["--preset", "demo", "--epochs", "4", "--train-images", "200", "--set", "channels=4"]
+    args = build_parser().parse_args(["sweep", "--method", "drnas,darts", "--seeds", "0-1", "--grid", "lr=0.05,0.1",
+                                      "--threads", "1", "--jobs", "2", *common])
+    plan, out = sweep_plan(args)
+    assert out is None and (plan.jobs, plan.threads) == (2, 1)
+    assert plan.varying == ["method", "seed", "lr"] and plan.axes["lr"] == ["0.05", "0.1"]
+    assert [r.name for r in plan.runs][:3] == ["method=drnas,seed=0,lr=0.05", "method=drnas,seed=0,lr=0.1",
+                                               "method=drnas,seed=1,lr=0.05"]
+    for run in plan.runs:
+        values = run.values
+        alone = build_parser().parse_args(["search", "--method", values["method"], "--seed", str(values["seed"]),
+                                           *common, "--set", f"lr={values['lr']}"])
+        expected = dataclasses.replace(with_absolute_paths(search_config(alone)), threads=1)
+        assert run.config == expected.to_json(), run.name
+        assert (run.config["seed"], run.config["lr"], run.config["channels"]) == (values["seed"], float(values["lr"]), 4)
+        assert run.epochs == 4
+
+
+def test_a_plan_over_a_stage_field_sets_it_on_every_stage():
+    from drnas.sweep.plan import plan_sweep
+
+    plan, _ = plan_sweep(grid=["partial_k=1,2"], search={"preset": "demo", "epochs": 4}, threads=1)
+    assert [r.name for r in plan.runs] == ["partial_k=1", "partial_k=2"]
+    for run, k in zip(plan.runs, (1, 2)):
+        assert [s["partial_k"] for s in run.config["stages"]] == [k, k] and run.config["method"] == "drnas"
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -215,7 +252,7 @@ def _row(name: str, method: str, seed: int, test: float, memory: float, partial_
 def test_markdown_puts_the_papers_tables_beside_ours():
     config = SearchConfig(space="nb201", dataset="cifar10").to_json()
     runs = [_row("a", "drnas", 0, 94.0, 900), _row("b", "drnas", 1, 92.0, 900), _row("c", "gdas", 0, 93.0, 800)]
-    plan = sw.Plan([sw.PlannedRun(r.name, r.values, {**config, "method": r.values["method"]}) for r in runs],
+    plan = Plan([PlannedRun(r.name, r.values, {**config, "method": r.values["method"]}) for r in runs],
                    ["method", "seed"], {"method": ["drnas", "gdas"], "seed": [0, 1]})
     grouped = [Group({"method": "drnas"}, runs[:2]), Group({"method": "gdas"}, runs[2:])]
     text = summary_markdown(plan, runs, grouped, ["method"])
@@ -225,7 +262,7 @@ def test_markdown_puts_the_papers_tables_beside_ours():
     assert "| GDAS (paper) | 4 | 90.01 ± 0.46 |" in text
 
     runs = [_row("k1", "drnas", 0, 94.0, 1000, 1), _row("k2", "drnas", 0, 93.0, 700, 2)]
-    plan = sw.Plan([sw.PlannedRun(r.name, r.values, config) for r in runs], ["partial_k"], {"partial_k": [1, 2]})
+    plan = Plan([PlannedRun(r.name, r.values, config) for r in runs], ["partial_k"], {"partial_k": [1, 2]})
     grouped = [Group({"partial_k": 1}, runs[:1]), Group({"partial_k": 2}, runs[1:])]
     text = summary_markdown(plan, runs, grouped, ["partial_k"])
     assert "| 1 | 1 | 94.00 ± 0.00 | 1000 ± 0 | 94.36 ± 0.00 | 2437 |" in text

@@ -9,7 +9,7 @@ import torch
 
 from drnas.engine.runs import RunDir
 from drnas.config.search import Stage, apply_overrides
-from drnas.data.formats import ImageArrays, load_dataset
+from drnas.data import ImageArrays, load_dataset
 from drnas.analysis.cost import count_macs, count_parameters
 from drnas.search import Search
 from drnas.spaces import NB201Arch, NetworkSpec, get_space
@@ -245,7 +245,11 @@ def test_test_images_limits_the_evaluation_and_is_recorded(tmp_path, capsys):
     assert err == "drnas: error: test_images must be >= 1 (or unset for all images), got 0\n"
 
 
-def test_evaluation_shows_a_progress_bar_unless_quiet(capsys):
+def test_evaluation_shows_a_progress_bar_on_a_terminal_unless_quiet(capsys, monkeypatch):
+    """A bar while stderr is a terminal; none when it is a file or a pipe (a log gets the epoch's line only) or
+    with progress off."""
+    import sys
+
     from helpers import digits
 
     config = apply_overrides(PROTOCOLS.get("nb201"), {"arch": NB201_ARCH, "dataset": "digits", "channels": 4,
@@ -253,8 +257,12 @@ def test_evaluation_shows_a_progress_bar_unless_quiet(capsys):
                                                       "device": "cpu"})
     data = digits(200)  # no test split: 20 held out, evaluated in batches of 256
     capsys.readouterr()
+    logged = Trainer(config, data=data, progress=True, log=lambda m: None)
+    record = logged.evaluate()
+    assert capsys.readouterr().err == ""  # stderr is captured here: not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     shown = Trainer(config, data=data, progress=True, log=lambda m: None)
-    record = shown.evaluate()
+    assert shown.evaluate() == record
     err = capsys.readouterr().err
     assert "test:" in err and "/1 [" in err and f"top1={record['top1']:.1f}" in err, err  # tqdm, like an epoch's bar
     quiet = Trainer(config, data=data, **QUIET)

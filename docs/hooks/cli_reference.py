@@ -1,4 +1,5 @@
-"""MkDocs hook: the CLI reference page (``cli.md``), written at build time from ``drnas.cli._parser()``.
+"""MkDocs hook: the CLI reference page (``cli.md``), written at build time from
+``drnas.cli.parser.build_parser()``.
 
 The page is generated, never stored, so it cannot drift from the parser: every subcommand (nested ones
 included) with its usage line, description and a table of its arguments. ``python docs/hooks/cli_reference.py``
@@ -105,9 +106,9 @@ def cli_markdown(parser: argparse.ArgumentParser) -> str:
 
 
 def drnas_parser() -> argparse.ArgumentParser:
-    from drnas.cli import _parser
+    from drnas.cli.parser import build_parser
 
-    return _parser()
+    return build_parser()
 
 
 def on_files(files, config):  # noqa: ANN001, ANN201 - MkDocs hook signature

@@ -18,9 +18,9 @@ e.g. ``logging.basicConfig(level=logging.INFO, format="%(message)s")``, or pass 
 """
 from drnas.version import __version__
 
-from drnas.bench.nb201 import BenchmarkError, NB201Table
-from drnas.config.search import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
-from drnas.data.formats import DataError, load_dataset
+from drnas.bench import BenchmarkError, NB201Table
+from drnas.config import ConfigError, SearchConfig, Stage, apply_overrides, load_config_file, preset, preset_names, set_total_epochs
+from drnas.data import DataError, load_dataset
 from drnas.method.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
 from drnas.search import NonFiniteLossError, Search, SearchResult
 from drnas.spaces.archs import architecture_names, get_architecture

@@ -14,64 +14,43 @@ bit-for-bit.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from drnas.fast import compile_check
-
-from drnas.fast import settings as fastpaths
-
-from drnas.fast import fusion
-
+from drnas import fast
 from drnas.analysis import hessian
-from drnas.fast import accel
-from drnas.fast.accel import resolve_compile
 from drnas.bench.nb201 import BenchmarkError, NB201Table
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
-from drnas.engine.distributed import all_reduce_sum, average_gradients, convert_sync_batchnorm, wrap_ddp
-from drnas.errors import reraise_interrupt
-from drnas.engine.job import Job, NonFiniteLossError, accuracy_counts, lr_at, preferred_memory_format
-from drnas.data.formats import (IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, DeviceLoader, ImageArrays, ImageFolderIndex,
-                   ImageFolderLoader, sample_per_class, split_halves)
-from drnas.result import SearchResult
+from drnas.data import DeviceLoader, ImageArrays, ImageFolderIndex
+from drnas.data.splits import SearchLoaders, search_folder_loaders, search_loaders
+from drnas.engine.distributed import convert_sync_batchnorm, wrap_ddp
+from drnas.engine.job import Job, NonFiniteLossError, lr_at
+from drnas.engine.passes import SupernetPasses, accuracy_counts
 from drnas.engine.runs import RunError, atomic_write_json
-from drnas.table_search import TableSearch
-from drnas.spaces import Architecture, SupernetSpec, get_space
-from drnas.method.strategies import Mixing, Strategy, get_method
+from drnas.errors import reraise_interrupt
+from drnas.method.strategies import Strategy, get_method
 from drnas.method.strategies.base import Batch
+from drnas.result import SearchResult
+from drnas.spaces import Architecture, SupernetSpec, get_space
+from drnas.table_search import TableSearch
 
 CHECKPOINT_FORMAT = 1
 #: validation batches the curvature (``hessian_every``) is measured on
 HESSIAN_BATCHES = 2
 
 
-@contextlib.contextmanager
-def _frozen(params: Iterable[torch.nn.Parameter]) -> Iterator[None]:
-    """Parameters that need no gradient for a while: autograd (and a compiled cell's backward graph, which
-    would otherwise compute every weight gradient only to drop it) then leaves their gradients out."""
-    frozen = [p for p in params if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-
-
 def _stats(t: torch.Tensor) -> dict[str, float]:
     return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
 
 
-class Search(Job):
+class Search(SupernetPasses, Job):
     """A DrNAS search: build it from a config, ``run()`` it, read the derived architecture.
 
     >>> cfg = drnas.preset("demo")                              # doctest: +SKIP
@@ -110,15 +89,10 @@ class Search(Job):
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
-        self._refuse_fixed_path_speedups()
-        self.plain = config.fast_paths == "plain"
-        if self.plain:
-            self.steps.enabled = False  # no CUDA graphs
-        self.compile_mode, why = resolve_compile("none" if self.plain else config.compile, self.device,
-                                                 config.space in accel.COMPILE_PAYS_ON_CPU and not self.method.single_path,
-                                                 len(self.weight_loader) * config.epochs)
-        if why:
-            self.log(why)
+        self._start_runner(fast.runner(config, self.device, self.dist, self.log, single_path=self.method.single_path,
+                                       compile_pays=self.space.compiled_cells_pay_on_cpu,
+                                       weight_steps=len(self.weight_loader) * config.epochs,
+                                       backend=self.compile_backend))
         self.strategy: Strategy = self.method(self.space, config).to(self.device)
         self.stage_index = 0
         self._build_network(config.stages[0].partial_k)
@@ -134,56 +108,21 @@ class Search(Job):
         """The strategy under its former name (it owns ``eta``, the mask and the sampler)."""
         return self.strategy
 
-    def _refuse_fixed_path_speedups(self) -> None:
-        """Compiled cells and CUDA graphs replay one fixed set of running ops: a single-path method (one sampled
-        op per edge and step) cannot use them; ``auto`` leaves them off, an explicit request is an error."""
-        if not self.method.single_path:
-            return
-        cfg = self.config
-        if cfg.compile == "cells":
-            raise ConfigError(f"method {cfg.method} runs one sampled op per edge, which compiled cells cannot "
-                              "follow: use --set compile=none (or auto)")
-        if cfg.cuda_graphs == "on":
-            raise ConfigError(f"method {cfg.method} runs one sampled op per edge, which a CUDA graph cannot "
-                              "follow: use --set cuda_graphs=auto (or off)")
-        self.steps.enabled = False
-
     # ------------------------------------------------------------------------------------------ building
     def _build_loaders(self, arrays: ImageArrays) -> None:
-        """In-memory data: uint8 tensors on the device, augmented there."""
-        cfg = self.config
-        x, y = arrays.x_train, arrays.y_train
-        if cfg.subset_fractions is not None:
-            weight_idx, arch_idx = sample_per_class(y, cfg.subset_fractions, cfg.seed)
-        else:
-            weight_idx, arch_idx = split_halves(len(x), cfg.train_portion)
-        if len(weight_idx) == 0 or len(arch_idx) == 0:
-            raise ConfigError(f"{len(x)} training images cannot be split into a weight and an arch half")
-        common = dict(info=arrays.info, batch_size=cfg.batch_size, device=self.device, rank=self.dist.rank,
-                      world_size=self.dist.world_size)
-        self.weight_loader = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=cfg.cutout,
-                                          seed=cfg.seed, **common)
-        self.arch_loader = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=cfg.cutout,
-                                        seed=cfg.seed + 1, **common)
-        # validation reads the arch half already on the device (no second copy)
-        self.valid_loader = DeviceLoader(self.arch_loader.x, self.arch_loader.y, augment=False, shuffle=False,
-                                         drop_last=False, **common)
+        """In-memory data: uint8 tensors on the device, augmented there (:func:`drnas.data.search_loaders`)."""
+        self._use(search_loaders(arrays, self.config, self.device, rank=self.dist.rank,
+                                 world_size=self.dist.world_size))
 
     def _build_folder_loaders(self) -> None:
         """ImageNet-style folders: JPEGs decoded by worker processes, a per-class sample for each half."""
-        cfg = self.config
-        if not cfg.data:
+        if not self.config.data:
             raise ConfigError("dataset imagenet needs --data ROOT holding train/<class>/*.JPEG")
-        index = ImageFolderIndex.scan(cfg.data, "train")
-        fractions = cfg.subset_fractions or [cfg.train_portion, 1.0 - cfg.train_portion]
-        weight_idx, arch_idx = sample_per_class(index.labels, fractions, cfg.seed)
-        self.info = DatasetInfo("imagenet", len(index.classes), 3, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, True, 0)
-        common = dict(batch_size=cfg.batch_size, device=self.device, image_size=cfg.image_size, workers=cfg.workers,
-                      rank=self.dist.rank, world_size=self.dist.world_size)
-        self.weight_loader = ImageFolderLoader(index.subset(weight_idx), train=True, seed=cfg.seed, **common)
-        self.arch_loader = ImageFolderLoader(index.subset(arch_idx), train=True, seed=cfg.seed + 1, **common)
-        self.valid_loader = ImageFolderLoader(index.subset(arch_idx), train=False, shuffle=False, drop_last=False,
-                                              **common)
+        self._use(search_folder_loaders(ImageFolderIndex.scan(self.config.data, "train"), self.config, self.device,
+                                        rank=self.dist.rank, world_size=self.dist.world_size))
+
+    def _use(self, loaders: SearchLoaders) -> None:
+        self.weight_loader, self.arch_loader, self.valid_loader, self.info = loaders
 
     def _build_network(self, partial_k: int) -> None:
         cfg = self.config
@@ -197,25 +136,15 @@ class Search(Job):
         self._wrap_network()
 
     def _wrap_network(self) -> None:
-        """Pick the memory layout for the current K, compile the cells if asked, and (re)build the DDP wrapper
-        used by weight steps; again after every stage transition (widening makes new parameters, pruning
-        changes what is used)."""
-        layout = "contiguous" if self.plain else self.config.memory_format
-        self.memory_format = preferred_memory_format(layout, self.device, self.net.partial_k)
-        self.net.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
-        if not self.plain:
-            fusion.install(self.net)  # the fast paths, again for the ops widening rebuilt
-        # compiled cells keep an NCHW network's layout on the CPU (see drnas.method.supernet.cell_compile_options)
-        self.net.compile_cells(self.compile_mode, self.compile_backend, keep_layout=self.device.type == "cpu"
-                               and self.memory_format == torch.contiguous_format)
+        """Hand the network to the runner (layout for the current K, speed paths, compiled cells when asked) and
+        (re)build the DDP wrapper used by weight steps; again after every stage transition (widening makes new
+        parameters, pruning changes what is used)."""
+        self.runner.install(self.net)
         if self.config.sync_bn:
             self.net = convert_sync_batchnorm(self.net, self.device)
         # pruned ops keep parameters that get no gradient: DDP must then not wait for them
         self.train_net = wrap_ddp(self.net, self.dist, self.device,
                                   find_unused=self.relax.num_kept < len(self.space.ops) or self.method.single_path)
-        self.steps.reset()  # captured graphs point at the parameters of the previous stage
-        # newly compiled graphs: their first arch and weight steps are checked against eager cells
-        self.unchecked_compiled_steps = {"arch", "weight"} if self.compile_mode == "cells" else set()
 
     # ------------------------------------------------------------------------------------------ stages
     def stage_at(self, epoch: int) -> tuple[int, int]:
@@ -249,150 +178,25 @@ class Search(Job):
         from a fresh Dirichlet sample, the chain rule through eq. (5) outside the network pass."""
         return self.strategy.arch_step(self, self.arch_optimizer, (x, y), weight_batch or (x, y))
 
-    @contextlib.contextmanager
-    def _running(self, active: list[list[int]] | None) -> Iterator[None]:
-        """Single-path mixing: only ``active[e]`` of each edge runs inside the block."""
-        if active is None:
-            yield
-            return
-        self.net.set_kept(active)
-        try:
-            yield
-        finally:
-            self.net.set_kept(self.strategy.kept_ops())
-
-    def gradients(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor, weights: bool = False
-                  ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """The engine's network pass for a strategy (:class:`drnas.method.strategies.Engine`): loss, correct count,
-        dL/d(mixing weights) and, with ``weights``, dL/dw (no update). Without weight gradients the weights are
-        frozen for the pass (neither eager autograd nor a compiled cell's backward computes them) and the pass
-        is replayed as a CUDA graph when enabled; it runs the bare network (DDP only reduces weight gradients)."""
-        def leaves() -> list[torch.Tensor]:  # fresh leaves for every pass: gradients never accumulate
-            return [t.detach() for t in mixing.tensors()]
-
-        with self._running(mixing.active):
-            if weights:
-                out = self._full_pass(x, y, *leaves())
-                count = len(mixing.tensors())
-                return out[0], out[1], list(out[2:2 + count]), list(out[2 + count:])
-            out = self._checked_pass(
-                "arch", lambda: self.steps("arch", self._arch_pass, x, y, *leaves()),
-                lambda: self._arch_pass(x, y, *leaves()), lambda out: (out[0], *out[2:]))
-        return out[0], out[1], list(out[2:]), []
-
-    def _arch_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
-                   edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Loss, correct count and dL/dtheta (and dL/d edge_scale) of one batch (device work only: capturable
-        as a CUDA graph)."""
-        leaves = [theta] if edge_scale is None else [theta, edge_scale]
-        for leaf in leaves:
-            leaf.requires_grad_(True)
-        with _frozen(self.net.parameters()):
-            with self.autocast():
-                logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
-            loss = F.cross_entropy(logits.float(), y)
-            if loss.requires_grad:  # not when a single-path draw cuts every path (all ops into a cell's output: none)
-                loss.backward(inputs=leaves)  # fresh leaves (or the graph's static inputs): grads assigned
-        return (loss.detach(), accuracy_counts(logits, y)[0],
-                *[torch.zeros_like(leaf) if leaf.grad is None else leaf.grad for leaf in leaves])
-
-    def _full_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
-                   edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Loss, correct count, gradients of the mixing weights, then of every weight (second-order steps)."""
-        leaves = [theta] if edge_scale is None else [theta, edge_scale]
-        for leaf in leaves:
-            leaf.requires_grad_(True)
-        params = self.weight_parameters()
-        with self.autocast():
-            logits = self.net(x.contiguous(memory_format=self.memory_format), theta, edge_scale)
-        loss = F.cross_entropy(logits.float(), y)
-        grads = (torch.autograd.grad(loss, leaves + params, allow_unused=True) if loss.requires_grad
-                 else (None,) * len(leaves + params))
-        grads = tuple(torch.zeros_like(t) if g is None else g for t, g in zip(leaves + params, grads))
-        return (loss.detach(), accuracy_counts(logits, y)[0], *grads)
-
-    def weight_parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.net.parameters())
-
-    def weight_step_rule(self) -> tuple[float, float, float, list[torch.Tensor | None]]:
-        group = self.weight_optimizer.param_groups[0]
-        buffers = [self.weight_optimizer.state.get(p, {}).get("momentum_buffer") for p in self.weight_parameters()]
-        return group["lr"], group["momentum"], group["weight_decay"], buffers
-
-    def average_gradients(self, params: Any) -> None:
-        average_gradients(list(params), self.dist)
-
-    @torch.no_grad()
-    def evaluate_batch(self, mixing: Mixing, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        """Loss and correct count of one batch in eval mode (BatchNorm statistics untouched)."""
-        self.net.eval()
-        try:
-            with self._running(mixing.active), self.autocast():
-                logits = self.net(x.contiguous(memory_format=self.memory_format), mixing.theta,
-                                  mixing.edge_scale).float()
-        finally:
-            self.net.train()
-        return float(F.cross_entropy(logits, y)), int(accuracy_counts(logits, y)[0])
-
-    def validation_batch(self, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first batch of the validation half (fixed for the whole run)."""
-        if self._validation_batch is None:
-            self._validation_batch = next(iter(self.valid_loader.epoch(0)))
-        return self._validation_batch
-
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the network weights with a fresh (non-differentiated) sample of the mixing weights."""
         with torch.no_grad():
             mixing = self.strategy.sample()
         tensors = mixing.tensors()
         with self._running(mixing.active):
-            loss, correct = self._checked_pass(
-                "weight", lambda: self.steps("weight", self._weight_pass, x, y, *tensors),
-                lambda: self._weight_pass(x, y, *tensors),
-                lambda out: (out[0], compile_check.flat_gradients(self.net)))
+            loss, correct = self.runner.checked(
+                "weight", lambda: self.runner.step("weight", self._weight_pass, x, y, *tensors),
+                lambda: self._weight_pass(x, y, *tensors), lambda out: (out[0],), weight_gradients=True)
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.weight_optimizer.step()
         return loss, correct
-
-    def _checked_pass(self, step: str, run: Callable[[], tuple[torch.Tensor, ...]],
-                      run_eager: Callable[[], tuple[torch.Tensor, ...]],
-                      compared: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
-                      ) -> tuple[torch.Tensor, ...]:
-        """``run()``; the first ``step`` pass of newly compiled cells is also run with eager cells from the same
-        state (``run_eager()``, see :mod:`drnas.fast.compile_check`) and ``compared``. Within tolerance the step is the
-        compiled one, bit for bit (results, gradients, BatchNorm statistics), so a resumed run repeats it; beyond
-        it on any rank, the step is the eager one and every rank goes on with eager cells."""
-        if step not in self.unchecked_compiled_steps:
-            return run()
-        self.unchecked_compiled_steps.discard(step)
-        before = compile_check.State.of(self.net)
-        compiled = run()
-        compiled_values, compiled_state = compared(compiled), compile_check.State.of(self.net)
-        before.restore(self.net)
-        with self.net.eager_cells():
-            eager = run_eager()
-        off = compile_check.largest_difference(compiled_values, compared(eager))
-        accepted = compile_check.tolerance(self.amp_dtype or next(self.net.parameters()).dtype, self.device)
-        failed = all_reduce_sum(torch.tensor([float(off > accepted)], device=self.device), self.dist)
-        if float(failed) == 0:
-            self.log(f"compiled cells checked: their {step} pass is {off:.2g} from the eager cells' (relative; "
-                     f"accepted: {accepted:g})", logging.DEBUG)
-            compiled_state.restore(self.net)
-            return compiled
-        self.log(f"warning: compiled cells' {step} pass was {off:.3g} away from the eager cells' (relative; "
-                 f"accepted: {accepted:g}) under torch {torch.__version__}: going on with eager cells, as with "
-                 f"--set compile=none", logging.WARNING)
-        self.compile_mode = "none"
-        self.net.compile_cells("none")
-        self.unchecked_compiled_steps.clear()
-        return eager
 
     def _weight_pass(self, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor,
                      edge_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Loss and correct count of one batch, gradients into ``.grad`` (capturable as a CUDA graph)."""
         return self.gradient_pass(
             self.weight_optimizer,
-            lambda: self.train_net(x.contiguous(memory_format=self.memory_format), theta, edge_scale),
+            lambda: self.train_net(self.runner.input(x), theta, edge_scale),
             y, lambda logits, target: (F.cross_entropy(logits, target), logits))
 
     @torch.no_grad()
@@ -406,8 +210,7 @@ class Search(Job):
         with self._running(mixing.active):
             for x, y in loader.epoch(0):
                 with self.autocast():
-                    logits = self.net(x.contiguous(memory_format=self.memory_format), mixing.theta,
-                                      mixing.edge_scale).float()
+                    logits = self.net(self.runner.input(x), mixing.theta, mixing.edge_scale).float()
                 sums[0] += F.cross_entropy(logits, y, reduction="sum")
                 sums[1] += accuracy_counts(logits, y)[0]
                 sums[2] += len(y)
@@ -472,7 +275,7 @@ class Search(Job):
             return None
         self.net.eval()
         try:
-            with fastpaths.using(fastpaths.PLAIN), self.net.eager_cells():
+            with self.runner.plain():
                 hvp = hessian.loss_hvp(self.hessian_loss(batches), logits)
                 return hessian.curvature(hvp, logits.shape, seed=self.config.seed * 100_003 + self.epoch,
                                          device=logits.device)
@@ -490,7 +293,7 @@ class Search(Job):
             mixing = self.strategy.hessian_mixing(x)
             total = x.new_zeros(())
             for images, labels in data:
-                out = self.net(images.contiguous(memory_format=self.memory_format), mixing.theta, mixing.edge_scale)
+                out = self.net(self.runner.input(images), mixing.theta, mixing.edge_scale)
                 total = total + F.cross_entropy(out.float(), labels, reduction="sum")
             return total / count
 
@@ -576,11 +379,12 @@ class Search(Job):
         try:
             from drnas.analysis.plots import plot_dirichlet_means
 
-            plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops, self.run_dir.plot,
-                                 self.config.to_json(), self.run_dir.path.resolve().name)
+            plot_dirichlet_means(self.metrics, self.space.edge_names(), self.space.ops,
+                                 self.run_dir.path / self.method.mean_plot, self.config.to_json(),
+                                 self.run_dir.path.resolve().name)
         except Exception as err:  # noqa: BLE001 - a plot must never stop a search (a Ctrl-C must)
             reraise_interrupt(err)
-            self.log(f"warning: could not draw {self.run_dir.plot.name}: {err}", logging.WARNING)
+            self.log(f"warning: could not draw {self.method.mean_plot}: {err}", logging.WARNING)
 
     def final_images(self) -> list[tuple[str, bytes]]:
         """The heatmap of the learned distribution and the derived cells (TensorBoard, at the end)."""
@@ -601,7 +405,7 @@ class Search(Job):
             edges.append({"edge": name, "op": self.space.ops[int(mean[e].argmax())],
                           "kept": [self.space.ops[i] for i in kept[e]],
                           "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
-        method = {} if self.config.method == "drnas" else {"method": self.config.method}
+        method = {} if self.config.method == SearchConfig.method else {"method": self.config.method}
         return {**method, "space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
                 "epochs_done": self.epoch, "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
                 "edges": edges}

@@ -3,20 +3,18 @@ probable architecture of a search run whose evaluation network fits a budget of 
 accumulates and, optionally, latency measured on this device.
 
 **Probability.** A run leaves, per edge, the expected mixing weights of its strategy over the ops it kept (the
-Dirichlet mean for DrNAS, the softmax of α for DARTS), in every ``metrics.jsonl`` line. Spaces with one op per
-edge (NB201): an op's probability on an edge is its weight renormalised over the ops the derivation may pick
-(kept, not ``excluded_from_derivation``), and an architecture's is the product over its edges. Spaces whose
-nodes pick two inputs (DARTS): a node's choice of two incoming edges, one non-``none`` op each, scores the
-product of the two weights, normalised over every such choice of that node; an architecture's probability is
-the product over its nodes. The most probable node is then the space's own rule (its two edges with the
-strongest non-``none`` weight), so without a budget the result is ``space.derive`` of the same weights.
+Dirichlet mean for DrNAS, the softmax of α for DARTS), read back by :class:`drnas.analysis.learned.LearnedDistribution`.
+Spaces with one op per edge (NB201): an op's probability on an edge is its weight renormalised over the ops the
+derivation may pick (kept, not ``excluded_from_derivation``), and an architecture's is the product over its edges.
+Spaces whose nodes pick two inputs (DARTS): a node's choice of two incoming edges, one non-``none`` op each,
+scores the product of the two weights, normalised over every such choice of that node; an architecture's
+probability is the product over its nodes. The most probable node is then the space's own rule (its two edges
+with the strongest non-``none`` weight), so without a budget the result is ``space.derive`` of the same weights.
 
-**Cost.** The parameters (without the auxiliary head) and MACs of the evaluation network are a skeleton plus
-one term per chosen (edge, op). The terms are measured on a few probe networks, each built by the space with
-one op on many edges: every cell op is counted on its own at the input shape it sees in the network, and the
-skeleton is the probe's exact count minus its ops. A latency budget adds a per-op latency table timed the same
-way (an estimate only). The search runs on these sums; the architecture it returns is built and counted
-exactly (and its latency measured), and a candidate whose exact numbers break the budget gives way to the next.
+**Cost.** The parameters (without the auxiliary head) and MACs of the evaluation network, and optionally its
+latency, are estimated by the additive per-op model of :class:`drnas.analysis.cost.CostModel`. The search runs
+on these sums; the architecture it returns is built and counted exactly (and its latency measured), and a
+candidate whose exact numbers break the budget gives way to the next.
 
 **Search.** When the distribution spans at most :data:`EXACT_LIMIT` architectures (NB201: 5^6 = 15,625) every
 one is scored: the answer is exact, with its rank among all of them. Otherwise (DARTS: normal and reduction
@@ -26,10 +24,9 @@ cheapest completion still fits.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import re
-import statistics
 import time
 from dataclasses import dataclass
 from itertools import combinations
@@ -38,17 +35,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
+from drnas.analysis.cost import REPEATS, WARMUP, CostModel, exact_cost, measure_latency_ms, network_spec
+from drnas.analysis.learned import LearnedDistribution
 from drnas.config.search import ConfigError
-from drnas.data.formats import DatasetInfo
+from drnas.config.train import TrainConfig
+from drnas.data.formats import DATASET_SHAPES, dataset_shape
+from drnas.data.info import DatasetInfo
+from drnas.engine.distributed import resolve_device
 from drnas.errors import shown
-from drnas.analysis.cost import count_macs, count_parameters
-from drnas.engine.runs import RunDir, RunError
-from drnas.analysis.sampling import load_parameters, search_config
-from drnas.spaces import ArchitectureError, NetworkSpec, SearchSpace, get_space
-from drnas.method.strategies import get_method
-from drnas.train import TrainConfig, network_spec
+from drnas.spaces import ArchitectureError, NetworkSpec, SearchSpace
 
 #: the most architectures scored one by one (exact search); larger distributions are beam-searched
 EXACT_LIMIT = 200_000
@@ -56,8 +52,6 @@ EXACT_LIMIT = 200_000
 DEFAULT_BEAM = 64
 #: most candidates built and counted exactly (and timed, under a latency budget) before giving up
 MAX_CHECKS = 20
-#: latency measurement: untimed warm-up passes, then timed passes whose median is reported
-WARMUP, REPEATS = 3, 10
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?"
 _SIZE = re.compile(rf"({_NUMBER})\s*([kKmMgG]?)")
@@ -109,7 +103,7 @@ class Budget:
 
     @classmethod
     def parse(cls, max_params: str | None = None, max_macs: str | None = None, max_latency_ms: str | None = None,
-              latency_batch: str | None = None) -> "Budget":
+              latency_batch: str | None = None) -> Budget:
         """A budget from the command line's strings (one-line :class:`ConfigError` on a bad one)."""
         batch = 1
         if latency_batch is not None:
@@ -142,84 +136,6 @@ class Budget:
     def to_json(self) -> dict[str, Any]:
         return {"max_params": self.params, "max_macs": self.macs, "max_latency_ms": self.latency_ms,
                 "latency_batch": self.latency_batch if self.latency_ms is not None else None}
-
-
-# ------------------------------------------------------------------------------------------------ the run
-@dataclass(frozen=True)
-class LearnedWeights:
-    """The distribution of one epoch of a search run: the strategy's expected mixing weights ``[edges, ops]``
-    and which ops the derivation may pick on each edge."""
-
-    run: Path
-    space: SearchSpace
-    method: str
-    dataset: str
-    epoch: int
-    epochs: int
-    weights: torch.Tensor
-    allowed: torch.Tensor
-    derived: str | None  # the run's own architecture (architecture.json), for the last epoch
-
-
-def learned_weights(path: str | Path, epoch: int | None = None) -> LearnedWeights:
-    """The distribution of epoch ``epoch`` (1-based; None: the last one written) of the search run at ``path``,
-    finished or not. The strategy is rebuilt from the run's config and the architecture parameters kept in
-    ``metrics.jsonl`` (as ``drnas sample`` does); runs that keep none give their ``architecture.json``'s means."""
-    run = RunDir(path)
-    run.require()
-    saved = run.read_config()
-    if saved.get("kind", "search") != "search":
-        raise RunError(f"{run.path} is a training run: derive from a search run directory")
-    config = search_config(run)
-    space = get_space(config.space, config.ops)
-    metrics = run.read_metrics()
-    records = [r for r in metrics if "architecture_parameters" in r]
-    arch_file = _architecture_file(run)
-    if epoch is not None:
-        chosen = [r for r in records if r["epoch"] == epoch]
-        if not chosen:
-            have = f"epochs 1..{records[-1]['epoch']}" if records else "no epoch keeps its architecture parameters"
-            raise RunError(f"epoch {epoch} is not in {run.metrics} ({have})")
-        records = chosen
-    if records:
-        record = records[-1]
-        strategy = get_method(config.method)(space, config)
-        load_parameters(strategy, record["architecture_parameters"])
-        with torch.no_grad():
-            weights = strategy.expected_weights().detach().float().cpu()
-        kept = strategy.mask.cpu().clone()
-        at = int(record["epoch"])
-    elif arch_file is not None and arch_file.get("edges") and all("mean" in e for e in arch_file["edges"]):
-        weights = torch.tensor([e["mean"] for e in arch_file["edges"]], dtype=torch.float32)
-        kept = torch.tensor([[op in e["kept"] for op in space.ops] for e in arch_file["edges"]])
-        at = int(arch_file.get("epochs_done", 0))
-    else:
-        raise RunError(f"{run.path} has no learned distribution yet (no epoch finished, or searched by an older "
-                       "drnas): nothing to derive from")
-    if tuple(weights.shape) != (space.num_edges, len(space.ops)):
-        raise RunError(f"{run.path}: the kept architecture parameters have shape {tuple(weights.shape)}, the space "
-                       f"{space.name} expects {(space.num_edges, len(space.ops))}")
-    excluded = torch.tensor([op in space.excluded_from_derivation for op in space.ops])
-    allowed = kept & ~excluded & (weights > 0)
-    derived = None
-    if arch_file is not None and (not metrics or metrics[-1].get("epoch") == at):  # it is of the last epoch
-        arch = arch_file.get("architecture", {})
-        derived = str(space.from_json(arch)) if isinstance(arch, dict) else None
-    return LearnedWeights(run.path, space, config.method, config.dataset, at, config.epochs, weights, allowed,
-                          derived)
-
-
-def _architecture_file(run: RunDir) -> dict[str, Any] | None:
-    """A run's ``architecture.json`` (None when it has none yet)."""
-    if not run.architecture.exists():
-        return None
-    try:
-        data = json.loads(run.architecture.read_text())
-    except (OSError, ValueError) as err:
-        raise RunError(f"{run.architecture} could not be read ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{run.architecture} is not a drnas architecture file (a JSON object)")
-    return data
 
 
 # ------------------------------------------------------------------------------------------------ choices
@@ -275,139 +191,12 @@ def architecture_of(space: SearchSpace, weights: torch.Tensor, picks: Sequence[t
     return space.derive(chosen)
 
 
-# ------------------------------------------------------------------------------------------------ costs
+# ------------------------------------------------------------------------------------------------ the network
 def evaluation_network(config: TrainConfig, info: DatasetInfo) -> tuple[NetworkSpec, tuple[int, ...]]:
     """The evaluation network's size under a training config (without the auxiliary head, which counts in
     neither the parameters a budget bounds nor the MACs) and its one-image input shape."""
     spec = network_spec(dataclasses.replace(config, auxiliary_weight=0.0), info)
     return spec, (1, info.channels, info.image_size, info.image_size)
-
-
-def _sync(device: torch.device) -> None:
-    backend = getattr(torch, device.type, None)
-    if device.type != "cpu" and backend is not None and hasattr(backend, "synchronize"):
-        backend.synchronize()
-
-
-@torch.no_grad()
-def measure_latency_ms(module: nn.Module, shape: Sequence[int], device: torch.device, warmup: int = WARMUP,
-                       repeats: int = REPEATS) -> float:
-    """Median wall time (ms) of an eval-mode forward pass of ``module`` on a random input of ``shape`` on
-    ``device``, after ``warmup`` untimed passes. The module is moved to ``device``."""
-    module.eval().to(device)
-    x = torch.randn(tuple(shape), device=device)
-    for _ in range(warmup):
-        module(x)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        module(x)
-        _sync(device)
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
-
-
-def exact_cost(space: SearchSpace, arch: Any, spec: NetworkSpec, input_shape: Sequence[int]) -> tuple[int, int]:
-    """Parameters (without the auxiliary head) and MACs of one image of ``arch``'s evaluation network."""
-    net = space.build_network(arch, spec)
-    return count_parameters(net, ("auxiliary",)), count_macs(net, tuple(input_shape))
-
-
-@dataclass
-class CostModel:
-    """Additive cost of an evaluation network: ``base`` plus ``table[edge, op]`` for every chosen (edge, op),
-    in the dimensions ``dims`` (``params``, ``macs`` and, when timed, ``latency_ms``)."""
-
-    dims: tuple[str, ...]
-    base: np.ndarray  # [dims]
-    table: np.ndarray  # [edges, ops, dims]; nan for (edge, op) pairs not measured
-    spec: NetworkSpec
-    input_shape: tuple[int, ...]
-    device: torch.device | None = None
-    latency_batch: int = 1
-    seconds: float = 0.0
-
-    @classmethod
-    def measure(cls, space: SearchSpace, allowed: torch.Tensor, spec: NetworkSpec, input_shape: Sequence[int],
-                latency: tuple[torch.device, int] | None = None) -> "CostModel":
-        """Measure the cost of every allowed (edge, op) on probe networks (see the module docstring);
-        ``latency`` = (device, batch) adds a latency table timed there."""
-        started = time.perf_counter()
-        dims = ("params", "macs") + (("latency_ms",) if latency else ())
-        table = np.full((space.num_edges, len(space.ops), len(dims)), np.nan)
-        base = None
-        cache: dict[tuple[Any, ...], tuple[int, float]] = {}  # (op, input shape, output shape) -> (MACs, ms)
-        for op, probe in _probes(space, allowed):
-            net = space.build_network(architecture_of(space, probe, probe.nonzero().tolist()), spec).eval()
-            sites = list(space.network_edges(net))
-            shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-
-            def record(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
-                shapes.setdefault(id(module), (tuple(args[0].shape), tuple(out.shape)))
-
-            hooks = [m.register_forward_hook(record) for _, m in sites]
-            try:
-                if base is None:
-                    total = [count_parameters(net, ("auxiliary",)), count_macs(net, tuple(input_shape))]
-                else:
-                    with torch.no_grad():
-                        net(torch.zeros(tuple(input_shape)))
-            finally:
-                for hook in hooks:
-                    hook.remove()
-            sums: dict[int, np.ndarray] = {}
-            for edge, module in sites:
-                cost = np.zeros(len(dims))
-                cost[0] = count_parameters(module)
-                if id(module) in shapes:  # a `none` op never runs
-                    key = (space.ops[op],) + shapes[id(module)]
-                    if key not in cache:
-                        macs = count_macs(module, key[1]) if any(True for _ in module.parameters()) else 0
-                        ms = (measure_latency_ms(module, (latency[1],) + key[1][1:], latency[0]) if latency else 0.0)
-                        cache[key] = (macs, ms)
-                    cost[1] = cache[key][0]
-                    if latency:
-                        cost[2] = cache[key][1]
-                sums[edge] = sums.get(edge, 0) + cost
-            for edge, cost in sums.items():
-                table[edge, op] = cost
-            if base is None:
-                site_total = sum(sums.values())
-                base = np.zeros(len(dims))
-                base[:2] = np.array(total, dtype=float) - site_total[:2]
-                if latency:
-                    whole = measure_latency_ms(net, (latency[1],) + tuple(input_shape[1:]), latency[0])
-                    base[2] = max(0.0, whole - site_total[2])
-        if base is None:
-            raise ArchitectureError("no op is left to derive from: every edge's kept ops are excluded")
-        return cls(dims, base, table, spec, tuple(input_shape), latency[0] if latency else None,
-                   latency[1] if latency else 1, time.perf_counter() - started)
-
-    def option_costs(self, choice: Choice) -> np.ndarray:
-        """``[options, dims]``: the cost each option of ``choice`` adds."""
-        return np.array([sum((self.table[e, o] for e, o in picks), np.zeros(len(self.dims)))
-                         for picks in choice.picks])
-
-
-def _probes(space: SearchSpace, allowed: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """(op, weights) of probe architectures that together put every allowed (edge, op) into a network: one op on
-    every edge (NB201), or on two edges of every node, taking the node's edges in turn (DARTS)."""
-    out = []
-    for op in sorted({o for _, o in allowed.nonzero().tolist()}):
-        if space.one_op_per_edge:
-            probe = torch.zeros(allowed.shape)
-            probe[:, op] = 1.0
-            out.append((op, probe))
-            continue
-        groups = space.edge_groups()
-        for turn in range(max((len(g) + 1) // 2 for g in groups)):
-            probe = torch.zeros(allowed.shape)
-            for group in groups:
-                for k in (2 * turn, 2 * turn + 1):
-                    probe[group[k % len(group)], op] = 1.0
-            out.append((op, probe))
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ search
@@ -476,7 +265,7 @@ class BudgetedArchitecture:
     checked: int  # candidates built and counted before one fitted
     search: str  # "exact" or "beam"
     beam_width: int | None
-    learned: LearnedWeights
+    learned: LearnedDistribution
     budget: Budget
     spec: NetworkSpec
     input_shape: tuple[int, ...]
@@ -506,7 +295,7 @@ class BudgetedArchitecture:
         }
 
 
-def derive_within_budget(learned: LearnedWeights, budget: Budget, spec: NetworkSpec, input_shape: Sequence[int], *,
+def derive_within_budget(learned: LearnedDistribution, budget: Budget, spec: NetworkSpec, input_shape: Sequence[int], *,
                          beam: int = DEFAULT_BEAM, device: torch.device | None = None,
                          costs: CostModel | None = None, max_checks: int = MAX_CHECKS) -> BudgetedArchitecture:
     """The most probable architecture of ``learned`` whose evaluation network (``spec``, one image of
@@ -528,7 +317,7 @@ def derive_within_budget(learned: LearnedWeights, budget: Budget, spec: NetworkS
         latency = (device, budget.latency_batch) if budget.latency_ms is not None else None
         model = costs if costs is not None else CostModel.measure(space, learned.allowed, spec, input_shape, latency)
         dims, base = model.dims, model.base
-        costs_per = [model.option_costs(c) for c in found]
+        costs_per = [model.option_costs(c.picks) for c in found]
     limit = budget.limits(dims)
     size = math.prod(len(o) for o in options)
     ranked = (_exact(options, costs_per, base, limit) if size <= EXACT_LIMIT
@@ -564,7 +353,7 @@ def derive_within_budget(learned: LearnedWeights, budget: Budget, spec: NetworkS
                       + (" or measure on a quieter device" if budget.latency_ms is not None else ""))
 
 
-def _unsatisfiable(learned: LearnedWeights, budget: Budget, found: list[Choice], costs_per: list[np.ndarray],
+def _unsatisfiable(learned: LearnedDistribution, budget: Budget, found: list[Choice], costs_per: list[np.ndarray],
                    base: np.ndarray, dims: tuple[str, ...], spec: NetworkSpec, input_shape: tuple[int, ...]) -> str:
     """The message for a budget no architecture meets: the smallest network in each dimension, counted exactly
     for parameters and MACs."""
@@ -581,3 +370,21 @@ def _unsatisfiable(learned: LearnedWeights, budget: Budget, found: list[Choice],
     return (f"no architecture of {learned.run} fits the budget ({budget.describe()}): the smallest achievable "
             f"network has {' and '.join(smallest)} (each on its own): raise the budget or give a smaller network "
             "(--channels, --cells)")
+
+
+def derive_for_training(run: str | Path, config: TrainConfig, budget: Budget) -> BudgetedArchitecture:
+    """The most probable architecture of the search run ``run`` that fits ``budget`` at the network size the
+    training ``config`` trains (``drnas train --arch RUN --max-params ...``); a latency budget is measured on the
+    config's device."""
+    if budget.latency_ms is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError("--max-latency-ms measures on each process's device, which could pick different "
+                          "architectures: run `drnas derive RUN --max-latency-ms ...` first and train what it prints")
+    if config.dataset not in DATASET_SHAPES:
+        raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(DATASET_SHAPES)}); "
+                          f"{config.dataset} is not one: derive with `drnas derive RUN --dataset D` and train that")
+    info = dataset_shape(config.dataset)
+    if config.dataset == "imagenet":
+        info = dataclasses.replace(info, image_size=config.image_size)
+    spec, shape = evaluation_network(config, info)
+    device = resolve_device(config.device) if budget.latency_ms is not None else None
+    return derive_within_budget(LearnedDistribution.from_run(run), budget, spec, shape, device=device)

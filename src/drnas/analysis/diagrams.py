@@ -11,19 +11,20 @@ the run's metrics allow.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-from drnas.config.search import ConfigError
-from drnas.errors import shown
+from drnas.analysis.learned import read_architecture
 from drnas.analysis.plots import _figure, distribution_heatmap, figure_bytes, plot_dirichlet_means, plot_hessian_trajectories
-from drnas.spaces.resolve import architecture_from_json
+from drnas.config.search import ConfigError
 from drnas.engine.runs import RunDir, RunError, atomic_write_bytes
+from drnas.errors import shown
+from drnas.method.strategies import get_method
 from drnas.spaces import CellGraph, get_space
+from drnas.spaces.resolve import architecture_from_json
 
 #: how a picture is drawn: ``auto`` uses graphviz when its ``dot`` is on PATH, matplotlib otherwise
 BACKENDS = ("auto", "graphviz", "matplotlib")
@@ -279,20 +280,17 @@ def search_images(architecture: dict[str, Any], backend: str = "auto") -> list[t
 def run_pictures(run_dir: str | Path, out_dir: str | Path | None = None, backend: str = "auto") -> list[Path]:
     """Write every picture of a run directory into ``out_dir`` (default ``RUN/plots``) and return their paths: the
     cells of its architecture (``cells.svg``, ``cells.png``), the heatmap of the learned distribution per edge and
-    op (``heatmap.png``), the Dirichlet means over the epochs (``dirichlet_mean.png``) and the curvature
-    (``hessian.png``) when its metrics hold them. Each file is written atomically."""
+    op (``heatmap.png``), the expected weights over the epochs (the method's ``mean_plot``: ``dirichlet_mean.png``
+    for DrNAS, ``op_weights.png`` for the others) and the curvature (``hessian.png``) when its metrics hold them.
+    Each file is written atomically."""
     run = RunDir(run_dir)
     run.require()
     out = Path(out_dir) if out_dir else run.path / "plots"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--plots {shown(str(out))} is a file: give a directory (default {run.path / 'plots'})")
-    if not run.architecture.is_file():
+    architecture = read_architecture(run)
+    if architecture is None:
         raise RunError(f"{run.path} has no architecture.json yet (no epoch has finished): run or resume it first")
-    try:
-        architecture = json.loads(run.architecture.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise RunError(f"{run.architecture} could not be read ({type(err).__name__}): resume the run to "
-                       "rewrite it") from None
     arch = architecture_from_json(architecture)
     written = []
     for fmt in FORMATS:
@@ -302,13 +300,15 @@ def run_pictures(run_dir: str | Path, out_dir: str | Path | None = None, backend
     if _has_distribution(architecture):
         atomic_write_bytes(out / "heatmap.png", distribution_heatmap(architecture))
         written.append(out / "heatmap.png")
-    metrics = run.read_metrics()
+    metrics, config = run.read_metrics(), run.read_config()
+    method = str(config.get("method", "drnas"))
     with_means = [r for r in metrics if r.get("dirichlet_mean")]
     if with_means and _has_distribution(architecture):
-        plot_dirichlet_means(with_means, [e["edge"] for e in architecture["edges"]], architecture["ops"],
-                             out / "dirichlet_mean.png", run.read_config(), run.path.resolve().name)
-        written.append(out / "dirichlet_mean.png")
+        path = out / get_method(method).mean_plot
+        plot_dirichlet_means(with_means, [e["edge"] for e in architecture["edges"]], architecture["ops"], path,
+                             config, run.path.resolve().name)
+        written.append(path)
     if any(r.get("hessian") for r in metrics):
-        plot_hessian_trajectories([(str(run.read_config().get("method", "drnas")), metrics)], out / "hessian.png")
+        plot_hessian_trajectories([(method, metrics)], out / "hessian.png")
         written.append(out / "hessian.png")
     return written

@@ -1,11 +1,14 @@
-"""PNG plots of a search: the Dirichlet mean of every op on every edge, epoch by epoch, and as a heatmap at the
-end; the curvature trajectories; the spread of sampled architectures."""
+"""PNG plots of a search: the expected weight of every op on every edge (DrNAS: the Dirichlet mean), epoch by
+epoch, and as a heatmap at the end; the curvature trajectories; the spread of sampled architectures. What the
+weights are called, and the file that plots them over the epochs, is the method's (``mean_label``,
+``mean_plot`` of its strategy)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
 from drnas.engine.runs import atomic_write_bytes
+from drnas.method.strategies import get_method
 
 
 def _figure(width: float, height: float) -> Any:
@@ -312,9 +315,9 @@ def plot_sampled_accuracy(rows: Sequence[dict[str, Any]], column: str, path: str
 
 
 def distribution_label(architecture: dict[str, Any]) -> str:
-    """What the per-edge numbers of a run's ``architecture.json`` are: DrNAS methods learn a Dirichlet, whose
-    mean they are; the other methods' are their expected mixing weights."""
-    return "Dirichlet mean" if str(architecture.get("method", "drnas")).startswith("drnas") else "expected weight"
+    """What the per-edge numbers of a run's ``architecture.json`` are called: its method's ``mean_label``
+    (DrNAS methods learn a Dirichlet, whose mean they are; the others', their expected mixing weights)."""
+    return get_method(str(architecture.get("method", "drnas"))).mean_label
 
 
 def distribution_heatmap(architecture: dict[str, Any], fmt: str = "png", dpi: int = 100) -> bytes:

@@ -17,7 +17,7 @@ from drnas.engine.job import format_duration
 
 #: the files of a run directory listed first, in this order (the rest follow by name)
 _FILE_ORDER = ("config.json", "metrics.jsonl", "metrics.csv", "architecture.json", "result.json", "checkpoint.pt",
-               "dirichlet_mean.png", "tensorboard", "wandb.json", "wandb")
+               "dirichlet_mean.png", "op_weights.png", "tensorboard", "wandb.json", "wandb")
 
 
 def _architecture_text(run: RunDir, metrics: list[dict[str, Any]]) -> str:

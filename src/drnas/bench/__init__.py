@@ -1,4 +1,5 @@
-"""Benchmark tables for looking architectures up instead of training them."""
-from drnas.bench.nb201 import BenchmarkError, NB201Table
+"""Benchmark tables for looking architectures up instead of training them, behind the registry ``BENCHMARKS``."""
+from drnas.bench.base import BENCHMARKS, Benchmark, BenchmarkError
+from drnas.bench.nb201 import NB201Table
 
-__all__ = ["BenchmarkError", "NB201Table"]
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "NB201Table"]

@@ -11,7 +11,7 @@ import csv
 import os
 from pathlib import Path
 
-from drnas.errors import DrnasError
+from drnas.bench.base import BENCHMARKS, Benchmark, BenchmarkError
 from drnas.spaces.base import ArchitectureError
 from drnas.spaces.nb201 import NB201Arch
 
@@ -20,8 +20,14 @@ ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc
                     "imagenet16_valid_acc", "imagenet16_test_acc")
 
 
-class BenchmarkError(DrnasError, ValueError):
-    """A missing or malformed benchmark table, or an architecture the table does not hold."""
+#: the prefix of the table's columns of each dataset it has results for
+DATASET_PREFIXES = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "imagenet16"}
+
+
+def column_prefix(dataset: str) -> str:
+    """The prefix of the table's columns for ``dataset`` (``cifar100_test_acc``); cifar10 when the table has no
+    columns of that dataset."""
+    return DATASET_PREFIXES.get(dataset, "cifar10")
 
 
 class NB201Table:
@@ -67,3 +73,7 @@ class NB201Table:
         """The Table 4 accuracies of one architecture (those the table has)."""
         row = self.query(arch)
         return {k: row[k] for k in ACCURACY_COLUMNS if k in row}
+
+
+BENCHMARKS.register("NAS-Bench-201", Benchmark("NAS-Bench-201", NB201Table.load, ACCURACY_COLUMNS, DATASET_PREFIXES),
+                    doc="NAS-Bench-201: the 15,625 cells of the nb201 space trained on CIFAR-10/100 and ImageNet16-120")

@@ -1,0 +1,12 @@
+"""Configs of the jobs: the search (:mod:`~drnas.config.search`, its presets in :mod:`~drnas.config.presets`),
+retraining (:mod:`~drnas.config.train`, its protocols) and the run settings both share
+(:mod:`~drnas.config.settings`)."""
+from drnas.config.presets import SEARCH_PRESETS, PresetRegistry, preset, preset_names, register_preset
+from drnas.config.search import (RECOVERY_SETTABLE, RESUME_SETTABLE, ConfigError, SearchConfig, Stage,
+                                 apply_overrides, load_config_file, set_total_epochs, with_absolute_paths)
+from drnas.config.settings import RunSettings
+from drnas.config.train import PROTOCOLS, TrainConfig
+
+__all__ = ["PROTOCOLS", "RECOVERY_SETTABLE", "RESUME_SETTABLE", "SEARCH_PRESETS", "ConfigError", "PresetRegistry",
+           "RunSettings", "SearchConfig", "Stage", "TrainConfig", "apply_overrides", "load_config_file", "preset",
+           "preset_names", "register_preset", "set_total_epochs", "with_absolute_paths"]

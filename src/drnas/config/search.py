@@ -1,4 +1,4 @@
-"""Search configuration: one dataclass, named presets, and overrides from files and the command line.
+"""Search configuration: one dataclass, its field rules, and overrides from files and the command line.
 
 Resolution order: dataclass defaults < preset < config file (JSON or TOML) < explicit overrides. The
 resolved config is saved in the run directory as ``config.json`` and is all a resume needs.
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from drnas.fast.accel import AMP_SETTINGS, COMPILE_MODES, GRAPH_SETTINGS, MEMORY_FORMATS
+from drnas.config.settings import (AMP_SETTINGS, COMPILE_MODES, FAST_PATH_SETTINGS, GRAPH_SETTINGS,
+                                   MEMORY_FORMATS, RunSettings)
 from drnas.errors import ConfigError, shown
-from drnas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ RECOVERY_SETTABLE = ("lr", "lr_min", "arch_lr", "grad_clip")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(RunSettings):
     """Everything that defines a search. Defaults follow the paper and the authors' NB201 settings."""
 
     space: str = "nb201"
@@ -82,7 +82,6 @@ class SearchConfig:
     candidates: int = 100  # rsps, enas: architectures sampled and ranked on the supernet to derive the result
     queries: int = 100  # random, reinforce: benchmark-table queries over the whole search
     # architecture: Adam on eta; the anchor on beta (eq. 4) as L2 on eta (Adam weight decay) or KL
-    relaxation: str = "dirichlet"
     arch_lr: float = 3e-4
     arch_betas: tuple[float, ...] = (0.5, 0.999)
     regulariser: str = "l2"
@@ -98,21 +97,12 @@ class SearchConfig:
     workers: int = 4
     # run; batch_size is the global batch, split over the processes of a torchrun launch
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    sync_bn: bool = False
-    memory_format: str = "auto"
-    amp: str = "off"  # "bf16": autocast the network (less memory; not faster on measured supernets, see drnas.fast.accel)
-    cuda_graphs: str = "auto"  # replay each step as a CUDA graph: auto = on a GPU in a single process
-    cudnn_benchmark: bool = False  # on a GPU, let cuDNN time its algorithms (faster DARTS steps; see the README)
-    keep_freed_memory: bool = True  # on a CPU under glibc: reuse freed memory, no page faults (drnas.fast.host_memory)
+    # the run settings shared with retraining (device, threads, layout, amp, CUDA graphs, writers): RunSettings
     compile: str = "auto"  # "cells": torch.compile each search cell; auto = on a CPU for long NB201 searches
     # "plain": every speed path off (no edge fusion or folding, fast pooling, compiled cells, CUDA graphs or
     # channels_last): the mixed op exactly as the paper writes it, the reference the fast paths are tested against
     fast_paths: str = "default"
     hessian_every: int = 0  # every N epochs log the validation Hessian's dominant eigenvalue and trace (0: never)
-    tensorboard: bool = False  # also write the metrics (and a search's pictures) for TensorBoard to RUN/tensorboard/
-    wandb: bool = False  # also send the metrics (and at the end the pictures) to Weights & Biases (drnas[wandb])
     benchmark: str | None = None
     preset: str | None = None
 
@@ -131,10 +121,6 @@ class SearchConfig:
                                   f"got {shown(self.stages[i - 1].partial_k)} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
             raise ConfigError("stage 1: ops_kept must be null (all ops); pruning happens between stages")
-        if self.relaxation != "dirichlet":
-            raise ConfigError(f"relaxation={self.relaxation!r}: the relaxation comes with the method; choose one with "
-                              "--method (darts: softmax, snas: Gumbel-softmax, gdas: hard Gumbel; `drnas methods` "
-                              "lists them)")
         for name in ("tau_max", "tau_min"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -157,7 +143,7 @@ class SearchConfig:
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
                               f"search cell; auto: only where that pays), got {shown(self.compile)}")
-        if self.fast_paths not in ("default", "plain"):
+        if self.fast_paths not in FAST_PATH_SETTINGS:
             raise ConfigError(f"fast_paths must be 'default' or 'plain' (every speed path off), got {shown(self.fast_paths)}")
         if self.fast_paths == "plain" and (self.compile == "cells" or self.cuda_graphs == "on"
                                            or self.memory_format == "channels_last"):
@@ -297,12 +283,27 @@ def _coerce_stages(value: Any) -> list[Stage]:
     return stages
 
 
+#: fields that configs no longer have: what to do instead. A run's config.json from before keeps the field with the
+#: one value it could have, which a resume drops (:func:`without_retired`)
+RETIRED_FIELDS = {
+    "relaxation": ("dirichlet", "the relaxation comes with the method: choose one with --method (darts: softmax, "
+                                "snas: Gumbel-softmax, gdas: hard Gumbel; `drnas methods` lists them)"),
+}
+
+
+def without_retired(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config without the retired fields it holds at their one former value."""
+    return {k: v for k, v in saved.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k][0])}
+
+
 def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     """A copy of the dataclass ``config`` with ``overrides`` (field name -> value) applied; unknown names are errors."""
     names = [f.name for f in dataclasses.fields(config)]
     changes = {}
     for name, value in overrides.items():
         key = name.replace("-", "_")
+        if key in RETIRED_FIELDS and key not in names:
+            raise ConfigError(f"{key} is no config field any more: {RETIRED_FIELDS[key][1]}")
         if key not in names:
             raise ConfigError(f"unknown config field {name!r}; fields are: {', '.join(names)}")
         changes[key] = _coerce(type(config), key, value)
@@ -340,85 +341,3 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold one object of field: value pairs")
     return data
-
-
-# ----------------------------------------------------------------------------------------------- presets
-class PresetRegistry:
-    """Named config presets of one kind: functions returning field overrides of ``config_cls``' defaults."""
-
-    def __init__(self, kind: str, config_cls: type) -> None:
-        self.kind, self.config_cls = kind, config_cls
-        self._presets: Registry[Callable[[], dict[str, Any]]] = Registry(kind, ConfigError)
-
-    def register(self, name: str, doc: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-        return self._presets.register(name, doc=doc)  # type: ignore[return-value]
-
-    def names(self) -> dict[str, str]:
-        """Preset name -> one-line description."""
-        return self._presets.docs()
-
-    def get(self, name: str) -> Any:
-        overrides = self._presets.get(name)()
-        return apply_overrides(self.config_cls(), {**overrides, "preset": name})
-
-
-SEARCH_PRESETS = PresetRegistry("preset", SearchConfig)
-register_preset = SEARCH_PRESETS.register
-preset_names = SEARCH_PRESETS.names
-preset = SEARCH_PRESETS.get
-
-
-@register_preset("nb201", "NB201 space, 100 epochs, all channels (K=1), arch updates from the first step "
-                          "(the authors' non-progressive script, which gave the paper's NB201 numbers)")
-def _nb201() -> dict[str, Any]:
-    return {"space": "nb201", "stages": [Stage(epochs=100, partial_k=1)]}
-
-
-@register_preset("nb201-progressive", "NB201 space, progressive: 2 stages of 50 epochs, K=4 then 2, ops 5 then 3, "
-                                      "10 warm-up epochs per stage (the authors' progressive script)")
-def _nb201_progressive() -> dict[str, Any]:
-    return {"space": "nb201", "stages": [Stage(epochs=50, partial_k=4, ops_kept=None, arch_warmup=10),
-                                         Stage(epochs=50, partial_k=2, ops_kept=3, arch_warmup=10)]}
-
-
-@register_preset("demo", "offline demo: NB201 space on the embedded digits data, small supernet, about a minute on 2 CPU cores")
-def _demo() -> dict[str, Any]:
-    return {"space": "nb201", "dataset": "digits", "channels": 8, "cells_per_stage": 1, "batch_size": 64,
-            "lr": 0.05, "arch_lr": 3e-3,
-            "stages": [Stage(epochs=10, partial_k=2, arch_warmup=2), Stage(epochs=10, partial_k=1, ops_kept=3, arch_warmup=2)]}
-
-
-# DARTS space (paper §4.1-4.2). Common: SGD momentum 0.9, weight decay 3e-4, clip 5, batch 64, L2 anchor 1e-3.
-_DARTS_DIRECT = {"space": "darts", "dataset": "cifar10", "cells": 20, "channels": 36, "batch_size": 64,
-                 "lr": 0.1, "lr_min": 0.0, "arch_lr": 6e-4}
-
-
-@register_preset("darts-cifar10", "DARTS space on CIFAR-10, direct progressive search as the paper states it: 20 cells, "
-                                  "36 channels, 2 stages of 25 epochs, K=6 then 3, 8 then 4 ops, 10 warm-up epochs per stage")
-def _darts_cifar10() -> dict[str, Any]:
-    return {**_DARTS_DIRECT, "stages": [Stage(25, 6, None, 10), Stage(25, 3, 4, 10)]}
-
-
-@register_preset("darts-cifar10-code", "as darts-cifar10 but as the authors' released code runs it: no 'none' op "
-                                       "(7 ops, then 4) and K=6 then 4")
-def _darts_cifar10_code() -> dict[str, Any]:
-    ops = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
-    return {**_DARTS_DIRECT, "ops": ops, "stages": [Stage(25, 6, None, 10), Stage(25, 4, 4, 10)]}
-
-
-@register_preset("darts-cifar10-proxy", "DARTS space on CIFAR-10 without progressive learning (paper's ablation row): "
-                                        "8 cells, 16 channels, all channels, 50 epochs, DARTS' proxy settings")
-def _darts_cifar10_proxy() -> dict[str, Any]:
-    return {"space": "darts", "dataset": "cifar10", "cells": 8, "channels": 16, "batch_size": 64, "lr": 0.025,
-            "lr_min": 0.001, "arch_lr": 6e-4, "stages": [Stage(50, 1, None, 0)]}
-
-
-@register_preset("darts-imagenet", "DARTS space searched directly on ImageNet (paper §4.2): 14 cells, 48 channels, "
-                                   "ImageNet stem to 28x28, 10%/2.5% of each class for the weight/arch halves, "
-                                   "2 stages of 25 epochs, K=6 then 3, 8 then 4 ops")
-def _darts_imagenet() -> dict[str, Any]:
-    # Batch, lr and arch lr follow PC-DARTS' ImageNet search (which the paper says it follows): batch 1024 over
-    # 8 GPUs, lr 0.5, arch lr 6e-3; scale batch_size and lr together for fewer GPUs.
-    return {"space": "darts", "dataset": "imagenet", "cells": 14, "channels": 48, "batch_size": 1024, "lr": 0.5,
-            "lr_min": 0.0, "arch_lr": 6e-3, "subset_fractions": [0.1, 0.025], "image_size": 224,
-            "stages": [Stage(25, 6, None, 10), Stage(25, 3, 4, 10)]}

@@ -15,16 +15,15 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from drnas.fast.accel import MEMORY_FORMATS, StepRunner, amp_dtype, autocast, graphs_enabled
 from drnas.engine.distributed import (all_gather_objects, all_reduce_sum, average_buffers, barrier, check_batch_split,
                           init_distributed, launch_rank)
 from drnas.errors import DrnasError, reraise_interrupt
-from drnas.config.search import RECOVERY_SETTABLE, apply_overrides
+from drnas.config.search import RECOVERY_SETTABLE, apply_overrides, without_retired
+from drnas.engine.passes import PlainRunner, accuracy_counts
 from drnas.engine.runs import RunDir, RunError
 from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
 from drnas.engine.writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
 from drnas.version import __version__
-from drnas.fast.host_memory import keep_freed_memory
 
 try:
     import resource
@@ -52,22 +51,6 @@ def lr_at(epoch: int, epochs: int, lr: float, lr_min: float = 0.0, schedule: str
     raise ValueError(f"unknown schedule {schedule!r}: use cosine or linear")
 
 
-def preferred_memory_format(setting: str, device: torch.device, partial_k: int = 1) -> torch.memory_format:
-    """The layout convolutions run in.
-
-    ``auto`` picks channels_last on the CPU when no partial-channel slicing happens (K=1): oneDNN's convolutions
-    are much faster in that layout (about 1.6x on the NB201 search and the CIFAR training steps), while slicing
-    channels out of a channels_last tensor makes the partial-channel mixed ops slower. GPUs keep the contiguous
-    layout: channels_last was measured there only together with bf16 autocast, not with the float32 default.
-    Measurements: docs/performance.md.
-    """
-    if setting not in MEMORY_FORMATS:
-        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {setting!r}")
-    if setting == "channels_last" or (setting == "auto" and device.type == "cpu" and partial_k == 1):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def rng_state(device: torch.device) -> dict[str, Any]:
     state = {"rng_cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -82,8 +65,10 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def progress_bar(enabled: bool, total: int, desc: str):
-    """A tqdm bar on stderr, or None when disabled."""
-    if not enabled:
+    """A tqdm bar on stderr while it is a terminal; None when disabled, or when stderr is a file or a pipe (a
+    log then gets each epoch's one line, not a bar redrawn on every step)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not enabled or not (isatty is not None and isatty()):
         return None
     from tqdm.auto import tqdm
 
@@ -135,14 +120,6 @@ def non_finite_error(epoch: int, step: int, last_good: int, run_path: Any, lr: f
     return NonFiniteLossError(f"the loss became NaN/inf in epoch {epoch} (step {step}); {advice}")
 
 
-def accuracy_counts(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1,)) -> list[torch.Tensor]:
-    """Number of samples whose label is among the top-k logits, for each k (device tensors, no sync)."""
-    k = min(max(topk), logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hits = top == target.unsqueeze(1)
-    return [hits[:, : min(t, k)].any(1).sum() for t in topk]
-
-
 def job_log(custom: Callable[[str], None] | None, enabled: bool = True) -> Callable[..., None]:
     """``log(message, level=logging.INFO)`` of a job: to ``custom`` (which then gets every message, whatever its
     level) or else to the ``drnas.engine.job`` logger; nothing where ``enabled`` is false (ranks other than 0)."""
@@ -180,25 +157,23 @@ class Job:
         self.log = job_log(log, self.dist.is_main)
         if config.threads:
             torch.set_num_threads(config.threads)
-        if config.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_memory()  # process-wide: fewer page faults per step, same results
-        self.amp_dtype = amp_dtype(config.amp, self.device)
-        if config.cudnn_benchmark and self.device.type == "cuda":
-            # process-wide: cuDNN then times its algorithms for each new shape and keeps the fastest (faster DARTS
-            # supernet steps); the choice may differ between runs, so results match only to rounding
-            torch.backends.cudnn.benchmark = True
-        self.steps = StepRunner(graphs_enabled(config.cuda_graphs, self.device, self.dist.world_size))
+        self.runner: PlainRunner = PlainRunner()  # until the job has its own (_start_runner)
         self.run_dir = RunDir(out) if out is not None else None
         if self.run_dir is not None and not resuming and self.dist.is_main:
             self.run_dir.check_new()
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
-        self.log(f"device {self.device}, {torch.get_num_threads()} CPU thread(s), amp {config.amp}, CUDA graphs "
-                 f"{'on' if self.steps.enabled else 'off'}, {self.dist.world_size} process(es)", logging.DEBUG)
+
+    def _start_runner(self, runner: PlainRunner) -> None:
+        """The runner the job's passes go through (from :func:`drnas.fast.runner`: the speed paths its settings
+        allow)."""
+        self.runner = runner
+        self.log(f"device {self.device}, {torch.get_num_threads()} CPU thread(s), {runner.describe()}, "
+                 f"{self.dist.world_size} process(es)", logging.DEBUG)
 
     def autocast(self) -> Any:
         """The run's autocast context (bf16 with ``amp=bf16``; a no-op in float32 runs, the default)."""
-        return autocast(self.amp_dtype, self.device)
+        return self.runner.autocast()
 
     def gradient_pass(self, optimizer: torch.optim.Optimizer, forward: Callable[[], Any], y: torch.Tensor,
                       loss_of: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -207,7 +182,7 @@ class Job:
         (which returns the loss and the logits) and return the loss and the correct count. Device work only, so
         it can be captured as a CUDA graph; gradients are then zeroed in place, because the graph keeps writing
         into the tensors it was captured with."""
-        optimizer.zero_grad(set_to_none=not self.steps.enabled)
+        optimizer.zero_grad(set_to_none=not self.runner.keeps_gradient_tensors)
         with self.autocast():
             output = forward()
         output = tuple(o.float() for o in output) if isinstance(output, tuple) else output.float()
@@ -271,7 +246,7 @@ class Job:
 
     def _load_data(self, config: Any, data: Any) -> None:
         """ImageNet-style folders stream from disk; other datasets load into memory (``train_images`` first)."""
-        from drnas.data.formats import load_dataset
+        from drnas.data import load_dataset
 
         if data is None and config.dataset == "imagenet":
             self._build_folder_loaders()
@@ -409,7 +384,7 @@ class Job:
         run = RunDir(run_dir)
         run.require()
         file = run.read_config()
-        saved = dict(file)
+        saved = without_retired(file)
         saved.pop("drnas_version", None)
         changes = saved.pop("changes", [])
         kind = saved.pop("kind", "search")

@@ -8,7 +8,8 @@ Layout of ``RUN_DIR``::
     architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
     checkpoint.pt       everything needed to continue bit-for-bit (written atomically every epoch), the metrics
                         records included, under a SHA-256 checksum of its payload
-    dirichlet_mean.png  Dirichlet mean of every op on every edge over the epochs
+    dirichlet_mean.png  a search's expected weight of every op on every edge over the epochs (DrNAS: the
+                        Dirichlet mean; methods without a Dirichlet name it op_weights.png)
     tensorboard/        with tensorboard=true: the metrics (and a search's pictures) as TensorBoard event files
     wandb.json          with wandb=true: the Weights & Biases run id (a resume continues that W&B run)
     .lock               the pid of the one process writing the run (an OS lock, released when it ends)
@@ -114,7 +115,6 @@ class RunDir:
     metrics_csv = property(lambda self: self.path / "metrics.csv")
     architecture = property(lambda self: self.path / "architecture.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
-    plot = property(lambda self: self.path / "dirichlet_mean.png")
     tensorboard = property(lambda self: self.path / "tensorboard")
     lock_file = property(lambda self: self.path / ".lock")
 

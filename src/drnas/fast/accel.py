@@ -18,23 +18,12 @@ import torch
 
 from drnas.errors import DrnasError, reraise_interrupt
 
-AMP_SETTINGS = ("off", "bf16")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
-GRAPH_SETTINGS = ("auto", "on", "off")
-#: values of ``SearchConfig.compile``: ``none`` runs cells eagerly, ``cells`` runs each search cell through
-#: ``torch.compile``, ``auto`` picks one of the two (:func:`resolve_compile`)
-COMPILE_MODES = ("auto", "none", "cells")
+from drnas.config.settings import AMP_SETTINGS, GRAPH_SETTINGS
 
 #: ``compile=auto`` compiles runs with at least this many weight steps. On 2 CPU cores compiling costs 1.5-2
 #: minutes per stage (cold inductor cache) and saves 0.1-0.2 s per NB201 iteration, so it pays from about 1,000
 #: steps; 5,000 (13 epochs of CIFAR-10 at batch 64) leaves a wide margin and keeps quick tries and tests eager.
 AUTO_COMPILE_MIN_STEPS = 5000
-
-#: the spaces whose search cells ``compile=auto`` compiles on a CPU, where it was measured to pay: NB201's
-#: compiled steps are faster; DARTS' cells take about half an hour to compile on 2 cores and then run slower
-#: (docs/performance.md, "Compiled cells").
-COMPILE_PAYS_ON_CPU = frozenset({"nb201"})
-
 
 #: Logged when a GPU run asks for ``compile=cells``. On a GPU compiled cells made graphed NB201 steps faster but
 #: gave wrong eta gradients against the CPU's (eager CUDA cells agree). The cause was torch 2.11's dynamo, on every
@@ -68,8 +57,8 @@ def resolve_compile(setting: str, device: torch.device, space_pays: bool, weight
     """The compile mode of a run (``none`` or ``cells``) and a line saying why, for ``auto``.
 
     ``auto`` compiles where it was measured to pay: on a CPU under Linux (where it was measured; inductor needs
-    a C++ compiler, and macOS compilers often lack OpenMP), in a space whose cells gain (``space_pays``: NB201;
-    see ``COMPILE_PAYS_ON_CPU``), and for runs of at least ``AUTO_COMPILE_MIN_STEPS`` weight steps. On a GPU
+    a C++ compiler, and macOS compilers often lack OpenMP), in a space whose cells gain (``space_pays``: the space's
+    ``compiled_cells_pay_on_cpu``, NB201's), and for runs of at least ``AUTO_COMPILE_MIN_STEPS`` weight steps. On a GPU
     the steps are replayed as CUDA graphs instead, and an explicit ``cells`` there comes with a warning (see
     ``GPU_COMPILE_WARNING``).
     """

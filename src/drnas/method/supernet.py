@@ -9,8 +9,6 @@
   :func:`drnas.fast.fusion.install` (each candidate op once for all the edges, the join in one pass).
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
-* ``compile_cells`` wraps every search cell's forward in ``torch.compile`` (the whole supernet is too large a
-  graph to compile in reasonable time; cells of one shape share one compiled graph).
 * Widening (eq. 8-9): when ``K`` shrinks, every op is rebuilt with more channels and its parameters and
   buffers are filled with ``U[o, i, ...] = W[g(o), g(i), ...]`` where ``g(j) = j`` for old channels and a
   random old channel otherwise, without Net2Net's division by the replication factor. The SGD momentum of
@@ -18,13 +16,14 @@
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from drnas.spaces.ops import build_op, is_zero_op
+#: builds one candidate op: ``factory(name, c_in, c_out, stride, affine, track_running_stats)``; the space hands
+#: in its own (an op module with ``is_zero = True`` outputs zeros, and mixed ops skip it exactly)
+OpFactory = Callable[[str, int, int, int, bool, bool], nn.Module]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -100,8 +99,7 @@ class MixedOp(nn.Module):
     """One edge: ``sum_o theta_o * op_o(x)`` over the kept ops, on ``channels // partial_k`` channels."""
 
     def __init__(self, op_names: Sequence[str], channels: int, stride: int = 1, partial_k: int = 1,
-                 affine: bool = False, track_running_stats: bool = True,
-                 op_factory: Callable[..., nn.Module] = build_op) -> None:
+                 affine: bool = False, track_running_stats: bool = True, *, op_factory: OpFactory) -> None:
         super().__init__()
         if channels % partial_k:
             raise ValueError(f"partial_k={partial_k} must divide the {channels} channels of every edge")
@@ -111,7 +109,8 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(self._build_ops(channels // partial_k))
         # Partial channels bypass the ops; at stride 2 they are pooled to the output resolution (PC-DARTS).
         self.bypass_pool = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
-        self.active: list[int] = [i for i, n in enumerate(self.op_names) if not is_zero_op(n)]
+        self.zero_ops = frozenset(i for i, op in enumerate(self.ops) if getattr(op, "is_zero", False))
+        self.active: list[int] = [i for i in range(len(self.op_names)) if i not in self.zero_ops]
 
     def _build_ops(self, width: int) -> list[nn.Module]:
         return [self._op_factory(name, width, width, self.stride, self._affine, self._track) for name in self.op_names]
@@ -122,7 +121,7 @@ class MixedOp(nn.Module):
 
     def set_kept(self, kept: Sequence[int]) -> None:
         """Run only these ops (pruned and zero ops are skipped exactly)."""
-        self.active = [i for i in kept if not is_zero_op(self.op_names[i])]
+        self.active = [i for i in kept if i not in self.zero_ops]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         (out,), bypass = mix_from_source(x, [self], [weights])
@@ -234,23 +233,8 @@ def cell_nodes(inputs: Sequence[torch.Tensor], edges: Sequence[tuple[int, int]],
     return nodes
 
 
-#: compiled graphs one cell class may accumulate: widths x (arch step, weight step, evaluation, last partial
-#: batch) x stages; DARTS has ~9 cell shapes. Dynamo's default (8) would silently fall back to eager.
-CELL_RECOMPILE_LIMIT = 256
-
-
-def cell_compile_options(backend: str, keep_layout: bool) -> dict[str, bool] | None:
-    """Inductor options of compiled cells. ``keep_layout`` turns off inductor's layout optimisation (which runs
-    convolutions in channels_last whatever the network's layout): for the partial-channel NB201 stages, which
-    run in NCHW on the CPU, it left 4-8-channel tensors in channels_last next to NCHW ones, and the generated
-    kernels transposed between them in 4-channel tiles. Keeping NCHW made those compiled CPU steps faster; for
-    the channels_last K=1 network it changed nothing, so there inductor keeps its choice (docs/performance.md,
-    "Compiled cells")."""
-    return {"layout_optimization": not keep_layout} if backend == "inductor" else None
-
-
 class SearchCell(nn.Module):
-    """Base of every space's search cell: the unit ``Supernet.compile_cells`` compiles.
+    """Base of every space's search cell: the unit :mod:`drnas.fast.compiled` compiles.
 
     ``paths``: how :func:`cell_nodes` runs a node's ops and joins its channels; the plain path until
     :func:`drnas.fast.fusion.install` gives the cell the fast one.
@@ -265,49 +249,6 @@ class Supernet(nn.Module):
 
     def search_cells(self) -> Iterator[SearchCell]:
         return (m for m in self.modules() if isinstance(m, SearchCell))
-
-    #: ``(backend, keep_layout)`` the cells were last compiled with by :meth:`compile_cells`; None: not compiled
-    cell_compile_settings: tuple[str | Callable, bool] | None = None
-
-    def compile_cells(self, mode: str, backend: str | Callable = "inductor", keep_layout: bool = False) -> None:
-        """``mode="cells"``: every search cell's forward runs through ``torch.compile`` (static shapes).
-
-        ``keep_layout``: the compiled graphs keep the layout the network runs in (see :func:`cell_compile_options`).
-        Idempotent (cells compiled with the same settings keep their wrapper; other settings replace it); call
-        it again after widening or pruning: dynamo's guards on parameter shapes and on the host-side
-        ``MixedOp.active`` lists then recompile once per new cell shape. ``"none"`` undoes it.
-        """
-        if mode not in ("none", "cells"):
-            raise ValueError(f"compile_cells takes 'none' or 'cells' (resolve 'auto' first), got {mode!r}")
-        if mode == "cells":
-            import torch._dynamo
-
-            config = torch._dynamo.config
-            config.recompile_limit = max(config.recompile_limit, CELL_RECOMPILE_LIMIT)
-            config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 4 * CELL_RECOMPILE_LIMIT)
-        settings = (backend, keep_layout)
-        for cell in self.search_cells():
-            if mode == "none":
-                cell._compiled_call_impl = None
-            elif cell._compiled_call_impl is None or self.cell_compile_settings != settings:
-                # dynamic=False: one graph specialised to each cell shape; dynamo would otherwise switch to
-                # symbolic sizes once the second width shows up
-                cell.compile(backend=backend, dynamic=False, options=cell_compile_options(backend, keep_layout))
-        self.cell_compile_settings = settings if mode == "cells" else None
-
-    @contextlib.contextmanager
-    def eager_cells(self) -> Iterator[None]:
-        """Run every search cell eagerly inside this block; compiled cells get their compiled forward back after
-        it (what :mod:`drnas.fast.compile_check` compares against)."""
-        cells = list(self.search_cells())
-        compiled = [cell._compiled_call_impl for cell in cells]
-        for cell in cells:
-            cell._compiled_call_impl = None
-        try:
-            yield
-        finally:
-            for cell, forward in zip(cells, compiled):
-                cell._compiled_call_impl = forward
 
     def mixed_ops(self) -> Iterator[tuple[int, MixedOp]]:
         """``(edge index into theta, mixed op)`` for every mixed op of the network."""

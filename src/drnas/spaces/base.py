@@ -107,9 +107,24 @@ class SearchSpace(Protocol):
     #: how an architecture of this space starts as text (``parse`` reads it), and a key its JSON always has
     text_prefix: str
     json_key: str
+    #: the space in a sentence ("a DARTS"), the config fields only its evaluation network uses (retraining refuses
+    #: them for another space's network), and how its depth is set, for error messages
+    label: str
+    network_fields: tuple[str, ...]
+    depth_setting: str
+    #: compiled search cells were measured to pay on a CPU (``compile=auto``; docs/performance.md)
+    compiled_cells_pay_on_cpu: bool
+    #: the network-size field that sets its networks' depth (``cells``, ``cells_per_stage``), and how a summary
+    #: line writes a depth (``depth_format.format(20)``: "20 cells", "N=5")
+    depth_field: str
+    depth_format: str
 
     def default_protocol(self, dataset: str) -> str:
         """The retraining protocol (``drnas train --protocol``) for this space's architectures on ``dataset``."""
+        ...
+    def config_text(self, arch: Any) -> str:
+        """``arch`` as a training config's ``arch`` field holds it: text that ``drnas train --arch`` reads back,
+        so that a run needs no other file."""
         ...
     def build_supernet(self, spec: SupernetSpec) -> Supernet: ...
 

@@ -449,9 +449,17 @@ class DartsSpace:
     benchmark = None
     one_op_per_edge = False
     text_prefix, json_key = "Genotype", "normal"
+    label, network_fields = "a DARTS", ("cells", "auxiliary_weight", "drop_path")
+    depth_setting = "--set cells=N (cells in all)"
+    #: DARTS' cells take about half an hour to compile on 2 cores and then run slower
+    compiled_cells_pay_on_cpu = False
+    depth_field, depth_format = "cells", "{} cells"
 
     def default_protocol(self, dataset: str) -> str:
         return "darts-imagenet" if dataset == "imagenet" else "darts-cifar"
+
+    def config_text(self, arch: DartsGenotype) -> str:
+        return json.dumps(arch.to_json())
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else DARTS_OPS

@@ -93,7 +93,8 @@ class NB201Cell(SearchCell):
     def __init__(self, channels: int, partial_k: int, ops: Sequence[str] = NB201_OPS) -> None:
         super().__init__()
         self.edges = nn.ModuleList(
-            MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True) for _ in EDGES)
+            MixedOp(ops, channels, 1, partial_k, affine=False, track_running_stats=True, op_factory=build_op)
+            for _ in EDGES)
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         return cell_nodes([x], EDGES, self.edges, theta, edge_scale, self.paths)[-1]
@@ -191,9 +192,15 @@ class NB201Space:
     benchmark = "NAS-Bench-201"
     one_op_per_edge = True
     text_prefix, json_key = "|", "arch"
+    label, network_fields, depth_setting = "an NB201", ("cells_per_stage",), "--set cells_per_stage=N (cells per stage)"
+    compiled_cells_pay_on_cpu = True
+    depth_field, depth_format = "cells_per_stage", "N={}"
 
     def default_protocol(self, dataset: str) -> str:
         return "nb201"  # NAS-Bench-201's one recipe, on every dataset
+
+    def config_text(self, arch: NB201Arch) -> str:
+        return str(arch)
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         ops = tuple(ops) if ops else NB201_OPS

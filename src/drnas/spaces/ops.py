@@ -38,7 +38,9 @@ def is_zero_op(name: str) -> bool:
 
 
 class Zero(nn.Module):
-    """The ``none`` op: a zero tensor of the output shape."""
+    """The ``none`` op: a zero tensor of the output shape (``is_zero``: mixed ops skip it exactly)."""
+
+    is_zero = True
 
     def __init__(self, c_out: int, stride: int) -> None:
         super().__init__()

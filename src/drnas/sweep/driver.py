@@ -1,4 +1,5 @@
-"""Sweeps (``drnas sweep``): a grid of ordinary searches, run in parallel on this machine or on a Ray cluster.
+"""Sweeps (``drnas sweep``): the runs of a plan (:mod:`drnas.sweep.plan`), ordinary searches run in parallel on this
+machine or on a Ray cluster; their outcomes and the sweep's status.
 
 A sweep directory holds::
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import os
 import signal
@@ -29,161 +29,15 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from drnas.config.search import SearchConfig, Stage, apply_overrides, set_total_epochs
-from drnas.errors import ConfigError, DrnasError, shown
 from drnas.engine.runs import RunDir, atomic_write_json
+from drnas.sweep.plan import Plan, PlannedRun, SweepError
 
-#: fields of every stage that a grid may set for all stages at once (Table 1 sweeps ``partial_k``)
-STAGE_FIELDS = ("partial_k", "ops_kept", "arch_warmup")
-#: grid axes that are not config fields: the total epochs (stages rescaled, as ``--epochs`` does)
-SPECIAL_AXES = ("epochs",)
 #: environment variable naming the process a sweep's child must not outlive (read by ``python -m drnas``)
 PARENT_ENV = "DRNAS_EXIT_WITH_PARENT"
-PLAN_VERSION = 1
-
-
-class SweepError(DrnasError, ValueError):
-    """A sweep that cannot start or continue; the message says why and what to do."""
-
-
-# ------------------------------------------------------------------------------------------------- the grid
-def parse_seeds(text: str) -> list[int]:
-    """``0-3`` -> [0, 1, 2, 3]; ``0,2,5`` and mixes such as ``0-2,7`` work too."""
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                low, high = part.split("-", 1)
-                first, last = int(low), int(high)
-                if first < 0 or last < first or last - first >= 10_000:
-                    raise ValueError
-                seeds.extend(range(first, last + 1))
-            else:
-                seeds.append(int(part))
-                if seeds[-1] < 0:
-                    raise ValueError
-        except ValueError:
-            raise ConfigError(f"--seeds {shown(text)}: give seeds as a range and/or a list, e.g. 0-3 or 0,1,5") from None
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds {shown(text)} names a seed twice")
-    return seeds
-
-
-def parse_list(text: str) -> list[str]:
-    values = [v.strip() for v in str(text).split(",") if v.strip()]
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{shown(text)} names a value twice")
-    return values
-
-
-def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
-    """``["partial_k=1,2,4", "lr=0.1,0.2"]`` -> {"partial_k": ["1", "2", "4"], "lr": [...]}."""
-    grid: dict[str, list[str]] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--grid {shown(item)} must look like FIELD=V1,V2,...")
-        key, values = item.split("=", 1)
-        key = key.strip().replace("-", "_")
-        if key in grid:
-            raise ConfigError(f"--grid {key} is given twice: list all its values in one --grid {key}=V1,V2")
-        grid[key] = parse_list(values)
-        if not grid[key]:
-            raise ConfigError(f"--grid {key}= lists no values")
-    return grid
-
-
-def check_axis(name: str) -> None:
-    """A grid axis must be a search config field, a stage field or the total epochs."""
-    known = {f.name for f in dataclasses.fields(SearchConfig)} | set(STAGE_FIELDS) | set(SPECIAL_AXES)
-    if name not in known:
-        raise ConfigError(f"cannot sweep over {name!r}: sweep a search config field (`drnas search --set` names "
-                          f"them), a stage field ({', '.join(STAGE_FIELDS)}) or epochs")
-    if name in ("stages", "device", "threads", "preset", "data"):
-        raise ConfigError(f"cannot sweep over {name}: set it once for the sweep (data: --data DATASET=PATH per "
-                          "dataset; stages: sweep epochs or a stage field)")
-
-
-def grid_points(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the axes' values, the last axis varying fastest (axes with one value included)."""
-    for name in axes:
-        check_axis(name)
-    names = list(axes)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
-    if len(points) > 100_000:
-        raise ConfigError(f"the grid has {len(points)} runs; split it into smaller sweeps")
-    return points
-
-
-def run_name(values: Mapping[str, Any], varying: Sequence[str]) -> str:
-    """A run's directory name from the values that vary, e.g. ``method=darts,seed=2``."""
-    parts = [f"{k}={values[k]}" for k in varying] or ["run"]
-    name = ",".join(parts)
-    bad = [ch for ch in name if ch in "/\\\0" or not ch.isprintable()]
-    if bad or name in (".", ".."):
-        raise ConfigError(f"grid value {shown(name)} cannot name a directory: leave out {shown(''.join(bad))}")
-    return name
-
-
-def with_axis_values(config: SearchConfig, values: Mapping[str, Any]) -> SearchConfig:
-    """``config`` with the stage-wide axes (every stage's partial_k, ...) and the total epochs applied; the other
-    axes are config fields, applied before (``--set`` precedence) by whoever resolves the config."""
-    if "epochs" in values:
-        config = set_total_epochs(config, int(values["epochs"]))
-    stage_values = {k: values[k] for k in STAGE_FIELDS if k in values}
-    if stage_values:
-        stages = [apply_overrides(stage, stage_values) for stage in config.stages]
-        if "ops_kept" in stage_values and stages:  # pruning starts with the second stage: the first keeps all ops
-            stages[0] = dataclasses.replace(stages[0], ops_kept=None)
-        config = dataclasses.replace(config, stages=[Stage(**dataclasses.asdict(s)) for s in stages])
-    return config.validate()
-
-
-# ------------------------------------------------------------------------------------------------- the plan
-@dataclass(frozen=True)
-class PlannedRun:
-    name: str
-    values: dict[str, Any]  # the value of every axis at this grid point
-    config: dict[str, Any]  # the resolved search config (SearchConfig.to_json)
-
-    @property
-    def epochs(self) -> int:
-        return sum(int(s["epochs"]) for s in self.config["stages"])
-
-
-@dataclass
-class Plan:
-    runs: list[PlannedRun]
-    varying: list[str]          # axes with more than one value (they name the runs and group the summary)
-    axes: dict[str, list[Any]]  # every axis as given
-    jobs: int = 1
-    threads: int = 1
-    ray: str | None = None
-    command: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": PLAN_VERSION, "varying": self.varying, "axes": self.axes, "jobs": self.jobs,
-                "threads": self.threads, "ray": self.ray, "command": self.command,
-                "runs": [{"name": r.name, "values": r.values, "config": r.config} for r in self.runs]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Plan":
-        if data.get("version") != PLAN_VERSION:
-            raise SweepError(f"sweep.json has plan version {data.get('version')!r}; this drnas reads {PLAN_VERSION}")
-        runs = [PlannedRun(r["name"], dict(r["values"]), dict(r["config"])) for r in data["runs"]]
-        return cls(runs, list(data["varying"]), dict(data["axes"]), int(data["jobs"]), int(data["threads"]),
-                   data.get("ray"), list(data.get("command", [])))
-
-
-def default_jobs(cores: int | None = None) -> int:
-    """Parallel runs on this machine: one per core on small machines (a NAS supernet step at reduced sizes uses
-    one core well and more poorly), one per 4 cores on large ones."""
-    cores = cores or os.cpu_count() or 1
-    return cores if cores <= 4 else max(1, cores // 4)
 
 
 @dataclass
@@ -235,6 +89,18 @@ class SweepDir:
             return Plan.from_json(json.loads(self.plan_file.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SweepError(f"{self.plan_file} could not be read ({type(err).__name__}): restore it") from None
+
+    def reopen(self, jobs: int | None = None, threads: int | None = None, ray: str | None = None) -> Plan:
+        """The saved plan of a sweep to continue, locked for this driver, with what a resume may change: the runs
+        at a time (``jobs``; the threads then divide the cores among them unless ``threads`` is given), the
+        threads per run and the Ray address; saved again."""
+        plan = self.read_plan()
+        RunDir(self.path).lock()  # one driver per sweep
+        plan.jobs = jobs or plan.jobs
+        plan.threads = threads or (max(1, (os.cpu_count() or 1) // plan.jobs) if jobs else plan.threads)
+        plan.ray = ray if ray is not None else plan.ray
+        atomic_write_json(self.plan_file, plan.to_json())
+        return plan
 
     def read_outcomes(self) -> dict[str, Outcome]:
         if not self.outcomes_file.is_file():
@@ -527,6 +393,5 @@ def status(path: str | os.PathLike) -> tuple[Plan, list[RunStatus], float | None
     return plan, rows, eta
 
 
-__all__ = ["Driver", "Outcome", "Plan", "PlannedRun", "Slot", "SweepDir", "SweepError", "check_axis",
-           "default_jobs", "grid_points", "local_slots", "parse_grid", "parse_list", "parse_seeds", "run_child",
-           "run_name", "status", "with_axis_values"]
+__all__ = ["PARENT_ENV", "Driver", "Outcome", "RunStatus", "Slot", "SweepDir", "child_command", "exit_with_parent",
+           "import_ray", "local_slots", "run_child", "status"]

@@ -17,16 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from drnas.bench import BENCHMARKS
 from drnas.bench.nb201 import ACCURACY_COLUMNS
 from drnas.bench.paper import TABLE1, TABLE4, TABLE4_OPTIMAL
+from drnas.config.search import SearchConfig
 from drnas.engine.runs import RunDir, atomic_write_bytes
-from drnas.sweep.driver import Outcome, Plan, SweepDir
+from drnas.spaces import get_space
+from drnas.sweep.driver import Outcome, SweepDir
+from drnas.sweep.plan import Plan
 
 #: per-run numbers a summary aggregates, in report order (those no run has are left out)
 METRICS = (*ACCURACY_COLUMNS, "valid_acc", "train_acc", "best_valid_acc", "search_seconds", "peak_memory_mb")
-#: the NB201 columns of the dataset a search ran on (the main number of the plot)
-_DATASET_COLUMN = {"cifar10": "cifar10_test_acc", "cifar100": "cifar100_test_acc",
-                   "imagenet16-120": "imagenet16_test_acc"}
+#: the benchmark of the paper's tables; the test column of the dataset a search ran on is the plot's main number
+_BENCHMARK = BENCHMARKS.get("NAS-Bench-201")
 
 
 @dataclass
@@ -170,8 +173,8 @@ def summary_markdown(plan: Plan, rows: Sequence[RunRow], grouped: Sequence[Group
 
 def _table4(plan: Plan, grouped: Sequence[Group], fields: Sequence[str]) -> list[str]:
     """Table 4's layout (one block per search dataset) when the sweep compares NB201 methods."""
-    spaces = {run.config.get("space") for run in plan.runs}
-    if spaces != {"nb201"} or not any(g.stat("cifar10_test_acc") for g in grouped):
+    benchmarks = {get_space(run.config.get("space", SearchConfig.space)).benchmark for run in plan.runs}
+    if benchmarks != {"NAS-Bench-201"} or not any(g.stat("cifar10_test_acc") for g in grouped):
         return []
     methods = {run.config.get("method", "drnas") for run in plan.runs}
     if "method" not in fields and not methods & set(TABLE4):
@@ -224,7 +227,7 @@ def main_metric(rows: Sequence[RunRow], plan: Plan) -> str:
     """The number the plot shows: the searched dataset's NB201 test accuracy, else the final validation accuracy."""
     datasets = {str(run.config.get("dataset")) for run in plan.runs}
     for dataset in datasets:
-        column = _DATASET_COLUMN.get(dataset)
+        column = _BENCHMARK.column(dataset)
         if column and any(column in r.numbers for r in rows):
             return column
     if any("cifar10_test_acc" in r.numbers for r in rows):

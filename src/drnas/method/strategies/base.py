@@ -122,6 +122,9 @@ class Strategy(Relaxation):
     * ``prunable``: whether ``scores()`` can rank ops for progressive pruning.
     * ``second_order``: the architecture step is DARTS' unrolled one.
     * ``uses_supernet``: False for methods that query a benchmark table instead of training a network.
+
+    Two more name its expected weights where people read them: ``mean_label`` (plots, ``drnas show``: DrNAS'
+    are a Dirichlet mean) and ``mean_plot``, the run's picture of them over the epochs.
     """
 
     name = "base"
@@ -132,6 +135,8 @@ class Strategy(Relaxation):
     prunable = True
     second_order = False
     uses_supernet = True
+    mean_label = "expected weight"
+    mean_plot = "op_weights.png"
 
     def __init__(self, space: "SearchSpace", config: SearchConfig) -> None:
         super().__init__(space.num_edges, len(space.ops), init_std=config.eta_init_std)

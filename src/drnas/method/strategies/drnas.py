@@ -26,6 +26,8 @@ class DrNAS(Strategy):
 
     name = "drnas"
     paper = "Chen et al., DrNAS: Dirichlet Neural Architecture Search, ICLR 2021"
+    mean_label = "Dirichlet mean"  # the mean of the Dirichlet the method learns (eq. 6)
+    mean_plot = "dirichlet_mean.png"
 
     @classmethod
     def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:

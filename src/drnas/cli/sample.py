@@ -1,0 +1,44 @@
+"""``drnas sample``: draw architectures from the distribution a search learned."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from drnas.errors import ConfigError
+
+
+def command(args: argparse.Namespace) -> int:
+    """Print the draws of one epoch (``--all-epochs``: of each), with their NB201 accuracies when a table is
+    given; ``--plot``: the accuracy spread over the epochs."""
+    from drnas.analysis.plots import sampled_accuracies
+    from drnas.analysis.sampling import sample_run
+    from drnas.bench.nb201 import NB201Table, column_prefix
+    from drnas.engine.runs import RunDir
+
+    draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
+    table = NB201Table.load(args.benchmark) if args.benchmark else None
+    column = f"{column_prefix(RunDir(args.run_dir).read_config().get('dataset', 'cifar10'))}_test_acc"
+
+    def accuracy(arch: str) -> float | None:
+        return table.query(arch).get(column) if table is not None else None
+
+    rows = [{"epoch": d.epoch, "draws": d.total,
+             "architectures": [{"arch": a, "count": c, column: accuracy(a)} for a, c in d.counts]} for d in draws]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for row in ([] if args.json else rows):
+        accs = sampled_accuracies(row, column)
+        spread = (f"  {column}: min {accs[0]:.2f} median {accs[len(accs) // 2]:.2f} max {accs[-1]:.2f}"
+                  if accs else "")
+        print(f"epoch {row['epoch']}: {len(row['architectures'])} distinct of {row['draws']} draws{spread}")
+        if not args.all_epochs:
+            for entry in row["architectures"][:20]:
+                acc = f"  {entry[column]:.2f}" if entry[column] is not None else ""
+                print(f"  {entry['count']:>5}  {entry['count'] / row['draws']:6.1%}  {entry['arch']}{acc}")
+    if args.plot:
+        if table is None or not args.all_epochs:
+            raise ConfigError("--plot draws the accuracy spread over the epochs: give --all-epochs and --benchmark")
+        from drnas.analysis.plots import plot_sampled_accuracy
+
+        plot_sampled_accuracy(rows, column, args.plot)
+    return 0
