@@ -43,8 +43,8 @@ def _buffers(mods):
 
 def _assert_same_results(outs, refs, x, x_ref, mods, ref_mods) -> None:
     """Outputs, then (after one backward of a random weighting) input and parameter gradients and buffers."""
-    for a, b in zip(outs, refs):
-        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(outs, refs):  # rounding grows with the values (an eval-mode sep_conv_5x5 reaches ~200)
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=max(1e-5, 1e-6 * b.abs().max().item()))
     loss_weights = [torch.randn_like(b) for b in refs]
     sum((w * y).sum() for w, y in zip(loss_weights, outs)).backward()
     sum((w * y).sum() for w, y in zip(loss_weights, refs)).backward()

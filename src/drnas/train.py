@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from drnas import fast
 from drnas.config.train import PROTOCOLS, TrainConfig
-from drnas.data import ImageArrays, ImageFolderIndex
+from drnas.data import ImageArrays, ImageFolderIndex, streams_folders
 from drnas.data.splits import TrainLoaders, train_folder_loaders, train_loaders
 from drnas.errors import ConfigError
 from drnas.analysis.cost import model_report, network_spec
@@ -49,7 +49,7 @@ _OFF_IS_HARMLESS = ("auxiliary_weight", "drop_path", "cutout", "download")
 
 def uses_folders(config: TrainConfig, data: ImageArrays | None = None) -> bool:
     """Whether the run streams ImageNet-style folders from disk (else it trains on arrays in memory)."""
-    return data is None and config.dataset == "imagenet"
+    return data is None and streams_folders(config.dataset)
 
 
 def check_fields_apply(config: TrainConfig, space: str, folders: bool) -> None:

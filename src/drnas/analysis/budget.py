@@ -40,7 +40,7 @@ from drnas.analysis.cost import REPEATS, WARMUP, CostModel, exact_cost, measure_
 from drnas.analysis.learned import LearnedDistribution
 from drnas.config.search import ConfigError
 from drnas.config.train import TrainConfig
-from drnas.data.formats import DATASET_SHAPES, dataset_shape
+from drnas.data.formats import DATASET_SHAPES, dataset_shape, streams_folders
 from drnas.data.info import DatasetInfo
 from drnas.engine.distributed import resolve_device
 from drnas.errors import shown
@@ -383,7 +383,7 @@ def derive_for_training(run: str | Path, config: TrainConfig, budget: Budget) ->
         raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(DATASET_SHAPES)}); "
                           f"{config.dataset} is not one: derive with `drnas derive RUN --dataset D` and train that")
     info = dataset_shape(config.dataset)
-    if config.dataset == "imagenet":
+    if streams_folders(config.dataset):  # decoded at the config's size
         info = dataclasses.replace(info, image_size=config.image_size)
     spec, shape = evaluation_network(config, info)
     device = resolve_device(config.device) if budget.latency_ms is not None else None

@@ -4,7 +4,7 @@ the splits and loader builders both jobs share (``splits.py``)."""
 from drnas.data.device_loader import DeviceLoader
 from drnas.data.folders import IMAGENET_INFO, IMAGENET_MEAN, IMAGENET_STD, ImageFolderIndex, ImageFolderLoader
 from drnas.data.formats import (DATASET_NAMES, DATASET_SHAPES, DATASETS, MAX_CLASSES, DatasetEntry, dataset_shape,
-                                load_dataset, register_dataset)
+                                load_dataset, register_dataset, streams_folders)
 from drnas.data.info import DataError, DatasetInfo, ImageArrays
 from drnas.data.splits import (HOLDOUT_FRACTION, SearchLoaders, TrainLoaders, sample_per_class, search_folder_loaders,
                                search_loaders, split_halves, spread, train_folder_loaders, train_loaders)
@@ -14,5 +14,6 @@ __all__ = [
     "IMAGENET_STD", "MAX_CLASSES", "DataError", "DatasetEntry", "DatasetInfo", "DeviceLoader", "ImageArrays",
     "ImageFolderIndex", "ImageFolderLoader", "SearchLoaders", "TrainLoaders", "dataset_shape", "load_dataset",
     "register_dataset", "sample_per_class", "search_folder_loaders", "search_loaders", "split_halves", "spread",
+    "streams_folders",
     "train_folder_loaders", "train_loaders",
 ]

@@ -27,7 +27,7 @@ from drnas.errors import ConfigError
 from drnas.registry import Registry
 
 __all__ = ["DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "MAX_CLASSES", "DatasetEntry", "Reader", "dataset_shape",
-           "load_dataset", "register_dataset"]
+           "load_dataset", "register_dataset", "streams_folders"]
 
 #: the most classes a dataset may have (ImageNet-21k has 21,841): a larger label is refused before a network is built
 MAX_CLASSES = 100_000
@@ -352,6 +352,11 @@ def dataset_shape(name: str) -> DatasetInfo:
         shaped = [n for n in DATASETS if DATASETS.get(n).info is not None]
         raise ConfigError(f"unknown dataset {name!r} for counting; choose one of {', '.join(shaped)}")
     return entry.info
+
+
+def streams_folders(name: str) -> bool:
+    """Whether the dataset ``name`` is streamed from folders of images (ImageNet) rather than loaded as arrays."""
+    return name.lower() in DATASETS and DATASETS.get(name.lower()).folders
 
 
 def load_dataset(name: str, data: str | os.PathLike[str] | None = None, *, download: bool = False) -> ImageArrays:

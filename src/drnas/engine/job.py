@@ -246,9 +246,9 @@ class Job:
 
     def _load_data(self, config: Any, data: Any) -> None:
         """ImageNet-style folders stream from disk; other datasets load into memory (``train_images`` first)."""
-        from drnas.data import load_dataset
+        from drnas.data import load_dataset, streams_folders
 
-        if data is None and config.dataset == "imagenet":
+        if data is None and streams_folders(config.dataset):
             self._build_folder_loaders()
             return
         arrays = data if data is not None else load_dataset(config.dataset, config.data, download=config.download)

@@ -13,8 +13,9 @@ decides, every step:
   override it (REINFORCE for ENAS) or train no architecture at all (RSPS);
 * its **per-epoch hooks** (temperatures), its **regulariser** and how an **architecture is derived**.
 
-The engine (:class:`drnas.search.Search`) never names a method: it calls this interface only. A strategy
-never imports the engine; it receives it as an :class:`Engine` when it needs a network pass.
+The engine (:class:`drnas.search.Search` and its passes, :class:`drnas.engine.passes.SupernetPasses`) never
+names a method: it calls this interface only. A strategy never imports the engine; it receives it as an
+:class:`Engine` when it needs a network pass.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ class Mixing:
 
 
 class Engine(Protocol):
-    """What a strategy may ask of the loop that runs it (implemented by :class:`drnas.search.Search`)."""
+    """What a strategy may ask of the loop that runs it (implemented by :class:`drnas.engine.passes.SupernetPasses`,
+    which :class:`drnas.search.Search` mixes in)."""
 
     device: torch.device
 
