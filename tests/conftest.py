@@ -1,5 +1,5 @@
 """Shared fixtures: tiny real configs and paths to the shared data (skipped with a reason when absent); how the
-suite shares the cores between pytest-xdist's workers (``scripts/test.sh`` runs ``-n 2 --dist loadgroup``)."""
+suite shares the cores between pytest-xdist's workers (``scripts/test.sh`` runs ``-n 2``)."""
 from __future__ import annotations
 
 import os
@@ -23,23 +23,31 @@ TEST_THREADS = int(os.environ.get("DRNAS_TEST_THREADS")
 # ... and per process a test starts (the CLI, a built wheel's demo), unless the environment says otherwise
 os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
 
-#: files whose tests each start several busy processes (torchrun's ranks, a sweep's pool of 2, a local Ray): they
-#: share one worker, so two of them never run at once on the 2 cores
+#: files whose tests each start several busy processes (torchrun's ranks, a sweep's pool of 2, a local Ray): one
+#: unit of work together, so two of them never run at once on the 2 cores
 MULTI_PROCESS = ("test_distributed.py", "test_sweep.py")
+#: files whose tests share a module-scoped fixture that takes seconds to build (a workspace of runs, the site, a
+#: wheel, a run to draw): one unit each, so it is built once rather than once per worker
+SHARED_FIXTURE = ("test_diagrams.py", "test_docs.py", "test_packaging.py", "test_plots.py", "test_readme.py",
+                  "test_sampling.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """The groups that ``--dist loadgroup`` keeps on one worker: the multi-process files, and in each other file the
-    tests that share a module-scoped fixture (a run, a built wheel, a built site), so it is built once, not once
-    per worker."""
-    for item in items:
-        if item.path.name in MULTI_PROCESS:
-            item.add_marker(pytest.mark.xdist_group("processes"))
-            continue
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures and any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n`` (``--dist load``): each test is a unit of work, except the files above. ``--dist loadgroup``
+    with ``xdist_group`` marks would say the same, but pytest-xdist 3.8 groups by rewriting node ids, which
+    pytest 9.2 no longer reads: the groups are silently ignored (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            name = path.rpartition("/")[2]
+            return "multi-process" if name in MULTI_PROCESS else path if name in SHARED_FIXTURE else nodeid
+
+    return Units(config, log)
 
 
 @pytest.fixture(autouse=True)
