@@ -14,12 +14,12 @@ import torch
 
 from drnas.bench.nb201 import NB201Table
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
-from drnas.result import SearchResult
+from drnas.engine.job import Job
 from drnas.engine.runs import RunError, atomic_write_json
-from drnas.spaces import get_space
 from drnas.method.strategies import get_method
 from drnas.method.strategies.table import TableStrategy
-from drnas.engine.job import Job
+from drnas.result import SearchResult
+from drnas.spaces import get_space
 
 #: the table column a search on each dataset is ranked by (validation accuracy, as NAS-Bench-201 ranks)
 VALID_COLUMN = {"cifar10": "cifar10_valid_acc", "cifar100": "cifar100_valid_acc",

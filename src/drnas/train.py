@@ -23,18 +23,18 @@ import torch
 import torch.nn.functional as F
 
 from drnas import fast
+from drnas.analysis.cost import model_report, network_spec
 from drnas.config.train import PROTOCOLS, TrainConfig
 from drnas.data import ImageArrays, ImageFolderIndex, streams_folders
 from drnas.data.splits import TrainLoaders, train_folder_loaders, train_loaders
-from drnas.errors import ConfigError
-from drnas.analysis.cost import model_report, network_spec
-from drnas.spaces.resolve import resolve_architecture
-from drnas.engine.runs import RunError, atomic_write_json
-from drnas.spaces import get_space, space_names
 from drnas.engine.distributed import convert_sync_batchnorm, wrap_ddp
 from drnas.engine.export import export_model
 from drnas.engine.job import Job, lr_at, progress_bar
 from drnas.engine.passes import accuracy_counts
+from drnas.engine.runs import RunError, atomic_write_json
+from drnas.errors import ConfigError
+from drnas.spaces import get_space, space_names
+from drnas.spaces.resolve import resolve_architecture
 
 CHECKPOINT_FORMAT = 1
 

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from drnas.analysis.learned import read_architecture
-from drnas.analysis.plots import _figure, distribution_heatmap, figure_bytes, plot_dirichlet_means, plot_hessian_trajectories
+from drnas.analysis.plots import (
+    _figure,
+    distribution_heatmap,
+    figure_bytes,
+    plot_dirichlet_means,
+    plot_hessian_trajectories,
+)
 from drnas.config.search import ConfigError
 from drnas.engine.runs import RunDir, RunError, atomic_write_bytes
 from drnas.errors import shown

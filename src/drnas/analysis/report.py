@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drnas.engine.job import format_duration
+from drnas.engine.runs import RunDir
 from drnas.errors import DrnasError
 from drnas.spaces.resolve import architecture_from_json
-from drnas.engine.runs import RunDir
-from drnas.engine.job import format_duration
 
 #: the files of a run directory listed first, in this order (the rest follow by name)
 _FILE_ORDER = ("config.json", "metrics.jsonl", "metrics.csv", "architecture.json", "result.json", "checkpoint.pt",

@@ -12,11 +12,11 @@ from drnas.errors import ConfigError
 def command(args: argparse.Namespace) -> int:
     """Print the architecture and the size of its evaluation network (``--json``: as JSON); ``--plot``: draw its
     cells; ``--list`` or no architecture: the named architectures."""
+    from drnas.analysis.cost import model_report, network_spec
     from drnas.data.formats import dataset_shape
     from drnas.spaces import get_space
     from drnas.spaces.archs import architecture_names, get_architecture
     from drnas.spaces.resolve import resolve_architecture
-    from drnas.analysis.cost import model_report, network_spec
 
     if args.plot is not None:
         from drnas.analysis.diagrams import draw_architecture, picture_format

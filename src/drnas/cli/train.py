@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Any
 
-from drnas.cli.parser import BUDGET_FLAGS
 from drnas.cli.job import INTERRUPTED, is_main_process, print_summary, start_or_resume, writer_flags
+from drnas.cli.parser import BUDGET_FLAGS
 from drnas.config.resolve import parse_sets, resolve_train_config
 from drnas.config.train import PROTOCOLS, TrainConfig
 from drnas.errors import ConfigError, shown

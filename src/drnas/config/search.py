@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from drnas.config.settings import (AMP_SETTINGS, COMPILE_MODES, FAST_PATH_SETTINGS, GRAPH_SETTINGS,
-                                   MEMORY_FORMATS, RunSettings)
+from drnas.config.settings import (
+    AMP_SETTINGS,
+    COMPILE_MODES,
+    FAST_PATH_SETTINGS,
+    GRAPH_SETTINGS,
+    MEMORY_FORMATS,
+    RunSettings,
+)
 from drnas.errors import ConfigError, shown
 
 

@@ -15,14 +15,21 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from drnas.engine.distributed import (all_gather_objects, all_reduce_sum, average_buffers, barrier, check_batch_split,
-                          init_distributed, launch_rank)
-from drnas.errors import DrnasError, reraise_interrupt
 from drnas.config.search import RECOVERY_SETTABLE, apply_overrides, without_retired
+from drnas.engine.distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    average_buffers,
+    barrier,
+    check_batch_split,
+    init_distributed,
+    launch_rank,
+)
 from drnas.engine.passes import PlainRunner, accuracy_counts
 from drnas.engine.runs import RunDir, RunError
-from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
 from drnas.engine.writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
+from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
+from drnas.errors import DrnasError, reraise_interrupt
 from drnas.version import __version__
 
 try:

@@ -16,9 +16,8 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-from drnas.errors import DrnasError, reraise_interrupt
-
 from drnas.config.settings import AMP_SETTINGS, GRAPH_SETTINGS
+from drnas.errors import DrnasError, reraise_interrupt
 
 #: ``compile=auto`` compiles runs with at least this many weight steps. On 2 CPU cores compiling costs 1.5-2
 #: minutes per stage (cold inductor cache) and saves 0.1-0.2 s per NB201 iteration, so it pays from about 1,000

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from drnas.errors import DrnasError
-from drnas.registry import Registry
 from drnas.method.supernet import Supernet
+from drnas.registry import Registry
 
 
 class ArchitectureError(DrnasError, ValueError):

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from drnas.method.supernet import MixedOp, SearchCell, Supernet, cell_nodes
-from drnas.spaces.base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
+from drnas.spaces.base import (
+    ArchitectureError,
+    CellEdge,
+    CellGraph,
+    CellNode,
+    NetworkSpec,
+    SupernetSpec,
+    register_space,
+)
 from drnas.spaces.ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",

@@ -15,9 +15,17 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from drnas.method.supernet import MixedOp, SearchCell, Supernet, cell_nodes
 from drnas.errors import shown
-from drnas.spaces.base import ArchitectureError, CellEdge, CellGraph, CellNode, NetworkSpec, SupernetSpec, register_space
+from drnas.method.supernet import MixedOp, SearchCell, Supernet, cell_nodes
+from drnas.spaces.base import (
+    ArchitectureError,
+    CellEdge,
+    CellGraph,
+    CellNode,
+    NetworkSpec,
+    SupernetSpec,
+    register_space,
+)
 from drnas.spaces.ops import ReLUConvBN, build_op, is_zero_op
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

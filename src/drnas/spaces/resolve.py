@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from drnas.spaces.archs import architecture_names, get_architecture
 from drnas.errors import shown
 from drnas.spaces import ArchitectureError, get_space, space_names
+from drnas.spaces.archs import architecture_names, get_architecture
 
 
 def architecture_from_json(data: Any) -> Any:

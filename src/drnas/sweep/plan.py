@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from drnas.config.resolve import parse_sets, resolve_search_config
-from drnas.config.search import (SearchConfig, Stage, apply_overrides, load_config_file, set_total_epochs,
-                                 with_absolute_paths)
+from drnas.config.search import (
+    SearchConfig,
+    Stage,
+    apply_overrides,
+    load_config_file,
+    set_total_epochs,
+    with_absolute_paths,
+)
 from drnas.errors import ConfigError, DrnasError, shown
 from drnas.method.strategies import with_method
 

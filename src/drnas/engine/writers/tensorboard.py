@@ -13,8 +13,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from drnas.errors import ConfigError
 from drnas.engine.writers import MetricsWriter, flatten
+from drnas.errors import ConfigError
 
 INSTALL_HINT = "pip install 'drnas[tensorboard]'"
 

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from drnas.config.search import ConfigError, SearchConfig
-from drnas.registry import Registry
 from drnas.method.relax import Relaxation
 from drnas.method.strategies.unrolled import unrolled_mixing_gradients
+from drnas.registry import Registry
 
-if TYPE_CHECKING:  # only for annotations: spaces sit beside strategies, not below them
+if TYPE_CHECKING:  # only for annotations: the spaces are a floor above the method, which is handed its space
     from drnas.spaces.base import Architecture, SearchSpace
 
 Batch = tuple[torch.Tensor, torch.Tensor]
