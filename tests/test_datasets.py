@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from drnas.config import PROTOCOLS, Stage, apply_overrides, preset
-from drnas.data import (DATASET_SHAPES, DATASETS, DataError, DatasetInfo, ImageArrays, ImageFolderIndex,
+from drnas.data import (DATASETS, DataError, DatasetInfo, ImageArrays, ImageFolderIndex,
                         ImageFolderLoader, dataset_shape, load_dataset, register_dataset, search_folder_loaders,
-                        search_loaders, train_folder_loaders, train_loaders)
+                        search_loaders, shaped_datasets, streams_folders, train_folder_loaders,
+                        train_loaders)
 from drnas.data import formats
 from drnas.errors import ConfigError
 from drnas.registry import Registry, RegistryError
@@ -48,7 +49,7 @@ def test_each_array_dataset_loads_as_it_declares(name, tmp_path):
     assert 0 <= arrays.y_train.min() and arrays.y_train.max() < info.num_classes
     if entry.info is not None:
         assert info == entry.info == dataset_shape(name)
-        assert entry.shape == DATASET_SHAPES[name] == (info.num_classes, info.channels, info.image_size)
+        assert name in shaped_datasets() and entry.shape == (info.num_classes, info.channels, info.image_size)
 
 
 def test_digits_match_their_declared_facts_exactly():
@@ -70,12 +71,14 @@ def test_folder_datasets_load_as_folders_not_arrays(imagenet_tree):
         assert loader.info == dataclasses.replace(entry.info, num_classes=3)
     imagenet = DATASETS.get("imagenet").info
     assert (imagenet.num_classes, imagenet.channels, imagenet.image_size) == (1000, 3, 224)
+    assert streams_folders("imagenet") and streams_folders("ImageNet")  # what the jobs ask to pick their loaders
+    assert not any(streams_folders(n) for n in ("cifar10", "digits", "npz", "mnist"))
 
 
 def test_names_and_shapes_come_from_the_registry():
     assert formats.DATASET_NAMES == DATASETS.names()
-    assert set(DATASET_SHAPES) == {n for n in DATASETS if DATASETS.get(n).info is not None}
-    assert "npz" not in DATASET_SHAPES and "imagenet" in DATASET_SHAPES
+    assert set(shaped_datasets()) == {n for n in DATASETS if DATASETS.get(n).info is not None}
+    assert "npz" not in shaped_datasets() and "imagenet" in shaped_datasets()
     assert dataset_shape("cifar100").num_classes == 100 and dataset_shape("imagenet16-120").image_size == 16
     for name in ("npz", "mnist"):
         with pytest.raises(ConfigError, match=f"unknown dataset '{name}' for counting; choose one of cifar10"):
@@ -101,6 +104,7 @@ def test_a_new_dataset_is_one_registration(registry, tmp_path):
     arrays = load_dataset("TINY")
     assert arrays.info is info and arrays.x_train is x
     assert formats.dataset_shape("tiny") is info and registry.docs()["tiny"] == "in memory"
+    assert "tiny" in formats.shaped_datasets()  # a registered dataset can be counted (drnas arch, derive)
 
     seen = []
     register_dataset("tiny-files", info, lambda path, download: seen.append((path, download)) or arrays,

@@ -209,7 +209,7 @@ class Search(SupernetPasses, Job):
         sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
         with self._running(mixing.active):
             for x, y in loader.epoch(0):
-                with self.autocast():
+                with self.runner.autocast():
                     logits = self.net(self.runner.input(x), mixing.theta, mixing.edge_scale).float()
                 sums[0] += F.cross_entropy(logits, y, reduction="sum")
                 sums[1] += accuracy_counts(logits, y)[0]

@@ -179,7 +179,7 @@ class Trainer(Job):
         steps = len(self.test_loader)
         bar = progress_bar(self.progress, steps, "test")
         for index, (x, y) in enumerate(self.test_loader.epoch(0), start=1):
-            with self.autocast():
+            with self.runner.autocast():
                 logits = self.model(self.runner.input(x)).float()
             top1, top5 = accuracy_counts(logits, y, (1, 5))
             sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), top1.float(), top5.float()])

@@ -40,7 +40,7 @@ from drnas.analysis.cost import REPEATS, WARMUP, CostModel, exact_cost, measure_
 from drnas.analysis.learned import LearnedDistribution
 from drnas.config.search import ConfigError
 from drnas.config.train import TrainConfig
-from drnas.data.formats import DATASET_SHAPES, dataset_shape, streams_folders
+from drnas.data.formats import dataset_shape, shaped_datasets, streams_folders
 from drnas.data.info import DatasetInfo
 from drnas.engine.distributed import resolve_device
 from drnas.errors import shown
@@ -379,8 +379,8 @@ def derive_for_training(run: str | Path, config: TrainConfig, budget: Budget) ->
     if budget.latency_ms is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise ConfigError("--max-latency-ms measures on each process's device, which could pick different "
                           "architectures: run `drnas derive RUN --max-latency-ms ...` first and train what it prints")
-    if config.dataset not in DATASET_SHAPES:
-        raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(DATASET_SHAPES)}); "
+    if config.dataset not in shaped_datasets():
+        raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(shaped_datasets())}); "
                           f"{config.dataset} is not one: derive with `drnas derive RUN --dataset D` and train that")
     info = dataset_shape(config.dataset)
     if streams_folders(config.dataset):  # decoded at the config's size

@@ -16,13 +16,13 @@ def command(args: argparse.Namespace) -> int:
     from drnas.analysis.budget import Budget, derive_within_budget, evaluation_network, format_size
     from drnas.analysis.cost import REPEATS, WARMUP
     from drnas.analysis.learned import LearnedDistribution
-    from drnas.data.formats import DATASET_SHAPES, dataset_shape
+    from drnas.data.formats import dataset_shape, shaped_datasets
     from drnas.engine.distributed import resolve_device
 
     budget = Budget.parse(*(getattr(args, name) for name in BUDGET_FLAGS))
     learned = LearnedDistribution.from_run(args.run_dir, args.epoch)
     space = learned.space
-    dataset = args.dataset or (learned.dataset if learned.dataset in DATASET_SHAPES else "cifar10")
+    dataset = args.dataset or (learned.dataset if learned.dataset in shaped_datasets() else "cifar10")
     info = dataset_shape(dataset)
     protocol = args.protocol or space.default_protocol(dataset)
     sizes: dict[str, int] = {}

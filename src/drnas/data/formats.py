@@ -26,8 +26,8 @@ from drnas.data.info import DataError, DatasetInfo, ImageArrays
 from drnas.errors import ConfigError
 from drnas.registry import Registry
 
-__all__ = ["DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "MAX_CLASSES", "DatasetEntry", "Reader", "dataset_shape",
-           "load_dataset", "register_dataset", "streams_folders"]
+__all__ = ["DATASETS", "DATASET_NAMES", "MAX_CLASSES", "DatasetEntry", "Reader", "dataset_shape", "load_dataset",
+           "register_dataset", "shaped_datasets", "streams_folders"]
 
 #: the most classes a dataset may have (ImageNet-21k has 21,841): a larger label is refused before a network is built
 MAX_CLASSES = 100_000
@@ -337,21 +337,20 @@ register_dataset("imagenet", IMAGENET_INFO, None, needs="ROOT/train/<wnid>/*.JPE
 
 #: the built-in datasets, in registration order (:data:`DATASETS` has those registered later too)
 DATASET_NAMES: tuple[str, ...] = DATASETS.names()
-#: classes, channels and image size of the built-in datasets of fixed shape, whose networks can be built
-#: without loading their data
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    name: shape for name in DATASETS if (shape := DATASETS.get(name).shape) is not None}
+
+
+def shaped_datasets() -> list[str]:
+    """The registered datasets of fixed shape, whose networks can be built without loading their data."""
+    return [name for name in DATASETS if DATASETS.get(name).info is not None]
 
 
 def dataset_shape(name: str) -> DatasetInfo:
     """What a network needs to know of dataset ``name`` (classes, channels, image size), without its data: for
     counting parameters and MACs (``drnas arch``, ``drnas derive``). A dataset whose file decides its shape
     (``npz``) has none."""
-    entry = DATASETS.get(name) if name in DATASETS else None
-    if entry is None or entry.info is None:
-        shaped = [n for n in DATASETS if DATASETS.get(n).info is not None]
-        raise ConfigError(f"unknown dataset {name!r} for counting; choose one of {', '.join(shaped)}")
-    return entry.info
+    if name not in shaped_datasets():
+        raise ConfigError(f"unknown dataset {name!r} for counting; choose one of {', '.join(shaped_datasets())}")
+    return DATASETS.get(name).info
 
 
 def streams_folders(name: str) -> bool:

@@ -46,7 +46,6 @@ def split_halves(n: int, portion: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(k, dtype=np.int64), np.arange(k, n, dtype=np.int64)
 
 
-
 def _part_sizes(n: int, fractions: Sequence[float]) -> list[int]:
     """Images of a class of ``n`` per part: round half up, at least 1 each when n allows, total <= n."""
     parts = len(fractions)

@@ -178,10 +178,6 @@ class Job:
         self.log(f"device {self.device}, {torch.get_num_threads()} CPU thread(s), {runner.describe()}, "
                  f"{self.dist.world_size} process(es)", logging.DEBUG)
 
-    def autocast(self) -> Any:
-        """The run's autocast context (bf16 with ``amp=bf16``; a no-op in float32 runs, the default)."""
-        return self.runner.autocast()
-
     def gradient_pass(self, optimizer: torch.optim.Optimizer, forward: Callable[[], Any], y: torch.Tensor,
                       loss_of: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,7 +186,7 @@ class Job:
         it can be captured as a CUDA graph; gradients are then zeroed in place, because the graph keeps writing
         into the tensors it was captured with."""
         optimizer.zero_grad(set_to_none=not self.runner.keeps_gradient_tensors)
-        with self.autocast():
+        with self.runner.autocast():
             output = forward()
         output = tuple(o.float() for o in output) if isinstance(output, tuple) else output.float()
         loss, logits = loss_of(output, y)

@@ -23,6 +23,7 @@ from drnas.fast import compile_check, compiled, fusion
 from drnas.fast import settings as switchboard
 from drnas.fast.accel import StepRunner, amp_dtype, autocast, graphs_enabled, resolve_compile
 from drnas.fast.host_memory import keep_freed_memory
+from drnas.method.supernet import Supernet
 
 
 def preferred_memory_format(setting: str, device: torch.device, partial_k: int = 1) -> torch.memory_format:
@@ -39,11 +40,6 @@ def preferred_memory_format(setting: str, device: torch.device, partial_k: int =
     if setting == "channels_last" or (setting == "auto" and device.type == "cpu" and partial_k == 1):
         return torch.channels_last
     return torch.contiguous_format
-
-
-def _partial_k(network: torch.nn.Module) -> int:
-    """The supernet's K (1 for an evaluation network, which has no mixed ops)."""
-    return int(getattr(network, "partial_k", 1)) if hasattr(network, "mixed_ops") else 1
 
 
 class Runner(PlainRunner):
@@ -73,12 +69,13 @@ class Runner(PlainRunner):
         """The layout for the network's current K, the fast paths (again for the ops widening rebuilt) and,
         when asked, compiled cells; the CUDA graphs of the previous network are dropped and newly compiled
         cells get their first passes checked."""
+        supernet = isinstance(network, Supernet)  # an evaluation network has no partial channels, no search cells
         self.memory_format = preferred_memory_format("contiguous" if self.plain_path else self.layout, self.device,
-                                                     _partial_k(network))
+                                                     network.partial_k if supernet else 1)
         network.to(memory_format=self.memory_format)  # in place: the optimizer keeps the same parameters
         if not self.plain_path:
             fusion.install(network)
-        if hasattr(network, "mixed_ops"):  # a supernet: its search cells may be compiled
+        if supernet:
             # compiled cells keep an NCHW network's layout on the CPU (see drnas.fast.compiled.cell_compile_options)
             compiled.compile_cells(network, self.compile_mode, self.compile_backend,
                                    keep_layout=self.device.type == "cpu"
