@@ -31,7 +31,7 @@ _NO_PARAMETERS = "keeps no architecture parameters per epoch (searched by an old
 
 def search_config(run: RunDir) -> SearchConfig:
     """The search config a run directory saved (fields this drnas does not know are left out)."""
-    saved = {k: v for k, v in run.read_config().items() if k not in ("drnas_version", "kind", "changes")}
+    saved = run.read_fields()
     known = {f.name for f in dataclasses.fields(SearchConfig)}
     return apply_overrides(SearchConfig(), {k: v for k, v in saved.items() if k in known})
 

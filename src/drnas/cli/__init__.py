@@ -11,7 +11,12 @@
     drnas derive RUN_DIR [--max-params 3.5M] [--max-macs 600M] [--max-latency-ms X] [--json]
     drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json] [--plot PATH]
     drnas presets
-    drnas methods
+    drnas methods [NAME]
+    drnas plugins
+
+Every subcommand takes ``--plugin MODULE`` (repeatable): a module imported before the command line is parsed,
+which registers methods, spaces, ops, datasets... (:mod:`drnas.registry.plugins`; also ``DRNAS_PLUGINS`` and
+installed ``drnas.plugins`` entry points).
 
 :mod:`drnas.cli.parser` builds the parser; each subcommand is one module (``drnas.cli.search``, ...). This module
 runs one: its log lines on stderr, and any :class:`~drnas.errors.DrnasError` as one ``drnas: error:`` line.
@@ -32,14 +37,21 @@ from drnas.errors import DrnasError
 #: each subcommand's handler: the parsed arguments in, the exit status out
 HANDLERS = {"search": search.command, "sweep": sweep.command, "methods": lists.methods, "show": show.command,
             "sample": sample.command, "nb201": nb201.command, "train": train.command, "arch": arch.command,
-            "derive": derive.command, "presets": lists.presets}
+            "derive": derive.command, "presets": lists.presets, "plugins": lists.plugins}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``drnas`` with ``argv`` (default: the process's arguments); the exit status: 0, 1 when some work
     failed (a sweep's run), 2 for a ``drnas: error:``, 130 when interrupted."""
     from drnas.engine.distributed import exit_worker, shutdown
+    from drnas.registry import plugins
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # before parsing: the parser's help lists the registered names, a plugin's among them
+        plugins.load_all(plugins.flag_values(argv))
+    except DrnasError as err:
+        _report(err)
+        return 2
     args = build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if quiet else logging.INFO

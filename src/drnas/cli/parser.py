@@ -36,9 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("presets", help="list the named search presets and training protocols",
                         description="List the named settings of a search (`drnas search --preset`) and the training "
                                     "protocols (`drnas train --protocol`), each with what it sets.")
+    commands.add_parser("plugins", help="list the loaded plugins and what each registered",
+                        description="List the plugins loaded (installed ones, DRNAS_PLUGINS, --plugin), each with its "
+                                    "version, where it was found and the methods, spaces, ops, datasets... it "
+                                    "registered.")
     for command in commands.choices.values():  # -v also after the command; SUPPRESS keeps a -v given before it
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="also print debugging details on stderr")
+        # read (and imported) before parsing, by drnas.cli.main: here so that parsing accepts it and --help shows it
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                             help="import MODULE first: a plugin registering methods, spaces, ops, datasets... "
+                                  "(repeatable; also DRNAS_PLUGINS=mod1,mod2 and installed drnas.plugins entry points)")
     return parser
 
 

@@ -27,6 +27,7 @@ from drnas.engine.distributed import (
 )
 from drnas.engine.passes import PlainRunner, accuracy_counts
 from drnas.engine.runs import RunDir, RunError
+from drnas.registry import plugins
 from drnas.engine.writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
 from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
 from drnas.errors import DrnasError, reraise_interrupt
@@ -265,7 +266,8 @@ class Job:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.create()
-            self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **config_json})
+            used = {"plugins": plugins.records()} if plugins.loaded() else {}
+            self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **used, **config_json})
         barrier(self.dist)
 
     @property
@@ -389,6 +391,7 @@ class Job:
         file = run.read_config()
         saved = without_retired(file)
         saved.pop("drnas_version", None)
+        saved.pop("plugins", None)
         changes = saved.pop("changes", [])
         kind = saved.pop("kind", "search")
         if kind != cls.kind:

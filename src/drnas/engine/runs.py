@@ -2,7 +2,8 @@
 
 Layout of ``RUN_DIR``::
 
-    config.json         resolved SearchConfig (all a resume needs)
+    config.json         resolved SearchConfig (all a resume needs), with the drnas version, the kind of run and
+                        the plugins it was made with (``plugins``: module and version of each)
     metrics.jsonl       one JSON object per finished epoch
     metrics.csv         the same records as flat columns (lists left out), rewritten from them every epoch
     architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
@@ -31,11 +32,15 @@ from typing import Any, Callable, Iterable
 import torch
 
 from drnas.errors import DrnasError, reraise_interrupt, shown
+from drnas.registry import plugins
 
 try:
     import fcntl
 except ImportError:  # not a POSIX system: runs are not locked
     fcntl = None  # type: ignore[assignment]
+
+#: keys of ``config.json`` that describe the run rather than configure it
+RUN_KEYS = ("drnas_version", "kind", "changes", "plugins")
 
 #: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes}
 CHECKPOINT_ENVELOPE = 1
@@ -182,7 +187,12 @@ class RunDir:
                            "run") from None
         if not isinstance(data, dict):
             raise RunError(f"{self.config} does not hold a config object: restore it, or start a new run")
+        plugins.require(data.get("plugins"), self.path)  # a run made with plugins is read back with them
         return data
+
+    def read_fields(self) -> dict[str, Any]:
+        """``config.json``'s config fields, without what describes the run (:data:`RUN_KEYS`)."""
+        return {k: v for k, v in self.read_config().items() if k not in RUN_KEYS}
 
     def write_config(self, data: dict[str, Any]) -> None:
         atomic_write_json(self.config, data)

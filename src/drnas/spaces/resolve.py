@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from drnas.errors import shown
+from drnas.registry import plugins
 from drnas.spaces import ArchitectureError, get_space, space_names
 from drnas.spaces.archs import architecture_names, get_architecture
 
@@ -64,12 +65,23 @@ def resolve_architecture(spec: str) -> Any:
         file = path / "architecture.json"
         if not file.is_file():
             raise ArchitectureError(f"{shown(str(path))} holds no architecture.json: is it a drnas run directory?")
+        _require_run_plugins(path)
         return _from_file(file)
     if kind == "file":
         return _from_file(Path(spec).expanduser())
     if not looks_like_text and ("/" in spec or spec.endswith((".json", ".txt"))):
         raise ArchitectureError(f"architecture file or run directory {shown(spec)} does not exist")
     return parse_architecture_text(spec)
+
+
+def _require_run_plugins(run: Path) -> None:
+    """Import the plugins a run directory's config.json records (its space may be one), before its architecture is
+    read; a config.json that cannot be read is left to what reads the run's config."""
+    try:
+        recorded = json.loads((run / "config.json").read_text()).get("plugins")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return
+    plugins.require(recorded, run)
 
 
 def _path_kind(spec: str) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from drnas.engine.runs import RunDir, atomic_write_json
+from drnas.registry import plugins
 from drnas.sweep.plan import Plan, PlannedRun, SweepError
 
 #: environment variable naming the process a sweep's child must not outlive (read by ``python -m drnas``)
@@ -86,9 +87,11 @@ class SweepDir:
         if not self.plan_file.is_file():
             raise SweepError(f"{self.path} is not a sweep directory (no sweep.json)")
         try:
-            return Plan.from_json(json.loads(self.plan_file.read_text()))
+            plan = Plan.from_json(json.loads(self.plan_file.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SweepError(f"{self.plan_file} could not be read ({type(err).__name__}): restore it") from None
+        plugins.require(plan.plugins, self.path)  # its runs' methods, spaces... may be a plugin's
+        return plan
 
     def reopen(self, jobs: int | None = None, threads: int | None = None, ray: str | None = None) -> Plan:
         """The saved plan of a sweep to continue, locked for this driver, with what a resume may change: the runs
@@ -155,6 +158,8 @@ def exit_with_parent() -> None:
 
 def child_command(run_dir: Path, config_file: Path, resume: bool, threads: int, device: str | None) -> list[str]:
     cmd = [sys.executable, "-m", "drnas", "search", "--quiet", "--threads", str(threads)]
+    for module in plugins.modules():  # the sweep's plugins, also where DRNAS_PLUGINS is not passed on (Ray nodes)
+        cmd += ["--plugin", module]
     cmd += ["--resume", str(run_dir)] if resume else ["--config", str(config_file), "--out", str(run_dir)]
     if device:
         cmd += ["--device", device]

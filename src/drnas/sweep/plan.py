@@ -24,6 +24,7 @@ from drnas.config.search import (
     with_absolute_paths,
 )
 from drnas.errors import ConfigError, DrnasError, shown
+from drnas.registry import plugins
 from drnas.method.strategies import with_method
 
 #: fields of every stage that a grid may set for all stages at once (Table 1 sweeps ``partial_k``)
@@ -177,6 +178,7 @@ class Plan:
     threads: int = 1
     ray: str | None = None
     command: list[str] = field(default_factory=list)
+    plugins: list[dict[str, Any]] = field(default_factory=list)  # the plugins loaded when it was planned (records)
 
     @property
     def gpus_per_run(self) -> float:
@@ -185,7 +187,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"version": PLAN_VERSION, "varying": self.varying, "axes": self.axes, "jobs": self.jobs,
-                "threads": self.threads, "ray": self.ray, "command": self.command,
+                "threads": self.threads, "ray": self.ray, "command": self.command, "plugins": self.plugins,
                 "runs": [{"name": r.name, "values": r.values, "config": r.config} for r in self.runs]}
 
     @classmethod
@@ -194,7 +196,7 @@ class Plan:
             raise SweepError(f"sweep.json has plan version {data.get('version')!r}; this drnas reads {PLAN_VERSION}")
         runs = [PlannedRun(r["name"], dict(r["values"]), dict(r["config"])) for r in data["runs"]]
         return cls(runs, list(data["varying"]), dict(data["axes"]), int(data["jobs"]), int(data["threads"]),
-                   data.get("ray"), list(data.get("command", [])))
+                   data.get("ray"), list(data.get("command", [])), list(data.get("plugins", [])))
 
 
 def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: str | None = None,
@@ -238,7 +240,7 @@ def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: st
         config = dataclasses.replace(with_absolute_paths(config), threads=threads)
         runs.append(PlannedRun(name, {k: _plain(v) for k, v in point.items()}, config.to_json()))
     plan = Plan(runs, varying, {k: [_plain(v) for v in vs] for k, vs in axes.items()}, jobs, threads,
-                ray or spec.get("ray"), list(command))
+                ray or spec.get("ray"), list(command), plugins.records())
     return plan, out or spec.get("out")
 
 

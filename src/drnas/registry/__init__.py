@@ -1,4 +1,5 @@
-"""One generic registry for everything drnas looks up by name (search methods, spaces, presets, ops).
+"""One generic registry for everything drnas looks up by name (search methods, spaces, presets, ops, datasets,
+benchmarks, training protocols, named architectures), and the plugins that add to them (:mod:`drnas.registry.plugins`).
 
 Modelled on timm's ``register_model`` / ``list_models`` and torchvision's ``get_model``: entries are added by a
 decorator (or a direct call), a second entry under a taken name is refused, and an unknown name is a one-line
@@ -6,7 +7,7 @@ error that lists the known ones.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
 from drnas.errors import DrnasError
 
@@ -14,7 +15,12 @@ T = TypeVar("T")
 
 
 class RegistryError(DrnasError, ValueError):
-    """An unknown or duplicate name; the message lists the known names."""
+    """An unknown or duplicate name; the message lists the known names. ``kind`` and ``name`` say which entry
+    (set for a duplicate, so that a plugin loader can say who holds the name)."""
+
+    def __init__(self, message: str, kind: str | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.name = kind, name
 
 
 class Registry(Generic[T]):
@@ -22,16 +28,20 @@ class Registry(Generic[T]):
     one-line description, kept in registration order. An unknown name raises ``error`` (a
     :class:`RegistryError` unless the domain has its own error type, e.g. ``ConfigError`` for presets)."""
 
+    #: every registry made, in creation order: what a plugin registered is told by comparing their names
+    instances: ClassVar[list["Registry[Any]"]] = []
+
     def __init__(self, kind: str, error: Callable[[str], Exception] = RegistryError) -> None:
         self.kind, self.error = kind, error
         self._entries: dict[str, T] = {}
         self._docs: dict[str, str] = {}
+        Registry.instances.append(self)
 
     def register(self, name: str, entry: T | None = None, *, doc: str = "") -> Callable[[T], T] | T:
         """``@registry.register("name", doc=...)`` above a class or function, or ``registry.register(name, obj)``."""
         def add(value: T) -> T:
             if name in self._entries:
-                raise RegistryError(f"{self.kind} {name!r} is already registered")
+                raise RegistryError(f"{self.kind} {name!r} is already registered", self.kind, name)
             self._entries[name] = value
             self._docs[name] = doc or (getattr(value, "__doc__", None) or "").strip().split("\n")[0]
             return value
