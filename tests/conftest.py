@@ -28,8 +28,8 @@ os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
 MULTI_PROCESS = ("test_distributed.py", "test_sweep.py")
 #: files whose tests share a module-scoped fixture that takes seconds to build (a workspace of runs, the site, a
 #: wheel, a run to draw): one unit each, so it is built once rather than once per worker
-SHARED_FIXTURE = ("test_diagrams.py", "test_docs.py", "test_packaging.py", "test_plots.py", "test_readme.py",
-                  "test_sampling.py")
+SHARED_FIXTURE = ("test_diagrams.py", "test_docs.py", "test_example_plugin.py", "test_packaging.py", "test_plots.py",
+                  "test_readme.py", "test_sampling.py")
 
 
 @pytest.hookimpl(optionalhook=True)

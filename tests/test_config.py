@@ -14,7 +14,7 @@ def test_nb201_preset_is_the_authors_non_progressive_search():
     assert cfg.stages == [Stage(epochs=100, partial_k=1, ops_kept=None, arch_warmup=0)]
     assert (cfg.batch_size, cfg.lr, cfg.lr_min, cfg.momentum, cfg.weight_decay, cfg.grad_clip) == \
         (64, 0.025, 0.001, 0.9, 3e-4, 5.0)
-    assert (cfg.arch_lr, cfg.arch_betas, cfg.regulariser, cfg.reg_scale) == (3e-4, (0.5, 0.999), "l2", 1e-3)
+    assert (cfg.arch_lr, cfg.arch_betas, cfg.reg_scale, cfg.method) == (3e-4, (0.5, 0.999), 1e-3, "drnas")
     assert (cfg.channels, cfg.cells_per_stage, cfg.train_portion, cfg.eta_init_std) == (16, 5, 0.5, 1e-3)
 
 
@@ -65,7 +65,6 @@ def test_bad_overrides(overrides, match):
     ({"stages": [Stage(5, 3)]}, "must divide channels"),
     ({"stages": [Stage(2, 1, None, 3)]}, "arch_warmup"),
     ({"train_portion": 1.0}, "train_portion"),
-    ({"regulariser": "l1"}, "regulariser"),
     ({"compile": "network"}, "compile must be one of auto, none, cells"),
     ({"stages": []}, "at least one stage"),
 ])

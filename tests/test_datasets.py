@@ -67,7 +67,7 @@ def test_folder_datasets_load_as_folders_not_arrays(imagenet_tree):
             load_dataset(name, imagenet_tree)
         assert "\n" not in str(err.value)
         index = ImageFolderIndex.scan(imagenet_tree)
-        loader = ImageFolderLoader(index, batch_size=4, device="cpu", train=False, workers=0)
+        loader = ImageFolderLoader(index, batch_size=4, device="cpu", train=False, workers=0, info=entry.info)
         assert loader.info == dataclasses.replace(entry.info, num_classes=3)
     imagenet = DATASETS.get("imagenet").info
     assert (imagenet.num_classes, imagenet.channels, imagenet.image_size) == (1000, 3, 224)
@@ -77,11 +77,14 @@ def test_folder_datasets_load_as_folders_not_arrays(imagenet_tree):
 
 def test_names_and_shapes_come_from_the_registry():
     assert formats.DATASET_NAMES == DATASETS.names()
-    assert set(shaped_datasets()) == {n for n in DATASETS if DATASETS.get(n).info is not None}
+    assert set(shaped_datasets()) == {n for n in DATASETS if DATASETS.get(n).shape is not None}
     assert "npz" not in shaped_datasets() and "imagenet" in shaped_datasets()
+    assert "folder" not in shaped_datasets()  # its classes are its sub-folders
     assert dataset_shape("cifar100").num_classes == 100 and dataset_shape("imagenet16-120").image_size == 16
-    for name in ("npz", "mnist"):
-        with pytest.raises(ConfigError, match=f"unknown dataset '{name}' for counting; choose one of cifar10"):
+    for name, what in (("npz", "dataset 'npz' has no fixed shape to count for"),
+                       ("folder", "dataset 'folder' has no fixed shape to count for"),
+                       ("mnist", "unknown dataset 'mnist' for counting")):
+        with pytest.raises(ConfigError, match=f"{what}.*; choose one of cifar10"):
             dataset_shape(name)
     with pytest.raises(DataError, match="unknown dataset 'mnist'; known: cifar10"):
         DATASETS.get("mnist")

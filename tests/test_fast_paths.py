@@ -94,7 +94,8 @@ def test_arch_step_split_at_theta_equals_one_backward(regulariser):
     """The arch step differentiates the network up to theta (the part a CUDA graph may replay), then applies
     eq. (5) and the penalty outside: the same eta gradient as one backward through everything."""
     stage = tiny_config().stages[0].__class__(epochs=1, partial_k=2)
-    search = Search(tiny_config(regulariser=regulariser, stages=[stage]), data=pattern_images(128), **QUIET)
+    search = Search(tiny_config(method_settings={"regulariser": regulariser}, stages=[stage]), data=pattern_images(128),
+                    **QUIET)
     xa, ya = next(iter(search.arch_loader.epoch(0)))
     torch.manual_seed(5)
     theta = search.relax.sample().theta

@@ -47,6 +47,9 @@ OTHER_PROGRAMS = {"tensorboard": "TensorBoard's own viewer", "mkdocs": "the docu
 LATENCY_MS = "10000"
 #: Python blocks that are compiled but not run, by page and a line of the block, with the reason
 PYTHON_NOT_RUN = {
+    ("docs/extending.md", "class TinySearchCell(SearchCell):"):
+        "an excerpt of examples/plugin/src/drnas_example_plugin/space.py (imports left out), which the example's "
+        "tests import and run whole",
     ("README.md", "search = drnas.Search(config, out=\"runs/c10-prog\")"):
         "a 100-epoch CIFAR-10 search and a 600-epoch retraining on data/cifar10",
 }
@@ -55,6 +58,15 @@ PYTHON_NOT_RUN = {
 KNOWN_WRONG: dict[tuple[str, str], str] = {}
 #: seconds one command may run end to end
 RUN_TIMEOUT = 120
+#: the example plugin's source folder (examples/plugin): on PYTHONPATH for the Python blocks and for the commands that
+#: name a plugin (``--plugin``, ``DRNAS_PLUGINS=``), which run in a process of their own, as a loaded plugin stays
+#: loaded for the life of a process
+PLUGIN_SRC = ROOT / "examples" / "plugin" / "src"
+
+
+def _with_plugin_path() -> dict[str, str]:
+    """This process's environment with the example plugin's folder first on PYTHONPATH."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGIN_SRC), os.environ.get("PYTHONPATH")]))}
 
 
 @dataclass(frozen=True)
@@ -317,6 +329,8 @@ def _check_other_program(words: list[str]) -> None:
                 continue
             if word == "-e":
                 word = next(rest)
+            if (ROOT / word / "pyproject.toml").is_file() and word not in (".", "drnas"):  # a package of the repository
+                continue
             match = re.fullmatch(r"(?:drnas|\.)(?:\[([\w,-]+)\])?", word)
             assert match, f"pip install {word}: expected drnas[EXTRA], . or .[EXTRA]"
             named = set(match.group(1).split(",")) if match.group(1) else set()
@@ -348,16 +362,31 @@ def test_a_wrong_command_fails_the_check(text, workspace, monkeypatch, capsys):
         check(text, workspace, monkeypatch, capsys)
 
 
+def _run_with_plugin(argv: list[str], environment: dict[str, str], workspace: Path) -> None:
+    """A command that names a plugin, run end to end as ``python -m drnas`` with the example plugin importable."""
+    env = {**_with_plugin_path(), "OMP_NUM_THREADS": "1"}
+    if "DRNAS_PLUGINS" in environment:
+        env["DRNAS_PLUGINS"] = environment["DRNAS_PLUGINS"]
+    done = subprocess.run([sys.executable, "-m", "drnas", *argv], cwd=workspace, env=env, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, f"drnas {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-1500:]}"
+
+
 def check(text: str, workspace: Path, monkeypatch, capsys) -> None:
     """Parse one command of a page; resolve it or run it (see the module's docstring)."""
     words, comment = split(text)
-    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # environment variables: not checked
-        words.pop(0)
+    environment = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # environment variables: only plugins' kept
+        name, value = words.pop(0).split("=", 1)
+        environment[name] = value
     assert words, f"{text}: no command"
     words[0] = words[0].removeprefix(".venv/bin/")  # the project's virtual environment, as setup.sh makes it
     argv = _drnas_argv(words)
     if argv is None:
         _check_other_program(words)
+        return
+    if "--plugin" in argv or "DRNAS_PLUGINS" in environment:
+        _run_with_plugin(argv, environment, workspace)
         return
     args = _parse(argv)
     if args is None:  # -h or --version: the parser printed it
@@ -409,5 +438,5 @@ def test_python_block_of_the_pages(block: Block, workspace, tmp_path):
     script = tmp_path / "block.py"  # a script run in the workspace, where the runs the pages name are
     script.write_text(source)
     done = subprocess.run([sys.executable, str(script)], cwd=workspace, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT, env={**os.environ, "MPLBACKEND": "Agg"})
+                          timeout=RUN_TIMEOUT, env={**_with_plugin_path(), "MPLBACKEND": "Agg"})
     assert done.returncode == 0, f"{block.id} failed:\n{done.stderr[-1500:]}"

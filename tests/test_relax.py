@@ -16,7 +16,7 @@ from drnas.method.strategies.drnas import DrNAS
 def DirichletRelaxation(edges: int, ops: int, regulariser: str = "l2", scale: float = 1e-3) -> DrNAS:
     """The DrNAS strategy on a space of ``edges`` x ``ops`` (only its shape matters here)."""
     shape = SimpleNamespace(num_edges=edges, ops=tuple(range(ops)))
-    return DrNAS(shape, SearchConfig(regulariser=regulariser, reg_scale=scale))
+    return DrNAS(shape, SearchConfig(method_settings={"regulariser": regulariser}, reg_scale=scale))
 
 
 def test_concentration_is_elu_plus_one():
@@ -123,8 +123,8 @@ def test_regulariser_l2_is_adam_weight_decay_and_kl_is_a_penalty():
         kl.eta.normal_()
     expected = 0.5 * dirichlet_kl_to_uniform(kl.beta()).sum()
     assert torch.allclose(kl.penalty(), expected)
-    with pytest.raises(ConfigError, match="regulariser must be 'l2' or 'kl'"):
-        SearchConfig(regulariser="l1").validate()
+    with pytest.raises(ConfigError, match="method drnas: regulariser must be one of l2, kl, got 'l1'"):
+        DirichletRelaxation(6, 5, "l1")
 
 
 def test_eta_initialised_small():

@@ -34,18 +34,31 @@ def test_each_level_of_a_search_config_overrides_the_one_below(config_file):
     for top, lr in zip(["sets", "flags", "config_file", "method", None], expected):
         assert _search(**levels).arch_lr == lr, top
         levels.pop(top, None)
-    assert _search() == preset("nb201").validate()
+    assert _search() == with_method(preset("nb201"), "drnas").validate()
+    assert _search().method_settings == {"regulariser": "l2"}  # the method's settings, every one, resolved
 
 
-def test_the_method_comes_from_the_argument_else_the_set_else_the_file_else_the_preset(tmp_path, config_file):
+def test_the_method_comes_from_the_set_else_the_argument_else_the_file_else_the_preset(tmp_path, config_file):
     named = tmp_path / "gdas.toml"
     named.write_text('method = "gdas"\n')
     assert _search().method == preset("nb201").method
     assert _search(config_file=str(named)).method == "gdas"
+    assert _search(method="darts", config_file=str(named)).method == "darts"
     assert _search(config_file=str(named), sets={"method": "snas"}).method == "snas"
-    assert _search(method="darts", config_file=str(named), sets={"method": "snas"}).method == "snas"  # --set last
+    assert _search(method="darts", config_file=str(named), sets={"method": "snas"}).method == "snas"  # --set first
     assert _search(method="darts").method == "darts"
     assert _search(method="enas").arch_lr == ENAS_LR == with_method(preset("nb201"), "enas").arch_lr
+
+
+def test_the_method_settled_first_gets_its_own_defaults_whichever_level_names_it(tmp_path):
+    """A method named by --set or the file is the one whose defaults apply over the preset (not the flag's, which
+    a later level used to switch away from behind the defaults' back)."""
+    named = tmp_path / "pc.toml"
+    named.write_text('method = "pc-darts"\n')
+    for levels in ({"sets": {"method": "pc-darts"}, "method": "drnas"}, {"config_file": str(named)}):
+        config = _search(**levels)
+        assert config.method == "pc-darts" and config.arch_lr == 6e-4, levels
+        assert config.stages[0].partial_k == 4 and config.stages[0].arch_warmup == 30, levels
 
 
 def test_total_epochs_rescale_the_stages_under_set():
@@ -56,21 +69,33 @@ def test_total_epochs_rescale_the_stages_under_set():
     assert [s.epochs for s in config.stages] == [3]
 
 
-def test_a_space_flag_must_agree_with_a_named_preset():
-    with pytest.raises(ConfigError, match="--space darts contradicts preset nb201"):
-        _search(flags={"space": "darts"})
+def test_a_space_or_dataset_flag_overrides_the_presets_and_the_presets_ops_give_way():
+    assert _search(flags={"space": "darts"}).space == "darts"
     assert resolve_search_config(apply_method=with_method, flags={"space": "nb201"}).space == "nb201"
+    code = "darts-cifar10-code"  # its ops are DARTS ops without none: another space keeps its own ops
+    assert resolve_search_config(apply_method=with_method, preset=code).ops is not None
+    for level in ("flags", "sets"):
+        moved = resolve_search_config(apply_method=with_method, preset=code, **{level: {"space": "nb201"}})
+        assert (moved.space, moved.ops, moved.channels) == ("nb201", None, preset(code).channels), level
+    kept = resolve_search_config(apply_method=with_method, preset=code, flags={"space": "nb201"},
+                                 sets={"ops": "none,skip_connect,nor_conv_3x3"})
+    assert kept.ops == ["none", "skip_connect", "nor_conv_3x3"]
+    assert resolve_search_config(apply_method=with_method, preset="demo", flags={"dataset": "cifar10"}).dataset == \
+        "cifar10"
 
 
-def test_the_method_is_applied_by_the_function_handed_in():
+def test_the_method_is_applied_by_the_function_handed_in_with_its_settings_from_every_level(tmp_path):
     seen = []
 
-    def apply(config, name):
-        seen.append(name)
-        return with_method(config, name)
+    def apply(config, name, settings):
+        seen.append((name, dict(settings)))
+        return with_method(config, name, settings)
 
-    resolve_search_config(apply_method=apply, method="darts")
-    assert seen == ["darts"]
+    file = tmp_path / "gdas.toml"
+    file.write_text('[method]\nname = "gdas"\ntau_max = 4.0\ntau_min = 0.2\n')
+    config = resolve_search_config(apply_method=apply, config_file=str(file), sets={"method.tau_min": "0.5"})
+    assert seen == [("gdas", {"tau_max": 4.0, "tau_min": "0.5"})]  # raw: the method coerces them
+    assert config.method_settings == {"tau_max": 4.0, "tau_min": 0.5, "schedule": "linear"}
 
 
 def test_each_level_of_a_training_config_overrides_the_one_below(tmp_path):

@@ -20,7 +20,8 @@ DATA = pattern_images(192)
 @pytest.fixture(scope="module")
 def drnas_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("sample") / "drnas"
-    Search(tiny_config(), path, data=DATA, **QUIET).run()
+    # named cifar10 (the images are the patterns), so that `drnas sample --benchmark` reads NB201's cifar10 columns
+    Search(tiny_config(dataset="cifar10"), path, data=DATA, **QUIET).run()
     return path
 
 

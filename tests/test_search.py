@@ -98,8 +98,8 @@ def test_out_dir_holding_a_run_is_refused(tmp_path):
 
 def test_kl_regulariser_runs_and_moves_eta():
     data = pattern_images(128)
-    search = Search(tiny_config(regulariser="kl", reg_scale=0.1, stages=[tiny_config().stages[0]]), data=data,
-                    progress=False, log=lambda m: None)
+    search = Search(tiny_config(method_settings={"regulariser": "kl"}, reg_scale=0.1, stages=[tiny_config().stages[0]]),
+                    data=data, progress=False, log=lambda m: None)
     result = search.run()
     assert torch.isfinite(result.eta).all() and result.eta.abs().max() > 1e-3
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 
@@ -19,12 +18,12 @@ from drnas.data import load_dataset
 from drnas.registry import Registry, RegistryError
 from drnas.search import Search
 from drnas.spaces import get_space
-from drnas.spaces.nb201 import NB201_OPS, NB201Arch
+from drnas.spaces.nb201 import NB201_OPS
 from drnas.method.strategies import METHODS, get_method, method_names, with_method
 from drnas.method.strategies.base import gumbel_noise, one_hot_mixing
 from drnas.method.strategies.unrolled import unrolled_hypergradient
 from drnas.engine.job import MEASURED_FIELDS
-from helpers import pattern_images, tiny_config
+from helpers import pattern_images, tiny_config, write_synthetic_nb201_table
 
 SPACES = ("nb201", "darts")
 QUIET = dict(progress=False, log=lambda m: None)
@@ -46,15 +45,9 @@ def digits():
 
 @pytest.fixture(scope="module")
 def synthetic_table(tmp_path_factory):
-    """A complete NB201 results table with made-up accuracies (convolutions score, none/pooling do not), so the
-    benchmark-query methods run against all 15,625 cells without the real table."""
-    score = {"none": 0.0, "skip_connect": 1.0, "nor_conv_1x1": 2.0, "nor_conv_3x3": 3.0, "avg_pool_3x3": 0.5}
+    """A complete NB201 results table with made-up accuracies (:func:`helpers.write_synthetic_nb201_table`)."""
     path = tmp_path_factory.mktemp("table") / "nb201.csv"
-    lines = ["arch,cifar10_valid_acc,cifar10_test_acc,cifar100_valid_acc,cifar100_test_acc"]
-    for ops in itertools.product(NB201_OPS, repeat=6):
-        acc = 50.0 + sum(score[o] * (1 + 0.1 * i) for i, o in enumerate(ops))
-        lines.append(f"{NB201Arch(ops)},{acc:.4f},{acc + 1:.4f},{acc - 20:.4f},{acc - 19:.4f}")
-    path.write_text("\n".join(lines) + "\n")
+    write_synthetic_nb201_table(path)
     return path
 
 
@@ -64,11 +57,13 @@ def _config(method: str, space: str, table=None, **changes):
     else:
         base = tiny_config(space="darts", dataset="digits", cells=2, channels=8, batch_size=32,
                            stages=[Stage(epochs=2, partial_k=1)])
-    config = with_method(base, method)
+    # quick derivations and table searches: the methods that have these settings get small values
+    small = {"candidates": 4, "queries": 12}
+    declared = {f.name for f in dataclasses.fields(get_method(method).Settings)}
+    config = with_method(base, method, {k: v for k, v in small.items() if k in declared})
     if not get_method(method).uses_supernet:
-        config = dataclasses.replace(config, dataset="cifar10", benchmark=str(table), queries=12,
-                                     stages=[Stage(epochs=2)])
-    return dataclasses.replace(config, candidates=4, **changes)
+        config = dataclasses.replace(config, dataset="cifar10", benchmark=str(table), stages=[Stage(epochs=2)])
+    return dataclasses.replace(config, **changes)
 
 
 def _strip(metrics):
@@ -280,7 +275,8 @@ def test_random_methods_never_update_architecture_parameters(method, digits, syn
 
 
 def test_reinforce_learns_the_table_and_answers_its_best_query(synthetic_table, tmp_path):
-    config = dataclasses.replace(_config("reinforce", "nb201", synthetic_table), queries=400, arch_lr=0.05)
+    config = _config("reinforce", "nb201", synthetic_table, arch_lr=0.05)
+    config = dataclasses.replace(config, method_settings={**config.method_settings, "queries": 400})
     search = Search(config, tmp_path / "run", **QUIET)
     eta = search.strategy.eta.detach().clone()
     result = search.run()
@@ -334,23 +330,29 @@ def test_methods_command_lists_every_method(capsys):
     (["--method", "nope"], "unknown method 'nope'; known: "),
     (["--set", "relaxation=softmax"], "relaxation is no config field any more: the relaxation comes with the method"),
     (["--method", "gdas", "--set", "compile=cells"], "compiled cells cannot follow"),
-    (["--method", "darts", "--set", "regulariser=kl"], "method darts has none"),
+    (["--method", "darts", "--set", "regulariser=kl"], "regulariser is a setting of method drnas"),
+    (["--method", "darts", "--set", "method.regulariser=kl"], "--method drnas --set method.regulariser=VALUE"),
+    (["--method", "gdas", "--set", "method.tau_min=0"], "method gdas: tau_min must be > 0, got 0.0"),
+    (["--method", "gdas", "--set", "method.warmth=1"], "method gdas has no setting 'warmth'; its settings: tau_max"),
     (["--method", "random"], "give --benchmark FILE"),
-    (["--method", "rsps", "--preset", "demo"], "no op strengths to prune by"),
+    (["--method", "rsps", "--set", 'stages=[{"epochs": 1}, {"epochs": 1, "ops_kept": 3}]'],
+     """no op strengths to prune by: give the stages without ops_kept, --set 'stages=[{"epochs": 1, "partial_k": 1"""),
 ])
 def test_method_misuse_is_one_line(argv, message, capsys, tmp_path):
     preset = [] if "--preset" in argv else ["--preset", "demo"]
     code = main(["search", *preset, "--epochs", "2", "--quiet", "--out", str(tmp_path / "r"), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("drnas: error: ") and message in err[0], err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_method_flag_applies_the_method_defaults_under_the_users_settings(tmp_path, capsys):
     code = main(["search", "--preset", "demo", "--method", "gdas", "--epochs", "2", "--train-images", "128",
-                 "--set", "tau_min=0.5", "--quiet", "--out", str(tmp_path / "run")])
+                 "--set", "method.tau_min=0.5", "--quiet", "--out", str(tmp_path / "run")])
     assert code == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["method"] == "gdas" and config["tau_max"] == 10.0 and config["tau_min"] == 0.5
+    assert config["method"] == "gdas"
+    assert config["method_settings"] == {"tau_max": 10.0, "tau_min": 0.5, "schedule": "linear"}
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["tau"] for m in lines] == [10.0, 0.5]
     assert "architecture: |" in capsys.readouterr().out

@@ -163,9 +163,9 @@ UNUSED_FIELDS = {  # arch, dataset, given fields -> the one error line
     "drop-path on NB201": (NB201_ARCH, "digits", {"drop_path": "0.2"},
                            "drop_path is a DARTS field; an NB201 network's cells have no drop-path"),
     "image_size on arrays": (NB201_ARCH, "digits", {"image_size": "64"},
-                             "image_size applies to ImageNet folders (--dataset imagenet); --dataset digits"),
+                             "image_size applies to image folders (--dataset imagenet or folder); --dataset digits"),
     "workers on arrays": (NB201_ARCH, "digits", {"workers": "2"},
-                          "workers applies to ImageNet folders (--dataset imagenet)"),
+                          "workers applies to image folders (--dataset imagenet or folder)"),
     "cutout on folders": (DARTS_ARCH, "imagenet", {"cutout": "16"}, "cutout applies to in-memory datasets"),
     "download on folders": (DARTS_ARCH, "imagenet", {"download": "true"}, "--download fetches CIFAR"),
 }

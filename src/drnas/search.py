@@ -14,6 +14,7 @@ bit-for-bit.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 
 from drnas import fast
 from drnas.analysis import hessian
-from drnas.bench.nb201 import BenchmarkError, NB201Table
+from drnas.bench import BenchmarkError, open_table
+from drnas.config.options import settings_json
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
 from drnas.data import DeviceLoader, ImageArrays, ImageFolderIndex
 from drnas.data.splits import SearchLoaders, search_folder_loaders, search_loaders
@@ -35,7 +37,7 @@ from drnas.engine.job import Job, NonFiniteLossError, lr_at
 from drnas.engine.passes import SupernetPasses, accuracy_counts
 from drnas.engine.runs import RunError, atomic_write_json
 from drnas.errors import reraise_interrupt
-from drnas.method.strategies import Strategy, get_method
+from drnas.method.strategies import Strategy, check_method, get_method
 from drnas.method.strategies.base import Batch
 from drnas.result import SearchResult
 from drnas.spaces import Architecture, SupernetSpec, get_space
@@ -77,15 +79,10 @@ class Search(SupernetPasses, Job):
         self.config = config.validate()
         self.method = get_method(config.method)
         self.space = get_space(config.space, config.ops)
-        self.method.check_config(config, self.space)
-        too_many = [s.ops_kept for s in config.stages if s.ops_kept is not None and s.ops_kept > len(self.space.ops)]
-        if too_many:
-            raise ConfigError(f"a stage keeps {too_many[0]} ops per edge but the space has only {len(self.space.ops)}")
+        check_method(config, self.space)
         self._init_job(config, out, progress, log, _resuming)
-        self.table = NB201Table.load(config.benchmark) if config.benchmark else None
-        if self.table is not None and self.space.benchmark != "NAS-Bench-201":
-            raise ConfigError(f"--benchmark holds NAS-Bench-201 results, which index no {config.space} architecture: "
-                              "use it with --space nb201")
+        # the table's accuracies of the current cell each epoch; an op set the table was not built from: one note
+        self.table = open_table(self.space, config.benchmark, self.log)
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
@@ -100,7 +97,8 @@ class Search(SupernetPasses, Job):
         self.derived: Architecture = self.strategy.derive(self.space, None, 0)
         self._validation_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._seed_rank_streams(config.seed)
-        if not _resuming:
+        if not _resuming:  # every setting of the method as it runs, also for a config made without with_method
+            self.config = config = dataclasses.replace(config, method_settings=settings_json(self.strategy.settings))
             self._start_run_dir(config.to_json())
 
     @property
@@ -117,7 +115,7 @@ class Search(SupernetPasses, Job):
     def _build_folder_loaders(self) -> None:
         """ImageNet-style folders: JPEGs decoded by worker processes, a per-class sample for each half."""
         if not self.config.data:
-            raise ConfigError("dataset imagenet needs --data ROOT holding train/<class>/*.JPEG")
+            raise ConfigError(f"dataset {self.config.dataset} needs --data ROOT holding train/<class>/ image folders")
         self._use(search_folder_loaders(ImageFolderIndex.scan(self.config.data, "train"), self.config, self.device,
                                         rank=self.dist.rank, world_size=self.dist.world_size))
 

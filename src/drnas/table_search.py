@@ -6,24 +6,23 @@ accuracy) is the run's answer. Runs checkpoint, log and resume like any other se
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from drnas.bench.nb201 import NB201Table
+from drnas.bench import BENCHMARKS
+from drnas.config.options import settings_json
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
 from drnas.engine.job import Job
 from drnas.engine.runs import RunError, atomic_write_json
-from drnas.method.strategies import get_method
+from drnas.method.strategies import check_method, get_method
 from drnas.method.strategies.table import TableStrategy
 from drnas.result import SearchResult
 from drnas.spaces import get_space
 
-#: the table column a search on each dataset is ranked by (validation accuracy, as NAS-Bench-201 ranks)
-VALID_COLUMN = {"cifar10": "cifar10_valid_acc", "cifar100": "cifar100_valid_acc",
-                "imagenet16-120": "imagenet16_valid_acc"}
 CHECKPOINT_FORMAT = 1
 
 
@@ -40,13 +39,18 @@ class TableSearch(Job):
         self.config = config.validate()
         self.method = get_method(config.method)
         self.space = get_space(config.space, config.ops)
-        self.method.check_config(config, self.space)
-        if config.dataset not in VALID_COLUMN:
-            raise ConfigError(f"method {config.method} ranks by the table's validation accuracy, which exists for "
-                              f"{', '.join(VALID_COLUMN)}: use one of those as --dataset")
+        check_method(config, self.space)
+        # the lookups are the method: a table that cannot answer (another op set, no columns of the dataset) is an
+        # error here, not a skipped lookup
+        benchmark = BENCHMARKS.get(str(self.space.benchmark))
+        reason = benchmark.uncovered(self.space, config.dataset)
+        if reason is not None:
+            raise ConfigError(f"method {config.method} ranks architectures by the table's validation accuracy, but "
+                              f"{reason}: search the table's own ops (leave ops unset) on --dataset "
+                              f"{' or '.join(benchmark.prefixes)}")
         self._init_job(config, out, progress, log, _resuming)
-        self.table = NB201Table.load(str(config.benchmark))
-        self.column = VALID_COLUMN[config.dataset]
+        self.table = benchmark.load(str(config.benchmark))
+        self.column = str(benchmark.column(config.dataset, "valid"))
         torch.manual_seed(config.seed)
         self.strategy: TableStrategy = self.method(self.space, config)  # type: ignore[assignment]
         self.arch_optimizer = self.strategy.make_arch_optimizer()
@@ -54,12 +58,13 @@ class TableSearch(Job):
         self.queried = 0
         self.best: tuple[float, list[int]] | None = None
         self.simulated_seconds = 0.0
-        if not _resuming:
+        if not _resuming:  # every setting of the method as it runs, also for a config made without with_method
+            self.config = config = dataclasses.replace(config, method_settings=settings_json(self.strategy.settings))
             self._start_run_dir(config.to_json())
 
     def _queries_by(self, epoch: int) -> int:
         """Queries made once ``epoch`` epochs are done (spread evenly over the epochs)."""
-        return (self.config.queries * epoch) // self.config.epochs
+        return (self.strategy.settings.queries * epoch) // self.config.epochs
 
     def _architecture(self, choice: list[int]) -> Any:
         weights = torch.zeros(self.space.num_edges, len(self.space.ops))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from drnas import fast
 from drnas.analysis.cost import model_report, network_spec
 from drnas.config.train import PROTOCOLS, TrainConfig
-from drnas.data import ImageArrays, ImageFolderIndex, streams_folders
+from drnas.data import ImageArrays, ImageFolderIndex, dataset_names, streams_folders
 from drnas.data.splits import TrainLoaders, train_folder_loaders, train_loaders
 from drnas.engine.distributed import convert_sync_batchnorm, wrap_ddp
 from drnas.engine.export import export_model
@@ -75,18 +75,19 @@ def check_fields_apply(config: TrainConfig, space: str, folders: bool) -> None:
                 fix = f"{this.label} network's cells have no drop-path: leave drop_path unset (or 0)"
             raise ConfigError(f"{name} is {owner.label} field; {fix}")
     where = f"--dataset {config.dataset}"
+    streamed = " or ".join(name for name in dataset_names() if streams_folders(name))  # the registry's, live
     if folders:
         if given("cutout"):
-            raise ConfigError("cutout applies to in-memory datasets (CIFAR, ImageNet16-120, digits, npz); ImageNet "
-                              "folders train with random-resized crops and flips: leave cutout unset (or 0)")
+            raise ConfigError(f"cutout applies to in-memory datasets (CIFAR, ImageNet16-120, digits, npz); image "
+                              f"folders ({streamed}) train with crops and flips only: leave cutout unset (or 0)")
         if given("download"):
-            raise ConfigError("--download fetches CIFAR; ImageNet folders are read from --data ROOT: drop --download")
+            raise ConfigError("--download fetches CIFAR; image folders are read from --data ROOT: drop --download")
     else:
         if given("image_size"):
-            raise ConfigError(f"image_size applies to ImageNet folders (--dataset imagenet); {where} keeps its "
+            raise ConfigError(f"image_size applies to image folders (--dataset {streamed}); {where} keeps its "
                               "images' own size: leave image_size unset")
         if given("workers"):
-            raise ConfigError(f"workers applies to ImageNet folders (--dataset imagenet), which decode JPEGs in "
+            raise ConfigError(f"workers applies to image folders (--dataset {streamed}), which decode images in "
                               f"worker processes; {where} is held in memory: leave workers unset")
 
 
@@ -141,7 +142,7 @@ class Trainer(Job):
     def _build_folder_loaders(self) -> None:
         cfg = self.config
         if not cfg.data:
-            raise ConfigError("dataset imagenet needs --data ROOT holding train/ and val/ class folders")
+            raise ConfigError(f"dataset {cfg.dataset} needs --data ROOT holding train/ and val/ class folders")
         self._use(train_folder_loaders(ImageFolderIndex.scan(cfg.data, "train"), ImageFolderIndex.scan(cfg.data, "val"),
                                        cfg, self.device, rank=self.dist.rank, world_size=self.dist.world_size))
 

@@ -383,7 +383,7 @@ def derive_for_training(run: str | Path, config: TrainConfig, budget: Budget) ->
         raise ConfigError(f"a budget counts the network of a dataset of known shape ({', '.join(shaped_datasets())}); "
                           f"{config.dataset} is not one: derive with `drnas derive RUN --dataset D` and train that")
     info = dataset_shape(config.dataset)
-    if streams_folders(config.dataset):  # decoded at the config's size
+    if streams_folders(config.dataset) and config.image_size is not None:  # decoded at the config's size
         info = dataclasses.replace(info, image_size=config.image_size)
     spec, shape = evaluation_network(config, info)
     device = resolve_device(config.device) if budget.latency_ms is not None else None

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from drnas.config.search import SearchConfig, apply_overrides
+from drnas.config.search import MOVED_TO_METHOD, SearchConfig, apply_overrides
 from drnas.engine.runs import RunDir, RunError
 from drnas.method.strategies import Strategy, get_method
 from drnas.spaces import SearchSpace, get_space
@@ -32,7 +32,7 @@ _NO_PARAMETERS = "keeps no architecture parameters per epoch (searched by an old
 def search_config(run: RunDir) -> SearchConfig:
     """The search config a run directory saved (fields this drnas does not know are left out)."""
     saved = run.read_fields()
-    known = {f.name for f in dataclasses.fields(SearchConfig)}
+    known = {f.name for f in dataclasses.fields(SearchConfig)} | set(MOVED_TO_METHOD)  # old runs: method settings
     return apply_overrides(SearchConfig(), {k: v for k, v in saved.items() if k in known})
 
 

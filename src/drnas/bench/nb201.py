@@ -13,7 +13,7 @@ from pathlib import Path
 
 from drnas.bench.base import BENCHMARKS, Benchmark, BenchmarkError
 from drnas.spaces.base import ArchitectureError
-from drnas.spaces.nb201 import NB201Arch
+from drnas.spaces.nb201 import NB201_OPS, NB201Arch
 
 #: The six accuracies of the DrNAS paper's Table 4, in its column order.
 ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc", "cifar100_test_acc",
@@ -24,10 +24,10 @@ ACCURACY_COLUMNS = ("cifar10_valid_acc", "cifar10_test_acc", "cifar100_valid_acc
 DATASET_PREFIXES = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "imagenet16"}
 
 
-def column_prefix(dataset: str) -> str:
-    """The prefix of the table's columns for ``dataset`` (``cifar100_test_acc``); cifar10 when the table has no
-    columns of that dataset."""
-    return DATASET_PREFIXES.get(dataset, "cifar10")
+def column_prefix(dataset: str) -> str | None:
+    """The prefix of the table's columns for ``dataset`` (``cifar100_test_acc``); None when the table has no
+    columns of that dataset (a lookup for it is skipped: :func:`drnas.bench.base.open_table`)."""
+    return DATASET_PREFIXES.get(dataset)
 
 
 class NB201Table:
@@ -75,5 +75,8 @@ class NB201Table:
         return {k: row[k] for k in ACCURACY_COLUMNS if k in row}
 
 
-BENCHMARKS.register("NAS-Bench-201", Benchmark("NAS-Bench-201", NB201Table.load, ACCURACY_COLUMNS, DATASET_PREFIXES),
+#: the table indexes the cells of the nb201 space over NB201's five ops (a subset of them too): another op set's
+#: cells are not in it, and a lookup of them is skipped with a note
+BENCHMARKS.register("NAS-Bench-201", Benchmark("NAS-Bench-201", NB201Table.load, ACCURACY_COLUMNS, DATASET_PREFIXES,
+                                               space="nb201", ops=NB201_OPS),
                     doc="NAS-Bench-201: the 15,625 cells of the nb201 space trained on CIFAR-10/100 and ImageNet16-120")

@@ -37,7 +37,7 @@ from drnas.errors import DrnasError
 #: each subcommand's handler: the parsed arguments in, the exit status out
 HANDLERS = {"search": search.command, "sweep": sweep.command, "methods": lists.methods, "show": show.command,
             "sample": sample.command, "nb201": nb201.command, "train": train.command, "arch": arch.command,
-            "derive": derive.command, "presets": lists.presets, "plugins": lists.plugins}
+            "derive": derive.command, "presets": lists.presets, "plugins": lists.plugins, "datasets": lists.datasets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

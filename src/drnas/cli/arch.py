@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from drnas.cli.job import run_dataset
 from drnas.config.search import apply_overrides
 from drnas.config.train import PROTOCOLS
 from drnas.errors import ConfigError
@@ -13,7 +14,7 @@ def command(args: argparse.Namespace) -> int:
     """Print the architecture and the size of its evaluation network (``--json``: as JSON); ``--plot``: draw its
     cells; ``--list`` or no architecture: the named architectures."""
     from drnas.analysis.cost import model_report, network_spec
-    from drnas.data.formats import dataset_shape
+    from drnas.data.formats import dataset_shape, shaped_datasets
     from drnas.spaces import get_space
     from drnas.spaces.archs import architecture_names, get_architecture
     from drnas.spaces.resolve import resolve_architecture
@@ -34,6 +35,8 @@ def command(args: argparse.Namespace) -> int:
         return 0
     arch = resolve_architecture(args.arch)
     space = get_space(arch.space)
+    searched = run_dataset(args.arch)[0]
+    args.dataset = args.dataset or (searched if searched in shaped_datasets() else "cifar10")
     config = PROTOCOLS.get(args.protocol or space.default_protocol(args.dataset))
     sizes = {k: getattr(args, k) for k in ("channels", "cells") if getattr(args, k) is not None}
     config = apply_overrides(config, sizes)

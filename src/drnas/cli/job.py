@@ -18,6 +18,18 @@ from drnas.errors import ConfigError
 INTERRUPTED = 130
 
 
+def run_dataset(arch: str | None) -> tuple[str | None, str | None]:
+    """(dataset, data path) of the search run ``--arch`` names, when it names a run directory, else (None, None):
+    the network of a run's architecture is built for the data it was searched on unless told otherwise."""
+    from drnas.engine.runs import RunDir
+
+    if not arch or not os.path.isfile(os.path.join(os.path.expanduser(arch), "config.json")):
+        return None, None
+    config = RunDir(os.path.expanduser(arch)).read_config()
+    dataset, data = config.get("dataset"), config.get("data")
+    return (dataset if isinstance(dataset, str) else None), (data if isinstance(data, str) else None)
+
+
 def is_main_process() -> bool:
     """Whether this process prints a command's output: rank 0 of a torchrun launch, or the only process."""
     return int(os.environ.get("RANK", 0)) == 0

@@ -1,17 +1,53 @@
-"""``drnas methods`` and ``drnas presets``: the registered names, each with its one-line description."""
+"""``drnas methods``, ``drnas presets``, ``drnas plugins`` and ``drnas datasets``: the registered names, each with
+its one-line description."""
 from __future__ import annotations
 
 import argparse
 
 
 def methods(args: argparse.Namespace) -> int:
-    """The search methods (``--method NAME``) and their papers."""
+    """The search methods (``--method NAME``) and their papers; with a name, that method and its settings."""
     from drnas.method.strategies import METHODS, method_names
 
-    print("search methods (drnas search --method NAME):")
+    if getattr(args, "name", None):
+        print("\n".join(method_details(args.name)))
+        return 0
+    print("search methods (drnas search --method NAME; drnas methods NAME shows one and its settings):")
     for name in method_names():
         print(f"  {name:<12} {METHODS.docs()[name]}")
     return 0
+
+
+def method_details(name: str) -> list[str]:
+    """What ``drnas methods NAME`` prints: the method's description and paper, what it does with the supernet
+    (the class attributes the engine reads), and its own settings as a table. An unknown name is one error line."""
+    from drnas.config.options import describe_settings
+    from drnas.method.strategies import METHODS, get_method
+
+    method = get_method(name)
+    yes = {True: "yes", False: "no"}
+    lines = [f"{name}: {METHODS.docs()[name]}"]
+    if method.paper:
+        lines.append(f"paper: {method.paper}")
+    if not method.uses_supernet:
+        lines.append("supernet: none, it queries a benchmark table (--benchmark FILE, --space nb201)")
+    lines += [f"single path: {yes[method.single_path]}" + (" (only the sampled op of each edge runs; compiled cells "
+                                                           "and CUDA graphs are off)" if method.single_path else ""),
+              f"trains the architecture: {yes[method.trains_arch]}" + (" (second-order, unrolled step)"
+                                                                     if method.second_order else ""),
+              f"prunable: {yes[method.prunable]}" + (" (progressive stages keep the ops_kept strongest ops)"
+                                                     if method.prunable else
+                                                     " (no op strengths: a progressive preset's stages run without "
+                                                     "pruning, their ops_kept left out)")]
+    rows = describe_settings(method.Settings)
+    if not rows:
+        return [*lines, "settings: none"]
+    table = [("setting", "type", "default", "range", "what it is")]
+    table += [(n, t, str(d), r or "any", doc) for n, t, d, r, doc in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines.append("settings (--set method.SETTING=VALUE; a config file's [method] table):")
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4] for row in table]
+    return lines
 
 
 def plugins(args: argparse.Namespace) -> int:
@@ -29,6 +65,30 @@ def plugins(args: argparse.Namespace) -> int:
             print(f"  {kind}: {', '.join(names)}")
         if not plugin.registered:
             print("  (registered nothing)")
+    return 0
+
+
+def datasets(args: argparse.Namespace) -> int:
+    """The datasets (``--dataset NAME``), a plugin's included: classes, channels, image size, augmentation, what
+    ``--data`` must hold, and the doc line of each."""
+    from drnas.data.formats import DATASETS
+
+    print("datasets (drnas search / train --dataset NAME --data PATH):")
+    for name in DATASETS:
+        entry, doc = DATASETS.get(name), DATASETS.docs()[name]
+        info = entry.info
+        if info is None:
+            shape = "classes, channels, size and augmentation from the file"
+        else:
+            classes = f"{info.num_classes} classes" if info.num_classes > 0 else "a class per folder"
+            shape = (f"{classes}, {info.channels} channel{'s' * (info.channels != 1)}, {info.image_size}x"
+                     f"{info.image_size}, augmentation: {info.augmentation()}")
+        print(f"  {name:<16} {shape}")
+        print(f"  {'':<16} --data: {entry.needs or 'none (embedded)'}")
+        if doc:
+            print(f"  {'':<16} {doc}")
+    print("augmentation settings (search and train): --set hflip=true|false, --set crop_padding=N; image folders: "
+          "--set image_size=N (unset: the dataset's own)")
     return 0
 
 

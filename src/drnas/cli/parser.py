@@ -6,6 +6,7 @@ import argparse
 
 from drnas.config.presets import preset_names
 from drnas.config.train import PROTOCOLS
+from drnas.data.formats import dataset_names
 from drnas.method.strategies import method_names
 from drnas.spaces import space_names
 from drnas.version import __version__
@@ -25,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _search(commands)
     _sweep(commands)
-    commands.add_parser("methods", help="list the search methods (--method NAME) and their papers",
-                        description="List the search methods `drnas search --method` takes, each with its paper.")
+    methods = commands.add_parser("methods", help="list the search methods (--method NAME), or show one and its settings",
+                                  description="List the search methods `drnas search --method` takes, each with its "
+                                              "paper; with a NAME, show that method: its paper, what it does with "
+                                              "the supernet and its own settings (--set method.SETTING=VALUE).")
+    methods.add_argument("name", nargs="?", help="a method: show its paper, behaviour and settings")
     _show(commands)
     _sample(commands)
     _nb201(commands)
@@ -36,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("presets", help="list the named search presets and training protocols",
                         description="List the named settings of a search (`drnas search --preset`) and the training "
                                     "protocols (`drnas train --protocol`), each with what it sets.")
+    commands.add_parser("datasets", help="list the datasets (--dataset NAME) and what --data must hold",
+                        description="List the datasets `drnas search` and `drnas train` take (--dataset NAME), a "
+                                    "plugin's included: classes, channels, image size, augmentation, what --data "
+                                    "must hold.")
     commands.add_parser("plugins", help="list the loaded plugins and what each registered",
                         description="List the plugins loaded (installed ones, DRNAS_PLUGINS, --plugin), each with its "
                                     "version, where it was found and the methods, spaces, ops, datasets... it "
@@ -58,8 +66,7 @@ def _search(commands: argparse._SubParsersAction) -> None:
     _add_search_options(search)
     search.add_argument("--method", help=f"search method: {', '.join(method_names())} (`drnas methods` says what "
                                          "each is); default drnas")
-    search.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, imagenet (folders), digits (embedded) "
-                                          "or npz")
+    search.add_argument("--dataset", help=_datasets_help("the preset's (cifar10 for nb201)"))
     search.add_argument("--data", help="dataset directory, archive or .npz file")
     search.add_argument("--seed", type=int, help="random seed of the search (default 0)")
     search.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -80,11 +87,12 @@ def _sweep(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--method", help=f"comma-separated search methods, e.g. drnas,darts,gdas, of "
                                         f"{', '.join(method_names())} (default drnas)")
     sweep.add_argument("--seeds", help="seeds: a range and/or a list, e.g. 0-3 or 0,2,5 (default 0)")
-    sweep.add_argument("--dataset", help="comma-separated datasets, e.g. cifar10,cifar100")
+    sweep.add_argument("--dataset", help=f"comma-separated datasets, e.g. cifar10,cifar100, of {', '.join(dataset_names())}")
     sweep.add_argument("--data", action="append", default=[], metavar="[DATASET=]PATH",
                        help="the data: one PATH for every dataset, or DATASET=PATH per dataset (repeatable)")
     sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
-                       help="also sweep a config field or a stage field, e.g. --grid partial_k=1,2,4 (repeatable)")
+                       help="also sweep a config field, a method's setting or a stage field, e.g. --grid "
+                            "partial_k=1,2,4 or --grid method.tau_min=0.1,0.5 (repeatable)")
     sweep.add_argument("--file", help="TOML sweep file: [grid] axes, [data] paths, [search] options (see the docs)")
     _add_search_options(sweep)
     sweep.add_argument("--threads", type=int, help="CPU threads per run (default: the cores divided among the jobs)")
@@ -147,8 +155,10 @@ def _train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--protocol", help=f"training protocol: {', '.join(PROTOCOLS.names())} (default: by the "
                                           "architecture's space and the dataset)")
     train.add_argument("--config", help="JSON or TOML file of training config fields")
-    train.add_argument("--dataset", help="cifar10, cifar100, imagenet16-120, imagenet (folders), digits or npz")
-    train.add_argument("--data", help="dataset directory, archive or .npz file")
+    train.add_argument("--dataset", help=_datasets_help("with --arch RUN_DIR the search's, else the protocol's, else "
+                                                        "cifar10"))
+    train.add_argument("--data", help="dataset directory, archive or .npz file (default with --arch RUN_DIR and the "
+                                      "search's dataset: the search's)")
     train.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
     train.add_argument("--epochs", type=int, help="training epochs (default: the protocol's)")
     train.add_argument("--batch-size", type=int, dest="batch_size",
@@ -181,7 +191,7 @@ def _arch(commands: argparse._SubParsersAction) -> None:
                                            "parameters with and without the auxiliary head, MACs per image; or "
                                            "draw its cells (--plot), or list the named architectures (--list).")
     arch.add_argument("arch", nargs="?", help="a name, a file, a run directory, a Genotype(...) text or an NB201 string")
-    arch.add_argument("--dataset", default="cifar10", help="sets classes and input size (default cifar10)")
+    arch.add_argument("--dataset", help="sets classes and input size (default: a run directory's dataset, else cifar10)")
     arch.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
     arch.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
     arch.add_argument("--cells", type=int, help="cells in all of a DARTS network (default: the protocol's)")
@@ -210,6 +220,11 @@ def _derive(commands: argparse._SubParsersAction) -> None:
     derive.add_argument("--device", default="auto",
                         help="where latency is measured: auto (default), cpu, cuda or cuda:N")
     derive.add_argument("--json", action="store_true", help="print the architecture, its counts and the budget as JSON")
+
+
+def _datasets_help(default: str) -> str:
+    """The ``--dataset`` help: the registered datasets when the parser is built (a plugin's among them)."""
+    return f"dataset: {', '.join(dataset_names())} (`drnas datasets` says what --data each needs); default {default}"
 
 
 def _add_writer_options(parser: argparse.ArgumentParser, pictures: str) -> None:
@@ -241,7 +256,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"named settings: {', '.join(preset_names())} (`drnas presets` says what "
                                          "each sets); default nb201")
     parser.add_argument("--config", help="JSON or TOML file of config fields overriding the preset")
-    parser.add_argument("--space", help=f"search space: {', '.join(space_names())} (default: the preset's)")
+    parser.add_argument("--space", help=f"search space: {', '.join(space_names())} (default: the preset's; another "
+                                        "space leaves out the preset's ops)")
     parser.add_argument("--download", action="store_true", help="download CIFAR into --data if it is missing")
     parser.add_argument("--epochs", type=int, help="total epochs; stages and warm-ups are rescaled to fit")
     parser.add_argument("--batch-size", type=int, dest="batch_size",
@@ -252,7 +268,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", help="NB201 results CSV: log the NB201 accuracies of the current cell each epoch")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field, e.g. --set lr=0.05 or "
-                             "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]' (repeatable)")
+                             "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]', or set one of the method's own "
+                             "settings, e.g. --set method.tau_min=0.5 (`drnas methods NAME` lists them) (repeatable)")
 
 
 __all__ = ["BUDGET_FLAGS", "WRITER_FLAGS", "build_parser"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from drnas.errors import ConfigError
 
@@ -12,12 +13,17 @@ def command(args: argparse.Namespace) -> int:
     given; ``--plot``: the accuracy spread over the epochs."""
     from drnas.analysis.plots import sampled_accuracies
     from drnas.analysis.sampling import sample_run
-    from drnas.bench.nb201 import NB201Table, column_prefix
+    from drnas.bench import BENCHMARKS, open_table
     from drnas.engine.runs import RunDir
+    from drnas.spaces import get_space
 
     draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
-    table = NB201Table.load(args.benchmark) if args.benchmark else None
-    column = f"{column_prefix(RunDir(args.run_dir).read_config().get('dataset', 'cifar10'))}_test_acc"
+    config = RunDir(args.run_dir).read_config()
+    dataset, space = config.get("dataset", "cifar10"), get_space(config.get("space", "nb201"), config.get("ops"))
+    # the test column of the searched dataset; a table without one (or of another op set) is skipped with a note
+    table = open_table(space, args.benchmark, lambda note: print(note, file=sys.stderr), dataset)
+    benchmark = BENCHMARKS.get(space.benchmark) if space.benchmark in BENCHMARKS else None
+    column = (benchmark.column(dataset) if benchmark else None) or "test_acc"
 
     def accuracy(arch: str) -> float | None:
         return table.query(arch).get(column) if table is not None else None
@@ -36,9 +42,10 @@ def command(args: argparse.Namespace) -> int:
                 acc = f"  {entry[column]:.2f}" if entry[column] is not None else ""
                 print(f"  {entry['count']:>5}  {entry['count'] / row['draws']:6.1%}  {entry['arch']}{acc}")
     if args.plot:
-        if table is None or not args.all_epochs:
+        if not args.benchmark or not args.all_epochs:
             raise ConfigError("--plot draws the accuracy spread over the epochs: give --all-epochs and --benchmark")
-        from drnas.analysis.plots import plot_sampled_accuracy
+        if table is not None:  # else the note above said why there are no accuracies to draw
+            from drnas.analysis.plots import plot_sampled_accuracy
 
-        plot_sampled_accuracy(rows, column, args.plot)
+            plot_sampled_accuracy(rows, column, args.plot)
     return 0

@@ -7,20 +7,25 @@ import time
 from drnas.cli.job import INTERRUPTED, is_main_process, print_summary, start_or_resume, writer_flags
 from drnas.config.resolve import parse_sets, resolve_search_config
 from drnas.config.search import SearchConfig
-from drnas.method.strategies import with_method
+from drnas.method.strategies import check_method, with_method
+from drnas.spaces import get_space
 
 #: flags of ``drnas search`` that map one-to-one onto config fields
 FIELD_FLAGS = ("space", "dataset", "data", "seed", "device", "benchmark", "batch_size", "threads", "train_images")
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
-    """The config of a new search from its command line (:func:`drnas.config.resolve.resolve_search_config`)."""
+    """The config of a new search from its command line (:func:`drnas.config.resolve.resolve_search_config`),
+    checked against its method and space (:func:`drnas.method.strategies.check_method`) before anything is
+    written."""
     flags = {name: getattr(args, name) for name in FIELD_FLAGS if getattr(args, name) is not None}
     if args.download:
         flags["download"] = True
     flags.update(writer_flags(args))
-    return resolve_search_config(apply_method=with_method, preset=args.preset, method=args.method,
-                                 config_file=args.config, flags=flags, sets=parse_sets(args.set), epochs=args.epochs)
+    config = resolve_search_config(apply_method=with_method, preset=args.preset, method=args.method,
+                                   config_file=args.config, flags=flags, sets=parse_sets(args.set), epochs=args.epochs)
+    check_method(config, get_space(config.space, config.ops))
+    return config
 
 
 def command(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from drnas.cli.job import INTERRUPTED, is_main_process, print_summary, start_or_resume, writer_flags
+from drnas.cli.job import INTERRUPTED, is_main_process, print_summary, run_dataset, start_or_resume, writer_flags
 from drnas.cli.parser import BUDGET_FLAGS
 from drnas.config.resolve import parse_sets, resolve_train_config
 from drnas.config.train import PROTOCOLS, TrainConfig
@@ -34,8 +34,13 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                           f"--arch must be a search run directory, not {shown(args.arch)} (or drop the budget)")
     arch = resolve_architecture(args.arch)
     space = get_space(arch.space)
-    dataset = args.dataset or (PROTOCOLS.get(args.protocol).dataset if args.protocol else "cifar10")
+    searched, searched_data = run_dataset(args.arch)
+    dataset = args.dataset or searched or (PROTOCOLS.get(args.protocol).dataset if args.protocol else "cifar10")
     flags = {name: getattr(args, name) for name in FIELD_FLAGS if getattr(args, name) is not None}
+    if searched and not args.dataset:  # the search's data, as the network is the one searched for it
+        flags["dataset"] = searched
+        if searched_data and not args.data:
+            flags["data"] = searched_data
     if args.download:
         flags["download"] = True
     flags.update(writer_flags(args))

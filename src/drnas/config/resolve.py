@@ -2,19 +2,36 @@
 
 ``drnas search``, each grid point of ``drnas sweep`` and ``drnas train`` resolve their config here from plain
 values (no command-line parsing), so a run resolves the same whichever way it was asked for.
+
+A search settles its method (and its space) before anything else, gathers the method's own settings from every
+level (a file's ``[method]`` table or ``method_settings``, ``--set method.NAME=VALUE``), builds them, and only then
+applies the method's defaults over the preset: the method is known when its defaults apply, and no later level
+switches it behind their back.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Iterable, Mapping
 
 from drnas.config.presets import SEARCH_PRESETS
-from drnas.config.search import SearchConfig, apply_overrides, load_config_file, set_total_epochs
+from drnas.config.search import (
+    MOVED_TO_METHOD,
+    SearchConfig,
+    apply_overrides,
+    load_config_file,
+    moved_settings,
+    set_total_epochs,
+)
 from drnas.config.train import PROTOCOLS, TrainConfig
-from drnas.errors import ConfigError
+from drnas.errors import ConfigError, shown
 
-#: a method's own hyperparameters applied over a config (``drnas.method.strategies.with_method``); handed in,
-#: as methods are a floor above the config
-ApplyMethod = Callable[[SearchConfig, str], SearchConfig]
+#: the method applied over a config: ``(config, name, settings) -> config`` switched to method ``name``, its
+#: settings built from the raw ``settings`` (name -> value) and its defaults applied
+#: (``drnas.method.strategies.with_method``); handed in, as methods are a floor above the config
+ApplyMethod = Callable[[SearchConfig, str, Mapping[str, Any]], SearchConfig]
+#: the prefix of a method setting's name in ``--set`` and ``--grid``: ``method.tau_min=0.5``
+SETTING_PREFIX = "method."
+_MOVED = frozenset(MOVED_TO_METHOD)
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, str]:
@@ -29,26 +46,65 @@ def parse_sets(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def split_method(values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """One level's values (a config file's, ``--set``'s) as (config fields, the method's name or None, the method's
+    raw settings). The method and its settings come as ``method = "NAME"``; a ``[method]`` table / JSON object
+    (its ``name`` the method, its other keys settings: in TOML a ``[method]`` table and a ``method = ...`` key
+    cannot both be written); ``method_settings`` (what config.json holds); ``method.NAME`` keys (``--set``); and the
+    fields that moved into the methods' settings (``tau_max``, ``candidates``...: :func:`moved_settings`), under
+    the settings given explicitly at the same level."""
+    fields, name, settings = {}, None, {}
+    for key, value in values.items():
+        key = str(key).strip()
+        if key == "method" and isinstance(value, Mapping):
+            table = dict(value)
+            name = table.pop("name", None)
+            settings.update(table)
+        elif key == "method":
+            name = value
+        elif key == "method_settings":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: method_settings must be an object of setting: value pairs, got "
+                                  f"{shown(value)}")
+            settings.update(value)
+        elif key.startswith(SETTING_PREFIX):
+            settings[key[len(SETTING_PREFIX):].strip()] = value
+        else:
+            fields[key] = value
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(f"{where}: the method must be a name, e.g. method = \"gdas\", got {shown(name)}")
+    moved = moved_settings(fields)
+    fields = {k: v for k, v in fields.items() if k.replace("-", "_") not in _MOVED}
+    return fields, name.strip() if name else None, {**moved, **settings}
+
+
 def resolve_search_config(*, apply_method: ApplyMethod, preset: str | None = None, method: str | None = None,
                           config_file: str | None = None, flags: Mapping[str, Any] | None = None,
                           sets: Mapping[str, Any] | None = None, epochs: int | None = None) -> SearchConfig:
     """A search config, each level over the one before: the preset (default ``nb201``) < the method's own
     hyperparameters < the fields of ``config_file`` < ``flags`` (field -> value) < the total ``epochs`` (stages
-    rescaled) < ``sets`` (field -> value, ``--set``). The method whose hyperparameters apply is ``method``, else
-    the one ``sets`` or the file names, else the preset's (a ``method`` field of the file or ``sets`` is still
-    set at its own level). A ``space`` flag must agree with a named preset."""
+    rescaled) < ``sets`` (field -> value, ``--set``; ``method.NAME`` keys are the method's settings).
+
+    The method is settled first: ``sets``' > ``method`` (the flag) > the file's > the preset's; its settings are
+    gathered from the preset (if it is the preset's method), the file and ``sets``, in that order, and built with
+    it by ``apply_method``, which then applies the method's defaults. A space other than the preset's (from any
+    level) also leaves out the preset's ``ops``, which name ops of the preset's space."""
     config = SEARCH_PRESETS.get(preset or "nb201")
-    from_file = load_config_file(config_file) if config_file else {}
-    sets = dict(sets or {})
-    config = apply_method(config, str(method or sets.get("method") or from_file.get("method") or config.method))
-    config = apply_overrides(config, from_file)
+    file_fields, file_method, file_settings = (split_method(load_config_file(config_file), f"config file "
+                                                                                           f"{config_file}")
+                                               if config_file else ({}, None, {}))
+    set_fields, set_method, set_settings = split_method(dict(sets or {}), "--set")
     flags = dict(flags or {})
-    if "space" in flags and preset and flags["space"] != config.space:
-        raise ConfigError(f"--space {flags['space']} contradicts preset {preset} (space {config.space})")
+    space = set_fields.get("space") or flags.get("space") or file_fields.get("space")
+    if space and str(space) != config.space:
+        config = dataclasses.replace(config, space=str(space), ops=None)
+    name = set_method or method or file_method or config.method
+    config = apply_method(config, str(name), {**file_settings, **set_settings})
+    config = apply_overrides(config, file_fields)
     config = apply_overrides(config, flags)
     if epochs is not None:
         config = set_total_epochs(config, epochs)
-    return apply_overrides(config, sets).validate()
+    return apply_overrides(config, set_fields).validate()
 
 
 def resolve_train_config(*, protocol: str, config_file: str | None = None, flags: Mapping[str, Any] | None = None,
@@ -62,4 +118,5 @@ def resolve_train_config(*, protocol: str, config_file: str | None = None, flags
     return apply_overrides(config, dict(sets or {})).validate()
 
 
-__all__ = ["ApplyMethod", "parse_sets", "resolve_search_config", "resolve_train_config"]
+__all__ = ["SETTING_PREFIX", "ApplyMethod", "parse_sets", "resolve_search_config", "resolve_train_config",
+           "split_method"]

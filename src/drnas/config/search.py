@@ -81,16 +81,15 @@ class SearchConfig(RunSettings):
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    # the search method (``drnas methods``); its own hyperparameters are applied over the preset by --method
+    # the search method (``drnas methods``); its paper's values of the fields below apply over the preset, and
+    # its own settings (``drnas methods NAME``: Gumbel temperatures, PC-DARTS' K, RSPS' candidates...) are
+    # method_settings, every one of them once resolved (``--set method.NAME=VALUE``; {}: the method's defaults)
     method: str = "drnas"
-    tau_max: float | None = None  # Gumbel temperature at the first epoch (snas, gdas; None: the method's own)
-    tau_min: float | None = None  # ... and at the last
-    candidates: int = 100  # rsps, enas: architectures sampled and ranked on the supernet to derive the result
-    queries: int = 100  # random, reinforce: benchmark-table queries over the whole search
-    # architecture: Adam on eta; the anchor on beta (eq. 4) as L2 on eta (Adam weight decay) or KL
+    method_settings: dict[str, Any] = field(default_factory=dict)
+    # architecture: Adam on eta, with weight decay reg_scale on it (DrNAS' L2 anchor on beta, eq. 4; the KL
+    # anchor is DrNAS' setting regulariser=kl)
     arch_lr: float = 3e-4
     arch_betas: tuple[float, ...] = (0.5, 0.999)
-    regulariser: str = "l2"
     reg_scale: float = 1e-3
     eta_init_std: float = 1e-3
     # data: train_portion splits the training set by position into weight and arch halves; subset_fractions
@@ -99,7 +98,11 @@ class SearchConfig(RunSettings):
     subset_fractions: list[float] | None = None
     train_images: int | None = None
     cutout: int = 0
-    image_size: int = 224
+    # augmentation of the training images: the random flip and the padding of the random crop (None: the
+    # dataset's own, `drnas datasets`); image folders are decoded at image_size (None: the dataset's, ImageNet 224)
+    hflip: bool | None = None
+    crop_padding: int | None = None
+    image_size: int | None = None
     workers: int = 4
     # run; batch_size is the global batch, split over the processes of a torchrun launch
     seed: int = 0
@@ -127,13 +130,8 @@ class SearchConfig(RunSettings):
                                   f"got {shown(self.stages[i - 1].partial_k)} then {self.stages[i].partial_k}")
         if self.stages[0].ops_kept is not None:
             raise ConfigError("stage 1: ops_kept must be null (all ops); pruning happens between stages")
-        for name in ("tau_max", "tau_min"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive temperature, got {shown(value)}")
         positive = {"batch_size": self.batch_size, "channels": self.channels, "cells_per_stage": self.cells_per_stage,
-                    "cells": self.cells, "image_size": self.image_size, "candidates": self.candidates,
-                    "queries": self.queries}
+                    "cells": self.cells}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {shown(value)}")
@@ -155,8 +153,6 @@ class SearchConfig(RunSettings):
                                            or self.memory_format == "channels_last"):
             raise ConfigError("fast_paths=plain runs the plain eager path: drop compile=cells, cuda_graphs=on and "
                               "memory_format=channels_last")
-        if self.regulariser not in ("l2", "kl"):
-            raise ConfigError(f"regulariser must be 'l2' or 'kl', got {shown(self.regulariser)}")
         for stage_index, stage in enumerate(self.stages):
             if self.channels % stage.partial_k:
                 raise ConfigError(f"stage {stage_index + 1}: partial_k={stage.partial_k} must divide channels={self.channels}")
@@ -183,7 +179,7 @@ def with_absolute_paths(config: SearchConfig) -> SearchConfig:
 NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (lambda v: v > 0, "> 0") for name in ("lr", "arch_lr", "grad_clip")},
     **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "eta_init_std",
-                                                      "auxiliary_weight", "workers", "cutout",
+                                                      "auxiliary_weight", "workers", "cutout", "crop_padding",
                                                       "hessian_every")},
     **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
     **{name: (lambda v: v >= 1, ">= 1") for name in ("threads", "train_images", "image_size", "batch_size")},
@@ -210,11 +206,25 @@ def check_device_settings(config: Any) -> None:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {shown(value)}")
 
 
-def _coerce(cls: type, name: str, value: Any) -> Any:
-    """Turn a JSON/TOML/CLI value into the declared type of field ``name`` of dataclass ``cls``."""
+def annotation_text(annotation: Any) -> str:
+    """A field's declared type as text, ``"float | None"``, whether the module that declared it wrote
+    ``from __future__ import annotations`` (the type is then already text) or not (a class, a union, ``Optional``)."""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    text = str(annotation).replace("typing.", "").replace("NoneType", "None")
+    if text.startswith("Optional[") and text.endswith("]"):
+        return f"{text[9:-1]} | None"
+    return text
+
+
+def coerce_field(cls: type, name: str, value: Any) -> Any:
+    """Turn a JSON/TOML/CLI value into the declared type of field ``name`` of dataclass ``cls`` (a config, a
+    stage, or a method's settings: :func:`drnas.config.options.make_settings`)."""
     if name == "stages":
         return _coerce_stages(value)
-    annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[name])
+    annotation = annotation_text({f.name: f.type for f in dataclasses.fields(cls)}[name])
     optional = "None" in annotation
     null_word = isinstance(value, str) and value.lower() in ("none", "null")
     if null_word and annotation == "str":  # a plain string field may have "none" as a value (compile=none)
@@ -223,22 +233,37 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{name} cannot be null")
-    if annotation.startswith(("list", "tuple")):
-        if isinstance(value, str) and value.lstrip().startswith("["):
+    if annotation.startswith("dict"):  # method_settings: the values are the method's to coerce
+        if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
                 value = json.loads(value)
             except (ValueError, RecursionError) as err:
-                raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b ({type(err).__name__}: "
-                                  f"{str(err)[:80]})") from None
+                raise ConfigError(f"{name} must be a JSON object ({type(err).__name__}: {str(err)[:80]})") from None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{name} must be an object of name: value pairs, got {shown(value)}")
+        return dict(value)
+    if annotation.startswith(("list", "tuple")):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            bare = value.strip()[1:-1] if value.strip().endswith("]") else None
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError) as err:
+                # a list of bare words as a shell keeps it (--set ops=[none,skip_connect]): its items
+                if bare is None or any(ch in bare for ch in "[]{}\"'"):
+                    raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b ({type(err).__name__}: "
+                                      f"{str(err)[:80]})") from None
+                value = [v.strip() for v in bare.split(",") if v.strip()]
         elif isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be a list, e.g. --set {name}=a,b")
-        kind = float if "float" in annotation else str
+        kind: type = float if "float" in annotation else int if "int" in annotation else str
         try:
             items = [kind(v) for v in value]
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a list of numbers, got {shown(value)}") from None
+        if kind is int and any(isinstance(v, float) and v != int(v) for v in value):
+            raise ConfigError(f"{name} must be a list of integers, got {shown(value)}")
         if kind is float and not all(math.isfinite(v) for v in items):
             raise ConfigError(f"{name} must hold finite numbers, got {shown(value)}")
         return tuple(items) if annotation.startswith("tuple") else items
@@ -283,7 +308,7 @@ def _coerce_stages(value: Any) -> list[Stage]:
             raise ConfigError(f"unknown stage field(s) {shown(sorted(unknown))}: use epochs, partial_k, ops_kept, "
                               "arch_warmup")
         try:
-            stages.append(Stage(**{key: _coerce(Stage, key, v) for key, v in item.items()}))
+            stages.append(Stage(**{key: coerce_field(Stage, key, v) for key, v in item.items()}))
         except TypeError as err:
             raise ConfigError(f"stage {shown(dict(item))}: {err}") from None
     return stages
@@ -302,17 +327,57 @@ def without_retired(saved: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k][0])}
 
 
+@dataclass
+class MovedFields:
+    """Search config fields that became settings of the methods that use them (``method_settings``), with their
+    old types and defaults. Config files, ``--set`` and the config.json of runs from before may still hold them:
+    :func:`moved_settings` turns them into method settings."""
+
+    tau_max: float | None = None  # snas, gdas (None meant: the method's own)
+    tau_min: float | None = None
+    candidates: int = 100  # rsps, enas
+    queries: int = 100  # random, reinforce
+    regulariser: str = "l2"  # drnas
+
+
+#: the names of :class:`MovedFields`
+MOVED_TO_METHOD = tuple(f.name for f in dataclasses.fields(MovedFields))
+
+
+def moved_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The old fields among ``values`` (names of :data:`MOVED_TO_METHOD`) as method settings, those at their old
+    default left out: an old run's config.json holds every field, and a method that does not declare one of them
+    ran as if it were not there; any other value must be one of the method's settings (the method checks)."""
+    out = {}
+    for name, value in values.items():
+        key = name.replace("-", "_")
+        if key in MOVED_TO_METHOD:
+            value = coerce_field(MovedFields, key, value)
+            if value != getattr(MovedFields, key):
+                out[key] = value
+    return out
+
+
 def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """A copy of the dataclass ``config`` with ``overrides`` (field name -> value) applied; unknown names are errors."""
+    """A copy of the dataclass ``config`` with ``overrides`` (field name -> value) applied; unknown names are errors.
+    On a search config, the fields that moved into the methods' settings (:data:`MOVED_TO_METHOD`) are added to
+    ``method_settings`` (:func:`moved_settings`)."""
     names = [f.name for f in dataclasses.fields(config)]
+    settings = "method_settings" in names
     changes = {}
     for name, value in overrides.items():
         key = name.replace("-", "_")
         if key in RETIRED_FIELDS and key not in names:
             raise ConfigError(f"{key} is no config field any more: {RETIRED_FIELDS[key][1]}")
+        if settings and key in MOVED_TO_METHOD:
+            continue
         if key not in names:
             raise ConfigError(f"unknown config field {name!r}; fields are: {', '.join(names)}")
-        changes[key] = _coerce(type(config), key, value)
+        changes[key] = coerce_field(type(config), key, value)
+    moved = moved_settings(overrides) if settings else {}
+    if moved:  # over the config's method settings; under those the same overrides name
+        given = changes.get("method_settings")
+        changes["method_settings"] = {**moved, **given} if given is not None else {**config.method_settings, **moved}
     return dataclasses.replace(config, **changes)
 
 

@@ -39,7 +39,11 @@ class TrainConfig(RunSettings):
     channels: int = 36
     cells: int = 20
     cells_per_stage: int = 5
-    image_size: int = 224
+    # augmentation of the training images (None: the dataset's own, `drnas datasets`); image folders are decoded
+    # at image_size (None: the dataset's, 224 for ImageNet)
+    hflip: bool | None = None
+    crop_padding: int | None = None
+    image_size: int | None = None
     workers: int = 4
     train_images: int | None = None
     test_images: int | None = None  # evaluate on the first N test images only (quicker, noisier)

@@ -1,5 +1,9 @@
-"""ImageNet-style JPEG folders: an index of the image paths (:class:`ImageFolderIndex`) and a loader that decodes
-and augments them in worker processes (:class:`ImageFolderLoader`), for datasets too large to hold as arrays.
+"""Image folders: an index of the image paths (:class:`ImageFolderIndex`) and a loader that decodes and augments
+them in worker processes (:class:`ImageFolderLoader`), for datasets too large to hold as arrays or kept as files.
+
+Two datasets read them: ``imagenet`` (ImageNet's JPEG folders at 224 px with ImageNet's random-resized crops) and
+``folder``, any ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` images (JPEG or PNG), one class per sub-folder,
+resized to ``image_size`` (32 px unless set) and augmented like CIFAR (padded random crop, flip).
 
 Per-image randomness is a pure function of (seed, epoch, image index) and the order comes from the per-epoch
 generator of ``device_loader.py``, so an epoch does not depend on the number of workers and resumes bit-exactly.
@@ -25,7 +29,11 @@ from drnas.data.info import DataError, DatasetInfo
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: the facts of ImageNet as a folder dataset; a loader's info has its index's classes and its image size
-IMAGENET_INFO = DatasetInfo("imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD, hflip=True, crop_padding=0)
+IMAGENET_INFO = DatasetInfo("imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD, hflip=True, crop_padding=0,
+                            resized_crop=True)
+#: the facts of a generic image folder (``--dataset folder``): classes from its sub-folders (0: the data decides),
+#: images resized to 32 px (``image_size`` sets another size), ImageNet's normalisation, CIFAR's crop and flip
+FOLDER_INFO = DatasetInfo("folder", 0, 3, 32, IMAGENET_MEAN, IMAGENET_STD, hflip=True, crop_padding=4)
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _SPLIT_NAMES = ("train", "val", "validation", "test")
@@ -180,7 +188,9 @@ class _ImageFolderDataset(Dataset):
     on which worker reads it or in which order.
     """
 
-    def __init__(self, index: ImageFolderIndex, *, train: bool, image_size: int, seed: int, epoch: int) -> None:
+    def __init__(self, index: ImageFolderIndex, *, train: bool, image_size: int, seed: int, epoch: int,
+                 info: DatasetInfo = IMAGENET_INFO) -> None:
+        self.resized_crop, self.hflip, self.padding = info.resized_crop, info.hflip, info.crop_padding
         self.root = os.fsencode(index.root)
         self.files = np.array([os.fsencode(f) for f in index.files], dtype=np.bytes_)
         self.labels = index.labels
@@ -209,12 +219,23 @@ class _ImageFolderDataset(Dataset):
         bilinear = getattr(Image, "Resampling", Image).BILINEAR
         img = self._read(os.path.join(self.root, self.files[i]))
         s = self.size
+        if not self.resized_crop:  # the whole image at s x s; in training a padded random crop and a flip (CIFAR's)
+            arr = np.asarray(img.resize((s, s), bilinear), dtype=np.uint8)
+            if self.train:
+                rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+                p = self.padding
+                if p > 0:
+                    top, left = (int(v) for v in rng.integers(0, 2 * p + 1, 2))
+                    arr = np.pad(arr, ((p, p), (p, p), (0, 0)))[top:top + s, left:left + s]
+                if self.hflip and rng.random() < 0.5:
+                    arr = arr[:, ::-1]
+            return np.ascontiguousarray(arr)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             left, top, w, h = _random_resized_box(rng, img.width, img.height, (0.08, 1.0), (3 / 4, 4 / 3))
             img = img.resize((s, s), bilinear, box=(left, top, left + w, top + h))
             arr = np.asarray(img, dtype=np.uint8)
-            if rng.random() < 0.5:
+            if self.hflip and rng.random() < 0.5:
                 arr = arr[:, ::-1]
             return np.ascontiguousarray(arr)
         # Evaluation: shorter side to size*256/224, then the centred size x size crop.
@@ -245,11 +266,14 @@ def _collate_uint8(samples: list[tuple[np.ndarray | str, int]]) -> tuple[torch.T
 
 
 class ImageFolderLoader:
-    """Decodes JPEGs in worker processes (torch DataLoader) and yields normalised NCHW float batches on device.
+    """Decodes images in worker processes (torch DataLoader) and yields normalised NCHW float batches on device.
 
-    ``train=True``: random-resized crop (scale 0.08-1, aspect 3/4-4/3) to ``image_size``
-    and a random horizontal flip; ``train=False``: shorter side to ``image_size*256/224``
-    (bilinear) and a centred crop. Per-image randomness is a pure function of
+    ``info`` is the dataset's (ImageNet's by default; its classes become the index's, its size ``image_size``
+    when given), and so is the augmentation. ImageNet (``info.resized_crop``): ``train=True``, a random-resized
+    crop (scale 0.08-1, aspect 3/4-4/3) to ``image_size`` and a random horizontal flip; ``train=False``, the
+    shorter side to ``image_size*256/224`` (bilinear) and a centred crop. Otherwise (``--dataset folder``): the
+    whole image resized to ``image_size`` square, in training cropped at random from it padded by
+    ``info.crop_padding`` pixels and flipped at random when ``info.hflip``. Per-image randomness is a pure function of
     (seed, epoch, image index) and the order comes from a CPU generator seeded by
     (seed, epoch), so ``epoch(e)`` does not depend on ``workers`` and the global RNG is
     never used. ``shuffle`` and ``drop_last`` default to ``train``; with ``drop_last`` and
@@ -263,15 +287,17 @@ class ImageFolderLoader:
         batch_size: int,
         device: torch.device | str,
         train: bool,
-        image_size: int = 224,
+        image_size: int | None = None,
         workers: int = 4,
         seed: int = 0,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
         rank: int = 0,
         world_size: int = 1,
+        info: DatasetInfo = IMAGENET_INFO,
     ) -> None:
         _pil_image()  # fail now, not inside a worker
+        image_size = info.image_size if image_size is None else image_size
         if batch_size < 1:
             raise DataError(f"batch size {batch_size} must be at least 1")
         check_shard(rank, world_size)
@@ -291,9 +317,9 @@ class ImageFolderLoader:
         self.seed = int(seed)
         self.shuffle = self.train if shuffle is None else bool(shuffle)
         self.drop_last = self.train if drop_last is None else bool(drop_last)
-        self.info = dataclasses.replace(IMAGENET_INFO, num_classes=index.num_classes, image_size=self.image_size)
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.info = dataclasses.replace(info, num_classes=index.num_classes, image_size=self.image_size)
+        self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return len(batch_bounds(len(self.index), self.batch_size, self.drop_last))
@@ -313,7 +339,7 @@ class ImageFolderLoader:
         if not batches:
             return
         dataset = _ImageFolderDataset(
-            self.index, train=self.train, image_size=self.image_size, seed=self.seed, epoch=epoch
+            self.index, train=self.train, image_size=self.image_size, seed=self.seed, epoch=epoch, info=self.info
         )
         cuda = self.device.type == "cuda"
         loader = DataLoader(

@@ -3,8 +3,9 @@
 :data:`DATASETS` holds one :class:`DatasetEntry` per dataset: its facts (classes, channels, image size,
 normalisation, augmentation; none for ``npz``, whose file decides them) and how it loads. ``digits`` is embedded;
 ``cifar10``/``cifar100`` read the python batches, the official tar.gz or an npz (downloading on request);
-``imagenet16-120`` reads NAS-Bench-201's ImageNet16 pickles; ``npz`` reads any uint8 NHWC npz; ``imagenet`` is a
-folder of JPEGs, streamed by ``folders.py`` rather than loaded. A new dataset is one :func:`register_dataset`.
+``imagenet16-120`` reads NAS-Bench-201's ImageNet16 pickles; ``npz`` reads any uint8 NHWC npz; ``imagenet`` (JPEG
+folders) and ``folder`` (any folders of images, one per class) are streamed by ``folders.py`` rather than loaded.
+A new dataset is one :func:`register_dataset` (a plugin's too); ``drnas datasets`` lists them all.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from drnas.data.archive import batch_arrays, fetch, safe_extract
-from drnas.data.folders import IMAGENET_INFO
+from drnas.data.folders import FOLDER_INFO, IMAGENET_INFO
 from drnas.data.info import DataError, DatasetInfo, ImageArrays
 from drnas.errors import ConfigError
 from drnas.registry import Registry
 
-__all__ = ["DATASETS", "DATASET_NAMES", "MAX_CLASSES", "DatasetEntry", "Reader", "dataset_shape", "load_dataset",
-           "register_dataset", "shaped_datasets", "streams_folders"]
+__all__ = ["DATASETS", "DATASET_NAMES", "MAX_CLASSES", "DatasetEntry", "Reader", "dataset_entry", "dataset_names",
+           "dataset_shape", "load_dataset", "register_dataset", "shaped_datasets", "streams_folders"]
 
 #: the most classes a dataset may have (ImageNet-21k has 21,841): a larger label is refused before a network is built
 MAX_CLASSES = 100_000
@@ -53,8 +54,10 @@ class DatasetEntry:
 
     @property
     def shape(self) -> tuple[int, int, int] | None:
-        """(classes, channels, image size), None where the file decides them."""
-        return None if self.info is None else (self.info.num_classes, self.info.channels, self.info.image_size)
+        """(classes, channels, image size), None where the data decides them (``npz``; ``folder``'s classes)."""
+        if self.info is None or self.info.num_classes < 1:
+            return None
+        return self.info.num_classes, self.info.channels, self.info.image_size
 
     @property
     def folders(self) -> bool:
@@ -332,29 +335,49 @@ register_dataset("imagenet16-120", _IMAGENET16_INFO, _load_imagenet16, needs="th
 register_dataset("digits", _DIGITS_INFO, _load_digits, doc="8x8 handwritten digits, embedded (no --data)")
 register_dataset("npz", None, _load_any_npz, needs="an .npz file with x_train/y_train",
                  doc="any npz of uint8 NHWC x_train/y_train (and x_test/y_test); the file sets the shape")
-register_dataset("imagenet", IMAGENET_INFO, None, needs="ROOT/train/<wnid>/*.JPEG",
+register_dataset("imagenet", IMAGENET_INFO, None, needs="ROOT/train/<wnid>/*.JPEG (and ROOT/val/<wnid>/ to retrain)",
                  doc="ImageNet as JPEG folders (ROOT/train, ROOT/val), streamed from disk; 224px by default")
+register_dataset("folder", FOLDER_INFO, None, needs="ROOT/train/<class>/* (and ROOT/val/<class>/* to retrain)",
+                 doc="any images (JPEG, PNG) in one sub-folder per class, streamed from disk and resized to "
+                     "image_size (32px by default)")
 
 #: the built-in datasets, in registration order (:data:`DATASETS` has those registered later too)
 DATASET_NAMES: tuple[str, ...] = DATASETS.names()
 
 
+def dataset_names() -> tuple[str, ...]:
+    """Every registered dataset, those a plugin registered included (read now, never a snapshot)."""
+    return DATASETS.names()
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    """The registered dataset ``name`` (any case); an unknown one is one :class:`DataError` line listing them."""
+    key = name.lower() if isinstance(name, str) else name
+    if not isinstance(key, str) or key not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} (`drnas datasets` says what "
+                        "each needs); a plugin's dataset needs --plugin MODULE")
+    return DATASETS.get(key)
+
+
 def shaped_datasets() -> list[str]:
     """The registered datasets of fixed shape, whose networks can be built without loading their data."""
-    return [name for name in DATASETS if DATASETS.get(name).info is not None]
+    return [name for name in DATASETS if DATASETS.get(name).shape is not None]
 
 
 def dataset_shape(name: str) -> DatasetInfo:
     """What a network needs to know of dataset ``name`` (classes, channels, image size), without its data: for
     counting parameters and MACs (``drnas arch``, ``drnas derive``). A dataset whose file decides its shape
-    (``npz``) has none."""
+    (``npz``) or whose folders decide its classes (``folder``) has none."""
     if name not in shaped_datasets():
-        raise ConfigError(f"unknown dataset {name!r} for counting; choose one of {', '.join(shaped_datasets())}")
-    return DATASETS.get(name).info
+        what = (f"dataset {name!r} has no fixed shape to count for (its data decides it)" if name in DATASETS
+                else f"unknown dataset {name!r} for counting")
+        raise ConfigError(f"{what}; choose one of {', '.join(shaped_datasets())}")
+    return DATASETS.get(name).info  # type: ignore[return-value]
 
 
 def streams_folders(name: str) -> bool:
-    """Whether the dataset ``name`` is streamed from folders of images (ImageNet) rather than loaded as arrays."""
+    """Whether the dataset ``name`` is streamed from folders of images (``imagenet``, ``folder``) rather than
+    loaded as arrays."""
     return name.lower() in DATASETS and DATASETS.get(name.lower()).folders
 
 
@@ -364,10 +387,8 @@ def load_dataset(name: str, data: str | os.PathLike[str] | None = None, *, downl
     ``data`` is the path its entry needs (ignored by an embedded dataset); ``download`` lets a dataset that can
     fetch its files do so. Every failure is a one-line :class:`DataError`.
     """
-    key = name.lower()
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    entry = DATASETS.get(key)
+    entry = dataset_entry(name)
+    key = entry.name
     if entry.load is None:
         raise DataError(
             f"{key} does not fit in memory as arrays: read it with the folder loader "

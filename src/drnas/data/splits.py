@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from drnas.data.device_loader import DeviceLoader
-from drnas.data.folders import ImageFolderIndex, ImageFolderLoader
-from drnas.data.info import DataError, DatasetInfo, ImageArrays
+from drnas.data.folders import IMAGENET_INFO, ImageFolderIndex, ImageFolderLoader
+from drnas.data.formats import dataset_entry
+from drnas.data.info import DataError, DatasetInfo, ImageArrays, augmented
 from drnas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -111,11 +112,24 @@ class TrainLoaders(NamedTuple):
     info: DatasetInfo
 
 
+def run_info(info: DatasetInfo, config: SearchConfig | TrainConfig) -> DatasetInfo:
+    """The dataset's ``info`` with the run's augmentation settings (``hflip``, ``crop_padding``; None: the
+    dataset's own), as both jobs' loaders augment."""
+    return augmented(info, getattr(config, "hflip", None), getattr(config, "crop_padding", None))
+
+
+def folder_info(config: SearchConfig | TrainConfig) -> DatasetInfo:
+    """The facts a folder dataset's loader starts from: the registered dataset's (ImageNet's for a dataset that
+    registered none), with the run's augmentation settings."""
+    return run_info(dataset_entry(config.dataset).info or IMAGENET_INFO, config)
+
+
 def search_loaders(arrays: ImageArrays, config: SearchConfig, device: torch.device | str, *, rank: int = 0,
                    world_size: int = 1) -> SearchLoaders:
     """In-memory data: the halves (per class with ``subset_fractions``, else by position at ``train_portion``)
-    as uint8 tensors on the device, augmented there; the architecture half is seeded ``seed + 1``, and
-    validation reads its tensors already on the device (no second copy)."""
+    as uint8 tensors on the device, augmented there (the dataset's flips and crop padding unless the config sets
+    them); the architecture half is seeded ``seed + 1``, and validation reads its tensors already on the device
+    (no second copy)."""
     x, y = arrays.x_train, arrays.y_train
     if config.subset_fractions is not None:
         weight_idx, arch_idx = sample_per_class(y, config.subset_fractions, config.seed)
@@ -123,7 +137,8 @@ def search_loaders(arrays: ImageArrays, config: SearchConfig, device: torch.devi
         weight_idx, arch_idx = split_halves(len(x), config.train_portion)
     if len(weight_idx) == 0 or len(arch_idx) == 0:
         raise ConfigError(f"{len(x)} training images cannot be split into a weight and an arch half")
-    common = dict(info=arrays.info, batch_size=config.batch_size, device=device, rank=rank, world_size=world_size)
+    common = dict(info=run_info(arrays.info, config), batch_size=config.batch_size, device=device, rank=rank,
+                  world_size=world_size)
     weight = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=config.cutout, seed=config.seed,
                           **common)
     arch = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=config.cutout, seed=config.seed + 1, **common)
@@ -133,12 +148,13 @@ def search_loaders(arrays: ImageArrays, config: SearchConfig, device: torch.devi
 
 def search_folder_loaders(index: ImageFolderIndex, config: SearchConfig, device: torch.device | str, *,
                           rank: int = 0, world_size: int = 1) -> SearchLoaders:
-    """An ImageNet-style training folder: a per-class sample for each half (``subset_fractions``, else
-    ``train_portion`` and the rest), JPEGs decoded by ``workers`` processes at ``image_size``."""
+    """A training folder (``imagenet``, ``folder``): a per-class sample for each half (``subset_fractions``, else
+    ``train_portion`` and the rest), images decoded by ``workers`` processes at ``image_size`` (None: the dataset's
+    own size)."""
     fractions = config.subset_fractions or [config.train_portion, 1.0 - config.train_portion]
     weight_idx, arch_idx = sample_per_class(index.labels, fractions, config.seed)
     common = dict(batch_size=config.batch_size, device=device, image_size=config.image_size,
-                  workers=config.workers, rank=rank, world_size=world_size)
+                  workers=config.workers, rank=rank, world_size=world_size, info=folder_info(config))
     weight = ImageFolderLoader(index.subset(weight_idx), train=True, seed=config.seed, **common)
     arch = ImageFolderLoader(index.subset(arch_idx), train=True, seed=config.seed + 1, **common)
     valid = ImageFolderLoader(index.subset(arch_idx), train=False, shuffle=False, drop_last=False, **common)
@@ -160,8 +176,8 @@ def train_loaders(arrays: ImageArrays, config: TrainConfig, device: torch.device
     if config.test_images is not None:
         x_test, y_test = x_test[:config.test_images], y_test[:config.test_images]
     shard = dict(rank=rank, world_size=world_size)
-    train = DeviceLoader(x, y, info, batch_size=config.batch_size, device=device, augment=True, cutout=config.cutout,
-                         seed=config.seed, **shard)
+    train = DeviceLoader(x, y, run_info(info, config), batch_size=config.batch_size, device=device, augment=True,
+                         cutout=config.cutout, seed=config.seed, **shard)
     test = DeviceLoader(x_test, y_test, info, batch_size=max(config.batch_size, 256), device=device, augment=False,
                         shuffle=False, drop_last=False, **shard)
     return TrainLoaders(train, test, info)
@@ -169,12 +185,12 @@ def train_loaders(arrays: ImageArrays, config: TrainConfig, device: torch.device
 
 def train_folder_loaders(train_index: ImageFolderIndex, val_index: ImageFolderIndex, config: TrainConfig,
                          device: torch.device | str, *, rank: int = 0, world_size: int = 1) -> TrainLoaders:
-    """ImageNet-style ``train/`` and ``val/`` folders (``train_images`` and ``test_images`` of them, spread
-    over the classes), which must hold the same class folders."""
+    """``train/`` and ``val/`` image folders (``train_images`` and ``test_images`` of them, spread over the
+    classes), which must hold the same class folders."""
     train, val = spread(train_index, config.train_images), spread(val_index, config.test_images)
     if train.classes != val.classes:
         raise ConfigError(f"{config.data}: train/ and val/ hold different class folders")
     common = dict(batch_size=config.batch_size, device=device, image_size=config.image_size,
-                  workers=config.workers, rank=rank, world_size=world_size)
+                  workers=config.workers, rank=rank, world_size=world_size, info=folder_info(config))
     train_loader = ImageFolderLoader(train, train=True, seed=config.seed, **common)
     return TrainLoaders(train_loader, ImageFolderLoader(val, train=False, **common), train_loader.info)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from drnas.config.search import RECOVERY_SETTABLE, apply_overrides, without_retired
+from drnas.data.formats import DATASETS
 from drnas.engine.distributed import (
     all_gather_objects,
     all_reduce_sum,
@@ -27,10 +28,12 @@ from drnas.engine.distributed import (
 )
 from drnas.engine.passes import PlainRunner, accuracy_counts
 from drnas.engine.runs import RunDir, RunError
-from drnas.registry import plugins
 from drnas.engine.writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
 from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
 from drnas.errors import DrnasError, reraise_interrupt
+from drnas.method.strategies import METHODS
+from drnas.registry import plugins
+from drnas.spaces.ops import OPS
 from drnas.version import __version__
 
 try:
@@ -83,9 +86,11 @@ def progress_bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-#: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs
-ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "tau_max", "tau_min", "candidates", "queries", "hessian_every",
-                                    "tensorboard", "test_images", "wandb"})
+#: config fields that runs saved by earlier drnas versions may lack; their defaults reproduce those runs. Such
+#: runs hold the fields that moved into the methods' settings instead of ``method_settings``: reading their
+#: config.json moves them there (:func:`drnas.config.search.apply_overrides`)
+ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "method_settings", "hessian_every", "tensorboard",
+                                    "test_images", "wandb"})
 
 #: fields of a metrics record that measure the machine rather than the run's computation: they differ between a
 #: run and its resumed or repeated self (compare records without them)
@@ -262,11 +267,26 @@ class Job:
         self.info = arrays.info
         self._build_loaders(arrays)
 
+    def _entries_used(self) -> list[Any]:
+        """The registered objects the run builds on (its space, method, ops, dataset reader): where one comes from a
+        module imported outside the plugin loader, the run records that module too."""
+        space = getattr(self, "space", None)
+        used: list[Any] = [] if space is None else [type(space)]
+        method = getattr(self.config, "method", None)  # type: ignore[attr-defined]
+        if method in METHODS:
+            used.append(METHODS.get(method))
+        dataset = self.config.dataset  # type: ignore[attr-defined]
+        if dataset in DATASETS and DATASETS.get(dataset).load is not None:
+            used.append(DATASETS.get(dataset).load)
+        ops = {*getattr(space, "ops", ()), *getattr(getattr(self, "arch", None), "ops", ())}
+        return used + [OPS.get(op) for op in sorted(ops) if op in OPS]
+
     def _start_run_dir(self, config_json: dict[str, Any]) -> None:
         """Create the run directory; called once every input has loaded, so a bad start leaves nothing behind."""
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.create()
-            used = {"plugins": plugins.records()} if plugins.loaded() else {}
+            recorded = plugins.run_records(self._entries_used())
+            used = {"plugins": recorded} if recorded else {}
             self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **used, **config_json})
         barrier(self.dist)
 

@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -30,6 +31,10 @@ ENTRY_POINT_GROUP = "drnas.plugins"
 ENVIRONMENT = "DRNAS_PLUGINS"
 
 
+#: this package's import name: its own modules are never plugins
+_PACKAGE = __name__.split(".")[0]
+
+
 class PluginError(DrnasError):
     """A plugin that cannot be imported, or that registers a taken name."""
 
@@ -37,12 +42,15 @@ class PluginError(DrnasError):
 @dataclass
 class Plugin:
     """A loaded plugin: its ``module``, ``version`` (its ``__version__``, else its distribution's; None if neither),
-    where it was found (``source``) and what it registered (registry kind -> names)."""
+    where it was found (``source``), what it registered (registry kind -> names), and whether it was asked for
+    (``explicit``: an entry point, ``DRNAS_PLUGINS``, ``--plugin``, :func:`load`) rather than imported because a run
+    that was reopened recorded it; new runs record the plugins asked for (and those whose names they use)."""
 
     module: str
     version: str | None
     source: str
     registered: dict[str, list[str]] = field(default_factory=dict)
+    explicit: bool = True
 
     def record(self) -> dict[str, Any]:
         """What a run's ``config.json`` keeps of it."""
@@ -58,13 +66,32 @@ def loaded() -> list[Plugin]:
 
 
 def records() -> list[dict[str, Any]]:
-    """The loaded plugins as a run records them (``[{"module", "version"}]``)."""
-    return [plugin.record() for plugin in _loaded.values()]
+    """The plugins asked for in this process, as a run records them (``[{"module", "version"}]``)."""
+    return [plugin.record() for plugin in _loaded.values() if plugin.explicit]
 
 
-def modules() -> list[str]:
-    """The modules of the loaded plugins, to hand to a child process (``--plugin MODULE`` each)."""
-    return list(_loaded)
+def run_records(used: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """The plugins a run records: the loaded ones, and the modules outside drnas (and the standard library) that
+    define what the run builds on (``used``: its method class, space, op factories, dataset reader) where they were
+    imported directly rather than loaded as plugins, so that the run reopens without a flag. A script's own
+    (``__main__``) cannot be imported again: a warning says so."""
+    out = records()
+    names = [r["module"] for r in out]
+    for obj in used:
+        module = obj.__module__ if hasattr(obj, "__qualname__") else type(obj).__module__
+        top = (module or "").split(".")[0]
+        if not module or top == _PACKAGE or top in sys.stdlib_module_names or top in ("torch", "numpy") \
+                or any(module == n or module.startswith(n + ".") for n in names):
+            continue
+        if module == "__main__":
+            name = getattr(obj, "__qualname__", type(obj).__qualname__)
+            logging.getLogger("drnas").warning(
+                f"warning: {name} is defined in the script itself (__main__), which reopening the run cannot import: "
+                "move it into a module and load that with drnas.registry.plugins.load(MODULE) or --plugin MODULE")
+            continue
+        out.append({"module": module, "version": _version(sys.modules.get(module), module)})
+        names.append(module)
+    return out
 
 
 def _snapshot() -> dict[int, tuple[Registry[Any], set[str]]]:
@@ -93,16 +120,17 @@ def _version(module: Any, name: str) -> str | None:
 
 def load(module: str, source: str = "--plugin", *, needed_by: str | None = None) -> Plugin:
     """Import plugin ``module`` (once per process) and note what it registered; ``source`` says where it was named
-    (shown by ``drnas plugins``), ``needed_by`` the run that records it (named in the error). A module that cannot be
-    imported or that registers a taken name is a :class:`PluginError`."""
+    (shown by ``drnas plugins``), ``needed_by`` the run that records it (named in the error; the plugin is then not
+    ``explicit``). A module that cannot be imported or that registers a taken name is a :class:`PluginError`."""
     module = module.strip()
     if module in _loaded:
+        _loaded[module].explicit = _loaded[module].explicit or needed_by is None
         return _loaded[module]
     who = f"plugin {module!r}" + (f", which {needed_by} was made with," if needed_by else "")
     if not module or not all(part.isidentifier() for part in module.split(".")):
         raise PluginError(f"{who} is not a module name: give an importable name such as my_plugin or pkg.plugins")
     # the built-ins register first, so that what the plugin adds is told apart from them
-    importlib.import_module("drnas")
+    importlib.import_module(_PACKAGE)
     before = _snapshot()
     try:
         imported = importlib.import_module(module)
@@ -122,7 +150,7 @@ def load(module: str, source: str = "--plugin", *, needed_by: str | None = None)
         new = [n for n in registry.names() if n not in before.get(id(registry), (None, set()))[1]]
         if new:
             registered[registry.kind] = new
-    plugin = Plugin(module, _version(imported, module), source, registered)
+    plugin = Plugin(module, _version(imported, module), source, registered, explicit=needed_by is None)
     _loaded[module] = plugin
     return plugin
 
@@ -181,4 +209,4 @@ def flag_values(argv: Sequence[str]) -> list[str]:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "ENVIRONMENT", "Plugin", "PluginError", "flag_values", "from_environment", "load",
-           "load_all", "load_entry_points", "loaded", "modules", "records", "require"]
+           "load_all", "load_entry_points", "loaded", "records", "require", "run_records"]

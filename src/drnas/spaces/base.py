@@ -147,19 +147,31 @@ class SearchSpace(Protocol):
         """The cells of ``arch`` as labelled graphs, in the order a picture shows them."""
         ...
 
+    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A uniformly drawn architecture as 0/1 weights ``[edges, ops]`` using only the ``allowed`` (bool
+        ``[edges, ops]``) ops: what ``rsps`` samples, to train and to derive."""
+        ...
+
+    def edge_groups(self) -> list[list[int]]:
+        """The edges (rows of the weights) that enter each node, one list per node: the groups PC-DARTS'
+        edge normalisation weighs against each other, and, where an architecture picks edges
+        (``one_op_per_edge`` False), the nodes whose two inputs ``drnas derive`` chooses."""
+        ...
+
 
 SpaceFactory = Callable[..., SearchSpace]
-#: every search space: factories called with ``ops=None`` or a subset of op names
+#: every search space: factories called with ``ops=None`` (the space's own ops) or a list of registered op names
 SPACES: Registry[SpaceFactory] = Registry("search space", ArchitectureError)
 
 
 def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
-    """Decorator registering a space factory (called with ``ops=None`` or a subset of op names)."""
+    """Decorator registering a space factory (called with ``ops=None`` or a list of registered op names)."""
     return SPACES.register(name)  # type: ignore[return-value]
 
 
 def get_space(name: str, ops: Sequence[str] | None = None) -> SearchSpace:
-    """The registered space called ``name``, optionally restricted to the candidate ops ``ops``."""
+    """The registered space called ``name``, with the candidate ops ``ops`` (registered op names; None: the
+    space's own)."""
     return SPACES.get(name)(ops)
 
 

@@ -31,7 +31,15 @@ from drnas.spaces.base import (
     SupernetSpec,
     register_space,
 )
-from drnas.spaces.ops import FactorizedReduce, ReLUConvBN, build_op, is_zero_op
+from drnas.spaces.ops import (
+    FactorizedReduce,
+    ReLUConvBN,
+    build_op,
+    check_ops,
+    is_op,
+    is_zero_op,
+    unknown_op,
+)
 
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5")
@@ -64,9 +72,11 @@ def _check_cell(name: str, pairs: Sequence[Pair], concat: Sequence[int]) -> tupl
                 and isinstance(pair[1], int) and not isinstance(pair[1], bool)):
             raise ArchitectureError(f"{name}[{k}] must be an (op name, input index) pair, got {pair!r}")
         op, index = pair
-        if op not in DARTS_OPS or is_zero_op(op):
-            allowed = ", ".join(o for o in DARTS_OPS if not is_zero_op(o))
-            raise ArchitectureError(f"{name}[{k}]: unknown or unusable op {op!r}; use one of {allowed}")
+        if not is_op(op):  # any registered op (DARTS' eight, NB201's, a plugin's)
+            raise ArchitectureError(f"{name}[{k}]: {unknown_op(op)}")
+        if is_zero_op(op):
+            raise ArchitectureError(f"{name}[{k}]: op {op!r} passes nothing, so a node never takes it as an input; "
+                                    "use another op")
         node = k // 2
         if not 0 <= index < node + 2:
             raise ArchitectureError(f"{name}[{k}]: node {node + 2} can only take inputs 0..{node + 1}, got {index}")
@@ -450,7 +460,8 @@ def _cell_graph(name: str, title: str, pairs: Sequence[Pair], concat: Sequence[i
 
 
 class DartsSpace:
-    """The registered ``darts`` space; ``ops`` may restrict the candidates (the authors' code drops none)."""
+    """The registered ``darts`` space: DARTS' eight ops by default, or any list of registered ops (``ops``: a
+    subset, as the authors' code drops ``none``, or others, a plugin's included)."""
 
     name = "darts"
     excluded_from_derivation = ("none",)
@@ -470,10 +481,11 @@ class DartsSpace:
         return json.dumps(arch.to_json())
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
-        ops = tuple(ops) if ops else DARTS_OPS
-        unknown = [o for o in ops if o not in DARTS_OPS]
-        if unknown or len(set(ops)) != len(ops) or not any(not is_zero_op(o) for o in ops):
-            raise ArchitectureError(f"DARTS ops must be distinct names from {', '.join(DARTS_OPS)}; got {list(ops)}")
+        # DARTS' eight by default; any registered ops otherwise (each built at stride 2 on reduction edges)
+        ops = check_ops(ops, "DARTS ops: ") if ops else DARTS_OPS
+        if all(is_zero_op(o) for o in ops):
+            raise ArchitectureError(f"DARTS ops: {list(ops)} has no op that passes anything, so no node could take "
+                                    "an input; add one, e.g. sep_conv_3x3")
         self.ops = ops
         self.num_edges = 2 * EDGES_PER_CELL
 

@@ -6,12 +6,13 @@ contributes nothing to the sum and nothing to any gradient), which is why it is 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from drnas.registry import Registry
+from drnas.spaces.base import ArchitectureError
 
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
 #: every candidate op: ``factory(c_in, c_out, stride, affine, track_running_stats)``
@@ -24,7 +25,32 @@ def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
 
 
 def op_names() -> tuple[str, ...]:
+    """Every registered op, those a plugin registered included (read now, never a snapshot)."""
     return OPS.names()
+
+
+def is_op(name: object) -> bool:
+    """Whether ``name`` is a registered op."""
+    return isinstance(name, str) and name in OPS
+
+
+def check_ops(ops: Sequence[str], where: str = "") -> tuple[str, ...]:
+    """``ops`` as a tuple once every name is a registered op, given once: else one :class:`ArchitectureError` line
+    naming the op, the registered ones and how a plugin's op becomes known (``where`` prefixes the message)."""
+    ops = tuple(ops)
+    for name in ops:
+        if not is_op(name):
+            raise ArchitectureError(f"{where}{unknown_op(name)}")
+    twice = sorted({name for name in ops if ops.count(name) > 1})
+    if twice:
+        raise ArchitectureError(f"{where}op {twice[0]!r} is listed twice; list each op once")
+    return ops
+
+
+def unknown_op(name: object) -> str:
+    """The message for an op name nobody registered."""
+    return (f"unknown op {name!r}; registered ops: {', '.join(OPS.names())}; a plugin's op needs "
+            "--plugin MODULE")
 
 
 def build_op(name: str, c_in: int, c_out: int, stride: int = 1, affine: bool = True,

@@ -156,9 +156,10 @@ def exit_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def child_command(run_dir: Path, config_file: Path, resume: bool, threads: int, device: str | None) -> list[str]:
+def child_command(run_dir: Path, config_file: Path, resume: bool, threads: int, device: str | None,
+                  plugin_modules: Sequence[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "drnas", "search", "--quiet", "--threads", str(threads)]
-    for module in plugins.modules():  # the sweep's plugins, also where DRNAS_PLUGINS is not passed on (Ray nodes)
+    for module in plugin_modules:  # the sweep's plugins, also where DRNAS_PLUGINS is not passed on (Ray nodes)
         cmd += ["--plugin", module]
     cmd += ["--resume", str(run_dir)] if resume else ["--config", str(config_file), "--out", str(run_dir)]
     if device:
@@ -247,7 +248,8 @@ class Driver:
 
     def _command(self, run: PlannedRun, threads: int, device: str | None) -> list[str]:
         resume = RunDir(self.sweep.run_dir(run.name)).config.is_file()
-        return child_command(self.sweep.run_dir(run.name), self.sweep.config_file(run.name), resume, threads, device)
+        return child_command(self.sweep.run_dir(run.name), self.sweep.config_file(run.name), resume, threads, device,
+                             [p["module"] for p in self.plan.plugins])
 
     def _started(self, run: PlannedRun, state: str = "running") -> None:
         with self._lock:

@@ -14,8 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from drnas.config.resolve import parse_sets, resolve_search_config
+from drnas.config.resolve import SETTING_PREFIX, parse_sets, resolve_search_config
 from drnas.config.search import (
+    MOVED_TO_METHOD,
     SearchConfig,
     Stage,
     apply_overrides,
@@ -23,9 +24,11 @@ from drnas.config.search import (
     set_total_epochs,
     with_absolute_paths,
 )
+from drnas.data.formats import dataset_entry
 from drnas.errors import ConfigError, DrnasError, shown
+from drnas.method.strategies import check_method, get_method, with_method
 from drnas.registry import plugins
-from drnas.method.strategies import with_method
+from drnas.spaces import get_space
 
 #: fields of every stage that a grid may set for all stages at once (Table 1 sweeps ``partial_k``)
 STAGE_FIELDS = ("partial_k", "ops_kept", "arch_warmup")
@@ -91,13 +94,29 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[str]]:
     return grid
 
 
+def setting_name(key: str) -> str | None:
+    """The method setting a ``--set`` key or grid axis names (``method.NAME``, or a field of old that moved into
+    the methods' settings, ``tau_max``...); None for a config field."""
+    key = key.strip()
+    if key.startswith(SETTING_PREFIX):
+        return key[len(SETTING_PREFIX):].strip()
+    return key if key in MOVED_TO_METHOD else None
+
+
+def declared_settings(method: str) -> set[str]:
+    """The names of method ``method``'s own settings (``drnas methods NAME``)."""
+    return {f.name for f in dataclasses.fields(get_method(method).Settings)}
+
+
 def check_axis(name: str) -> None:
-    """A grid axis must be a search config field, a stage field or the total epochs."""
+    """A grid axis must be a search config field, a method setting (``method.NAME``), a stage field or the total
+    epochs."""
     known = {f.name for f in dataclasses.fields(SearchConfig)} | set(STAGE_FIELDS) | set(SPECIAL_AXES)
-    if name not in known:
+    if name not in known and not setting_name(name):
         raise ConfigError(f"cannot sweep over {name!r}: sweep a search config field (`drnas search --set` names "
-                          f"them), a stage field ({', '.join(STAGE_FIELDS)}) or epochs")
-    if name in ("stages", "device", "threads", "preset", "data"):
+                          f"them), a method's setting (method.NAME: `drnas methods METHOD` lists them), a stage "
+                          f"field ({', '.join(STAGE_FIELDS)}) or epochs")
+    if name in ("stages", "device", "threads", "preset", "data", "method_settings"):
         raise ConfigError(f"cannot sweep over {name}: set it once for the sweep (data: --data DATASET=PATH per "
                           "dataset; stages: sweep epochs or a stage field)")
 
@@ -221,8 +240,15 @@ def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: st
                for name in SEARCH_OPTIONS}
     for name in SEARCH_OPTIONS:
         from_file.pop(name, None)
+    if isinstance(from_file.get("method"), Mapping):  # a [search.method] table: the method's settings
+        table = dict(from_file.pop("method"))
+        from_file.update({f"{SETTING_PREFIX}{k}": v for k, v in table.items() if k != "name"})
+        if "name" in table:
+            from_file["method"] = table["name"]
     file_sets = {k.strip(): (json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else str(v)).strip()
                  for k, v in from_file.items()}  # the rest of [search]: --set under the command line's own
+    sweep_sets = {**file_sets, **parse_sets(sets)}
+    _check_sweep_settings(sweep_sets, [str(m) for m in axes["method"]])
     points = grid_points(axes)
     jobs = max(1, min(int(jobs or spec.get("jobs") or default_jobs()), len(points)))
     threads = int(threads or spec.get("threads") or max(1, (os.cpu_count() or 1) // jobs))
@@ -231,7 +257,7 @@ def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: st
     for point in points:
         name = run_name(point, varying)
         try:
-            config = _point_config(point, options, paths, {**file_sets, **parse_sets(sets)})
+            config = _point_config(point, options, paths, sweep_sets)
         except ConfigError as err:
             raise ConfigError(f"run {name}: {err}") from None
         if name in names:
@@ -248,6 +274,12 @@ def _axes(file_grid: Mapping[str, Any], methods: str | None, seeds: str | None, 
           grid: Sequence[str]) -> dict[str, list[Any]]:
     """The grid's axes: method and seed always (default drnas, 0), then dataset, then the file's [grid] axes and
     ``--grid``'s; a flag replaces the file's axis of the same name."""
+    file_grid = dict(file_grid)
+    if isinstance(file_grid.get("method"), Mapping):  # [grid.method]: its name the methods, its other keys settings
+        table = dict(file_grid.pop("method"))
+        file_grid.update({f"{SETTING_PREFIX}{k}": v for k, v in table.items() if k != "name"})
+        if "name" in table:
+            file_grid["method"] = table["name"]
     from_file = {k.replace("-", "_"): v if isinstance(v, list) else [v] for k, v in file_grid.items()}
     if "seeds" in from_file:
         from_file["seed"] = [s for v in from_file.pop("seeds") for s in parse_seeds(str(v))]
@@ -265,8 +297,9 @@ def _axes(file_grid: Mapping[str, Any], methods: str | None, seeds: str | None, 
 
 def _point_config(point: Mapping[str, Any], options: Mapping[str, Any], paths: Mapping[str | None, str],
                   sets: Mapping[str, str]) -> SearchConfig:
-    """The search config of one grid point: its method, seed and dataset as flags, its other config fields as
-    ``--set`` over ``sets``, its stage fields and total epochs last."""
+    """The search config of one grid point: its method, seed and dataset as flags, its other config fields and
+    method settings as ``--set`` over ``sets`` (the sweep's; of its method settings those the point's method
+    declares), its stage fields and total epochs last; checked against its method and space."""
     dataset = point.get("dataset")
     flags = {"space": options["space"], "dataset": dataset,
              "data": paths.get(dataset, paths.get(None)) if paths else None, "seed": int(point["seed"]),
@@ -277,10 +310,26 @@ def _point_config(point: Mapping[str, Any], options: Mapping[str, Any], paths: M
         flags["download"] = True
     direct = {k.strip(): str(v).strip() for k, v in point.items()
               if k not in ("method", "seed", "dataset", *SPECIAL_AXES, *STAGE_FIELDS)}
+    declared = declared_settings(str(point["method"]))
+    sets = {k: v for k, v in sets.items() if setting_name(k) is None or setting_name(k) in declared}
     config = resolve_search_config(apply_method=with_method, preset=options["preset"], method=str(point["method"]),
                                    config_file=options["config"], flags=flags, sets={**sets, **direct},
                                    epochs=options["epochs"])
-    return with_axis_values(config, point)
+    config = with_axis_values(config, point)
+    check_method(config, get_space(config.space, config.ops))
+    dataset_entry(config.dataset)  # an unknown dataset fails here, before any run is written
+    return config
+
+
+def _check_sweep_settings(sets: Mapping[str, str], methods: Sequence[str]) -> None:
+    """A method setting the whole sweep sets (``--set method.NAME=V``) applies to the runs whose method declares
+    it, so that one sweep can compare methods with settings of their own; one no method of the sweep declares is
+    an error."""
+    for key in sets:
+        name = setting_name(key)
+        if name is not None and not any(name in declared_settings(m) for m in methods):
+            raise ConfigError(f"--set {key}: no method of this sweep ({', '.join(methods)}) has a setting {name!r} "
+                              "(`drnas methods METHOD` lists each method's settings)")
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,9 @@ decides, every step:
   the network once and returns dL/dθ, and the strategy's own chain rule carries it to its parameters; with
   ``second_order`` the unrolled step of DARTS (:mod:`drnas.method.strategies.unrolled`); non-gradient methods
   override it (REINFORCE for ENAS) or train no architecture at all (RSPS);
-* its **per-epoch hooks** (temperatures), its **regulariser** and how an **architecture is derived**.
+* its **per-epoch hooks** (temperatures), its **regulariser** and how an **architecture is derived**;
+* its own **settings** (:attr:`Strategy.Settings`, a dataclass of :func:`~drnas.config.options.setting` fields:
+  GDAS' temperatures, PC-DARTS' K...), set with ``--set method.NAME=VALUE`` and shown by ``drnas methods NAME``.
 
 The engine (:class:`drnas.search.Search` and its passes, :class:`drnas.engine.passes.SupernetPasses`) never
 names a method: it calls this interface only. A strategy never imports the engine; it receives it as an
@@ -19,13 +21,16 @@ names a method: it calls this interface only. A strategy never imports the engin
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from drnas.config.search import ConfigError, SearchConfig
+from drnas.config.options import make_settings
+from drnas.config.search import MOVED_TO_METHOD, ConfigError, SearchConfig
 from drnas.method.relax import Relaxation
 from drnas.method.strategies.unrolled import unrolled_mixing_gradients
 from drnas.registry import Registry
@@ -112,6 +117,23 @@ def discrete_mixing(weights: torch.Tensor, device: torch.device) -> Mixing:
     return Mixing(weights.to(device=device, dtype=torch.float32), None, active)
 
 
+@dataclass
+class NoSettings:
+    """The settings of a method that has none of its own."""
+
+
+def stages_text(stages: Sequence[Any], ops_kept: Callable[[Any], int | None]) -> str:
+    """``stages`` as the JSON a user types in ``--set 'stages=...'``, each stage's ops_kept replaced by
+    ``ops_kept(stage)`` (left out where None), for the fix an error message gives."""
+    out = []
+    for stage in stages:
+        fields = {k: v for k, v in dataclasses.asdict(stage).items() if k != "ops_kept"}
+        if ops_kept(stage) is not None:
+            fields["ops_kept"] = ops_kept(stage)
+        out.append(fields)
+    return json.dumps(out, separators=(", ", ": "))
+
+
 class Strategy(Relaxation):
     """Base of every search method. Owns ``eta`` ``[edges, ops]`` (the raw architecture parameters: DrNAS' η,
     DARTS' α) and the mask of ops still in the search (progressive pruning), from :class:`Relaxation`.
@@ -127,9 +149,17 @@ class Strategy(Relaxation):
 
     Two more name its expected weights where people read them: ``mean_label`` (plots, ``drnas show``: DrNAS'
     are a Dirichlet mean) and ``mean_plot``, the run's picture of them over the epochs.
+
+    ``Settings``: the dataclass of the method's own hyperparameters (fields declared with
+    :func:`~drnas.config.options.setting`; default: none); ``self.settings`` is the instance built from the
+    config's ``method_settings``. ``name`` is set by :func:`register_method`.
+
+    A new method writes :meth:`sample`, :meth:`expected_weights` and :meth:`scores` (or subclasses
+    :class:`SoftmaxStrategy`, which has all three but the sample); everything else has a default.
     """
 
     name = "base"
+    Settings: ClassVar[type] = NoSettings
     #: the paper the method comes from, as ``drnas methods`` lists it
     paper = ""
     single_path = False
@@ -143,29 +173,63 @@ class Strategy(Relaxation):
     def __init__(self, space: "SearchSpace", config: SearchConfig) -> None:
         super().__init__(space.num_edges, len(space.ops), init_std=config.eta_init_std)
         self.config = config
+        self.settings = self.settings_of(config)
         self.epoch_fraction = 0.0
 
     # ------------------------------------------------------------------------------------------ configuration
     @classmethod
+    def settings_from(cls, values: Mapping[str, Any]) -> Any:
+        """The method's :attr:`Settings` from raw ``values`` (name -> text or number; the others at their
+        defaults), coerced and range-checked; an unknown name or a bad value is one :class:`ConfigError` line."""
+        declared = {f.name for f in dataclasses.fields(cls.Settings)}
+        for name in values:
+            if name not in declared and name in MOVED_TO_METHOD:  # a config field of old: say whose setting it is
+                owners = [m for m in METHODS if name in {f.name for f in dataclasses.fields(METHODS.get(m).Settings)}]
+                if owners:
+                    raise ConfigError(f"{name} is a setting of method {', '.join(owners)} (--method {owners[0]} "
+                                      f"--set method.{name}=VALUE); method {cls.name} has no such setting: drop it")
+        return make_settings(cls.Settings, values, f"method {cls.name}")
+
+    @classmethod
+    def settings_of(cls, config: SearchConfig) -> Any:
+        """The method's settings in ``config`` (its ``method_settings``)."""
+        return cls.settings_from(config.method_settings)
+
+    @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
-        """Config fields this method sets over a preset (its paper's hyperparameters); the user's file, flags
-        and ``--set`` still override them."""
+        """Config fields this method sets over a preset (its paper's hyperparameters), which may depend on its
+        settings (:meth:`settings_of`); the user's file, flags and ``--set`` still override them. A method that
+        is not ``prunable`` also runs a progressive preset's stages without pruning
+        (:func:`~drnas.method.strategies.with_method` leaves out their ``ops_kept``)."""
         return {}
 
     @classmethod
     def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
-        """Refuse settings that do not apply to this method in ``space`` (one line naming the field and the
-        fix)."""
-        if config.regulariser != "l2":
-            raise ConfigError(f"regulariser={config.regulariser} is DrNAS' KL anchor on the Dirichlet; method "
-                              f"{cls.name} has none: use regulariser=l2 (Adam weight decay reg_scale on eta)")
+        """Refuse settings that do not apply to this method in ``space`` (one line naming the field and a fix
+        the user can type). Runs when the command is parsed, before anything is written
+        (:func:`~drnas.method.strategies.check_method`), and again when a search starts."""
         if not cls.prunable and any(s.ops_kept is not None for s in config.stages):
-            raise ConfigError(f"method {cls.name} has no op strengths to prune by: drop ops_kept from the stages")
+            raise ConfigError(f"method {cls.name} has no op strengths to prune by: give the stages without ops_kept, "
+                              f"--set 'stages={stages_text(config.stages, lambda s: None)}'")
 
     # ------------------------------------------------------------------------------------------ distribution
     def sample(self) -> Mixing:
         """Mixing weights for one training pass, differentiable in the strategy's parameters."""
-        raise NotImplementedError
+        raise NotImplementedError(f"method {self.name} must define sample(): the mixing weights of one training "
+                                  "pass, a Mixing of [edges, ops]")
+
+    def expected_weights(self) -> torch.Tensor:
+        """The deterministic weight of every op of every edge ``[edges, ops]`` (pruned ops at 0; each row sums
+        to 1): the distribution's mean, which validation mixes with, ``drnas show`` prints and the space derives
+        the architecture from."""
+        raise NotImplementedError(f"method {self.name} must define expected_weights(): the mean weight of every "
+                                  "op, [edges, ops], pruned ops at 0")
+
+    def scores(self) -> torch.Tensor:
+        """The strength of every op of every edge ``[edges, ops]`` that progressive pruning keeps the largest of
+        (DrNAS: β; softmax methods: the probabilities). Methods without op strengths set ``prunable = False``."""
+        raise NotImplementedError(f"method {self.name} must define scores(): the op strengths [edges, ops] pruning "
+                                  "ranks by (or set prunable = False)")
 
     def eval_mixing(self) -> Mixing:
         """Deterministic mixing weights for validation (default: the expected weights over all kept ops)."""
@@ -202,7 +266,7 @@ class Strategy(Relaxation):
     @property
     def adam_weight_decay(self) -> float:
         """The L2 regulariser on eta, as Adam weight decay (DARTS' and the authors' DrNAS code alike)."""
-        return self.config.reg_scale if self.config.regulariser == "l2" else 0.0
+        return self.config.reg_scale
 
     def arch_step(self, engine: Engine, optimizer: torch.optim.Optimizer, arch_batch: Batch,
                   weight_batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +346,17 @@ def best_sampled(space: "SearchSpace", engine: Engine, draw: Callable[[torch.Gen
 
 #: every registered search method: ``METHODS.get("darts")`` is its strategy class
 METHODS: Registry[type[Strategy]] = Registry("method")
-register_method = METHODS.register
+
+
+def register_method(name: str, *, doc: str = "") -> Callable[[type[Strategy]], type[Strategy]]:
+    """``@register_method("name", doc=...)`` above a :class:`Strategy` subclass: registers it in :data:`METHODS`
+    (a taken name is refused) and sets its ``name`` unless the class sets its own."""
+    def add(cls: type[Strategy]) -> type[Strategy]:
+        if "name" not in cls.__dict__:
+            cls.name = name
+        return METHODS.register(name, cls, doc=doc)  # type: ignore[return-value]
+
+    return add
 
 
 def get_method(name: str) -> type[Strategy]:

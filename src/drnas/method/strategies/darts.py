@@ -9,7 +9,7 @@ from drnas.config.search import SearchConfig
 from drnas.method.strategies.base import Mixing, SoftmaxStrategy, register_method
 
 #: DARTS' architecture optimizer (§A.1): Adam, lr 3e-4, betas (0.5, 0.999), weight decay 1e-3
-DARTS_ARCH = {"arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "regulariser": "l2", "reg_scale": 1e-3}
+DARTS_ARCH = {"arch_lr": 3e-4, "arch_betas": (0.5, 0.999), "reg_scale": 1e-3}
 
 
 @register_method("darts", doc="DARTS, first order: softmax mixing weights (Liu et al., ICLR 2019)")

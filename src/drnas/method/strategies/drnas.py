@@ -8,16 +8,22 @@ point-estimate ablation the paper argues from (§1, §2.2): the same loop and an
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-from drnas.config.search import ConfigError, SearchConfig
+from drnas.config.options import setting
 from drnas.method.relax import concentration, dirichlet_kl_to_uniform, sample_dirichlet
 from drnas.method.strategies.base import Mixing, Strategy, register_method
 
-if TYPE_CHECKING:  # annotations only
-    from drnas.spaces.base import SearchSpace
+
+@dataclass
+class DrNASSettings:
+    """DrNAS' own settings."""
+
+    regulariser: str = setting("l2", "the anchor d(beta, 1) of eq. 4: l2 = Adam weight decay reg_scale on eta (the "
+                                     "authors' code), kl = reg_scale * KL(Dir(beta) || Dir(1)) in closed form",
+                               choices=("l2", "kl"))
 
 
 @register_method("drnas", doc="DrNAS: Dirichlet mixing weights, pathwise gradient, L2/KL anchor (Chen et al., ICLR 2021)")
@@ -28,11 +34,7 @@ class DrNAS(Strategy):
     paper = "Chen et al., DrNAS: Dirichlet Neural Architecture Search, ICLR 2021"
     mean_label = "Dirichlet mean"  # the mean of the Dirichlet the method learns (eq. 6)
     mean_plot = "dirichlet_mean.png"
-
-    @classmethod
-    def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
-        if config.regulariser not in ("l2", "kl"):
-            raise ConfigError(f"regulariser must be 'l2' or 'kl', got {config.regulariser!r}")
+    Settings = DrNASSettings
 
     def beta(self) -> torch.Tensor:
         return concentration(self.eta)
@@ -60,8 +62,13 @@ class DrNAS(Strategy):
         kept = sample_dirichlet(beta.gather(1, index))
         return Mixing(kept.new_zeros(beta.shape).scatter(1, index, kept))
 
+    @property
+    def adam_weight_decay(self) -> float:
+        """The L2 anchor as Adam weight decay on eta; none with the KL anchor, which is a penalty."""
+        return self.config.reg_scale if self.settings.regulariser == "l2" else 0.0
+
     def penalty(self) -> torch.Tensor | None:
-        if self.config.regulariser != "kl":
+        if self.settings.regulariser != "kl":
             return None
         kept_beta = self.beta().gather(1, self._kept_index)
         return self.config.reg_scale * dirichlet_kl_to_uniform(kept_beta).sum()

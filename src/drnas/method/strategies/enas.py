@@ -3,33 +3,45 @@ trained on its samples (single path), and the controller by REINFORCE with the s
 batch as the reward, a moving-average baseline and an entropy bonus. Controller settings follow ENAS' micro
 search (hidden size 32 here for the 6-edge NB201 cell, sampling temperature 5, tanh constant 2.5, entropy
 weight 1e-4, Adam lr 1e-3 as NAS-Bench-201's ENAS baseline); the baseline decay 0.99 is ENAS' default. The
-architecture is the best of ``candidates`` controller samples by supernet accuracy on one validation batch."""
+architecture is the best of ``candidates`` controller samples by supernet accuracy on one validation batch.
+All of these but the Adam step are settings of the method."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from drnas.config.options import setting
 from drnas.config.search import ConfigError, SearchConfig
 from drnas.method.strategies.base import Mixing, Strategy, best_sampled, one_hot_mixing, register_method
+from drnas.method.strategies.rsps import SampledDerivation
 
 if TYPE_CHECKING:  # annotations only
     from drnas.spaces.base import SearchSpace
 
-HIDDEN = 32
-TEMPERATURE = 5.0
-TANH_CONSTANT = 2.5
-ENTROPY_WEIGHT = 1e-4
-BASELINE_DECAY = 0.99
+
+@dataclass
+class ENASSettings(SampledDerivation):
+    """ENAS' controller (its micro search's values) and the derivation's number of samples."""
+
+    hidden: int = setting(32, "the controller LSTM's hidden size", ge=1)
+    temperature: float = setting(5.0, "the controller's logits are divided by it before the tanh", gt=0)
+    tanh_constant: float = setting(2.5, "the controller's logits are C * tanh(logits / temperature)", gt=0)
+    entropy_weight: float = setting(1e-4, "weight of the entropy bonus in the REINFORCE objective", ge=0)
+    baseline_decay: float = setting(0.99, "decay of the reward's moving-average baseline", ge=0, lt=1)
 
 
 class Controller(nn.Module):
-    """An LSTM cell that reads the previous edge's op and emits the next edge's op distribution."""
+    """An LSTM cell that reads the previous edge's op and emits the next edge's op distribution, its logits
+    ``tanh_constant * tanh(logits / temperature)``."""
 
-    def __init__(self, num_edges: int, num_ops: int, hidden: int = HIDDEN) -> None:
+    def __init__(self, num_edges: int, num_ops: int, hidden: int = 32, temperature: float = 5.0,
+                 tanh_constant: float = 2.5) -> None:
         super().__init__()
         self.num_edges = num_edges
+        self.temperature, self.tanh_constant = temperature, tanh_constant
         self.start = nn.Parameter(torch.zeros(1, hidden))
         self.embed = nn.Embedding(num_ops, hidden)
         self.lstm = nn.LSTMCell(hidden, hidden)
@@ -43,7 +55,7 @@ class Controller(nn.Module):
         for edge in range(self.num_edges):
             h, c = self.lstm(inputs, state)
             state = (h, c)
-            logits = TANH_CONSTANT * torch.tanh(self.head(h)[0] / TEMPERATURE)
+            logits = self.tanh_constant * torch.tanh(self.head(h)[0] / self.temperature)
             logits = logits.masked_fill(~mask[edge], float("-inf"))
             p = torch.softmax(logits, -1)
             if greedy:
@@ -67,21 +79,24 @@ class ENAS(Strategy):
     paper = "Pham et al., Efficient Neural Architecture Search via Parameter Sharing, ICML 2018"
     single_path = True
     prunable = False
+    Settings = ENASSettings
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
-        return {"arch_lr": 1e-3, "arch_betas": (0.0, 0.999), "regulariser": "l2", "reg_scale": 0.0}
+        return {"arch_lr": 1e-3, "arch_betas": (0.0, 0.999), "reg_scale": 0.0}
 
     @classmethod
     def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
         super().check_config(config, space)
         if not space.one_op_per_edge:
             raise ConfigError("method enas samples one op per edge, which fits the NB201 cell only (a DARTS cell "
-                              "also picks two inputs per node): use --space nb201, or rsps/gdas in the DARTS space")
+                              "also picks two inputs per node): use --space nb201 (in the DARTS space, rsps or gdas "
+                              "sample cells instead)")
 
     def __init__(self, space: Any, config: SearchConfig) -> None:
         super().__init__(space, config)
-        self.controller = Controller(space.num_edges, len(space.ops))
+        s = self.settings
+        self.controller = Controller(space.num_edges, len(space.ops), s.hidden, s.temperature, s.tanh_constant)
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("best", torch.zeros(space.num_edges, dtype=torch.long))
@@ -111,13 +126,13 @@ class ENAS(Strategy):
         choice, log_prob, entropy, _ = self.controller(self.mask)
         x, y = arch_batch
         loss, correct = engine.evaluate_batch(one_hot_mixing(choice, self.num_ops, x.device), x, y)
-        reward = correct / len(y)
+        reward, decay = correct / len(y), self.settings.baseline_decay
         with torch.no_grad():
             first = int(self.steps) == 0
             self.baseline.copy_(torch.tensor(reward) if first else
-                                BASELINE_DECAY * self.baseline + (1 - BASELINE_DECAY) * reward)
+                                decay * self.baseline + (1 - decay) * reward)
             self.steps.add_(1)
-        objective = -(reward - self.baseline.item()) * log_prob - ENTROPY_WEIGHT * entropy
+        objective = -(reward - self.baseline.item()) * log_prob - self.settings.entropy_weight * entropy
         optimizer.zero_grad(set_to_none=True)
         objective.backward(inputs=self.arch_parameters())
         engine.average_gradients(self.arch_parameters())
@@ -135,7 +150,7 @@ class ENAS(Strategy):
             return one_hot_mixing(choice, self.num_ops, torch.device("cpu")).theta
 
         with torch.no_grad():
-            arch, weights, _ = best_sampled(space, engine, draw, self.config.candidates,
+            arch, weights, _ = best_sampled(space, engine, draw, self.settings.candidates,
                                             self.config.seed * 1000003 + epoch)
         self.best.copy_(weights.argmax(-1))
         return arch

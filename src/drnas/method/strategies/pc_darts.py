@@ -2,19 +2,29 @@
 go through the ops, K = 4) plus edge normalisation: each edge's output, bypassed channels included, is scaled by
 softmax(β) over the edges entering the same node, and the op ranking that picks a DARTS cell's two inputs uses
 softmax(α)·softmax(β). Defaults from PC-DARTS §4.2: K = 4, Adam lr 6e-4 and weight decay 1e-3 on α and β,
-architecture updates frozen for the first 15 of 50 epochs (30% of each single-stage search)."""
+architecture updates frozen for the first 15 of 50 epochs (30% of each single-stage search). K and the warm-up
+are settings of the method; they shape a single-stage search (a progressive preset keeps its own K per stage)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from drnas.config.options import setting
 from drnas.config.search import SearchConfig, Stage
 from drnas.method.strategies.base import Mixing, SoftmaxStrategy, register_method
 
-PARTIAL_K = 4
-WARMUP_FRACTION = 0.3
+
+@dataclass
+class PCDARTSSettings:
+    """PC-DARTS' partial channels and architecture warm-up (§4.2), applied to a single-stage search."""
+
+    partial_k: int = setting(4, "K: 1/K of each edge's channels go through its ops (a single-stage search's "
+                                "partial_k; must divide channels)", ge=1)
+    warmup_fraction: float = setting(0.3, "share of a single-stage search's epochs with the architecture frozen "
+                                          "(its arch_warmup)", ge=0, le=1)
 
 
 @register_method("pc-darts", doc="PC-DARTS: partial channels (K=4) and edge normalisation (Xu et al., ICLR 2020)")
@@ -23,13 +33,15 @@ class PCDARTS(SoftmaxStrategy):
 
     name = "pc-darts"
     paper = "Xu et al., PC-DARTS: Partial Channel Connections for Memory-Efficient Architecture Search, ICLR 2020"
+    Settings = PCDARTSSettings
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
-        out: dict[str, Any] = {"arch_lr": 6e-4, "arch_betas": (0.5, 0.999), "regulariser": "l2", "reg_scale": 1e-3}
+        out: dict[str, Any] = {"arch_lr": 6e-4, "arch_betas": (0.5, 0.999), "reg_scale": 1e-3}
         if len(config.stages) == 1:  # a progressive schedule keeps its own K per stage
-            epochs = config.stages[0].epochs
-            out["stages"] = [Stage(epochs=epochs, partial_k=PARTIAL_K, arch_warmup=round(WARMUP_FRACTION * epochs))]
+            settings, epochs = cls.settings_of(config), config.stages[0].epochs
+            out["stages"] = [Stage(epochs=epochs, partial_k=settings.partial_k,
+                                   arch_warmup=round(settings.warmup_fraction * epochs))]
         return out
 
     def __init__(self, space: Any, config: SearchConfig) -> None:

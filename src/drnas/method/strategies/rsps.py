@@ -5,11 +5,21 @@ architecture is the best of ``candidates`` (default 100) uniformly drawn ones by
 validation batch each, the way NAS-Bench-201's RSPS baseline picks it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from drnas.config.options import setting
 from drnas.method.strategies.base import Mixing, Strategy, best_sampled, discrete_mixing, register_method
+
+
+@dataclass
+class SampledDerivation:
+    """How RSPS (and ENAS) derive: the best of ``candidates`` sampled architectures on the supernet."""
+
+    candidates: int = setting(100, "architectures sampled and ranked by supernet accuracy on one validation batch "
+                                   "each to derive the result", ge=1)
 
 
 def uniform_choice(mask: torch.Tensor, generator: torch.Generator | None = None) -> list[int]:
@@ -26,6 +36,7 @@ class RSPS(Strategy):
     single_path = True
     trains_arch = False
     prunable = False
+    Settings = SampledDerivation
 
     def __init__(self, space: Any, config: Any) -> None:
         super().__init__(space, config)
@@ -54,7 +65,7 @@ class RSPS(Strategy):
     def derive(self, space: Any, engine: Any, epoch: int) -> Any:
         if engine is not None:
             _, weights, _ = best_sampled(space, engine, lambda g: space.random_weights(self.mask, g),
-                                         self.config.candidates, self.config.seed * 1000003 + epoch)
+                                         self.settings.candidates, self.config.seed * 1000003 + epoch)
             self.best.copy_(weights)
             self.ranked.fill_(True)
         return space.derive(self.best.cpu())

@@ -1,16 +1,20 @@
 """SNAS (Xie et al., ICLR 2019): θ = Gumbel-softmax((α + G) / τ) over the kept ops of each edge, a fresh
 relaxed one-hot sample per pass, with the temperature annealed over the search. SNAS gives no schedule for
 NAS-Bench-201; we anneal τ exponentially from ``tau_max`` = 1.0 to ``tau_min`` = 0.33 over the epochs (the
-range NASLib-style reproductions use). Validation and derivation use softmax(α)."""
+range NASLib-style reproductions use; settings of the method). Validation and derivation use softmax(α)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
 
+from drnas.config.options import setting
 from drnas.config.search import SearchConfig
 from drnas.method.strategies.base import Mixing, SoftmaxStrategy, gumbel_noise, masked_logits, register_method
 from drnas.method.strategies.darts import DARTS_ARCH
+
+SCHEDULES = ("linear", "exponential")
 
 
 def annealed(tau_max: float, tau_min: float, fraction: float, kind: str) -> float:
@@ -20,25 +24,30 @@ def annealed(tau_max: float, tau_min: float, fraction: float, kind: str) -> floa
     return tau_max * (tau_min / tau_max) ** fraction
 
 
-class AnnealedTemperature:
-    """A Gumbel temperature ``tau`` that moves from ``tau_max`` to ``tau_min`` over the search (``tau_range``
-    by default, ``schedule`` linear or exponential); config ``tau_max`` / ``tau_min`` override the ends."""
+@dataclass
+class SNASSettings:
+    """SNAS' temperature schedule."""
 
-    tau_range: tuple[float, float] = (1.0, 1.0)
-    schedule = "exponential"
-    config: SearchConfig
+    tau_max: float = setting(1.0, "Gumbel-softmax temperature at the first epoch", gt=0)
+    tau_min: float = setting(0.33, "temperature at the last epoch", gt=0)
+    schedule: str = setting("exponential", "how tau moves from tau_max to tau_min over the epochs", choices=SCHEDULES)
+
+
+class AnnealedTemperature:
+    """A Gumbel temperature ``tau`` that moves from the settings' ``tau_max`` to ``tau_min`` over the search,
+    linearly or exponentially (their ``schedule``)."""
+
+    settings: Any
     epoch_fraction: float
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
-        return {**DARTS_ARCH, "tau_max": cls.tau_range[0], "tau_min": cls.tau_range[1]}
+        return dict(DARTS_ARCH)
 
     @property
     def tau(self) -> float:
-        cfg = self.config
-        tau_max = cfg.tau_max if cfg.tau_max is not None else self.tau_range[0]
-        tau_min = cfg.tau_min if cfg.tau_min is not None else self.tau_range[1]
-        return annealed(tau_max, tau_min, self.epoch_fraction, self.schedule)
+        s = self.settings
+        return annealed(s.tau_max, s.tau_min, self.epoch_fraction, s.schedule)
 
     def record(self) -> dict[str, Any]:
         return {"tau": round(self.tau, 6)}
@@ -50,8 +59,7 @@ class SNAS(AnnealedTemperature, SoftmaxStrategy):
 
     name = "snas"
     paper = "Xie et al., SNAS: Stochastic Neural Architecture Search, ICLR 2019"
-    tau_range = (1.0, 0.33)
-    schedule = "exponential"
+    Settings = SNASSettings
 
     def sample(self) -> Mixing:
         logits = masked_logits(self.eta, self.mask)

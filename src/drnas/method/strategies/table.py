@@ -3,14 +3,16 @@ evaluator, no network is trained. Each query draws one architecture, reads its v
 search dataset from the table, and the best one by that accuracy is the answer (as NAS-Bench-201 runs its
 Random and REINFORCE baselines). The NAS-Bench-201 paper bounds these by simulated training time (the summed
 training time of the queried architectures); a table without time columns cannot say that time, so the budget
-here is the number of queries (``queries``), and the simulated time is reported when the table has a
+here is the number of queries (the setting ``queries``), and the simulated time is reported when the table has a
 ``<dataset>_train_time`` column."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from drnas.config.options import setting
 from drnas.config.search import ConfigError, SearchConfig, Stage
 from drnas.method.strategies.base import Strategy, register_method
 from drnas.method.strategies.rsps import uniform_choice
@@ -19,12 +21,23 @@ if TYPE_CHECKING:  # annotations only
     from drnas.spaces.base import SearchSpace
 
 
+@dataclass
+class TableSettings:
+    """The budget of a benchmark-query search."""
+
+    queries: int = setting(100, "benchmark-table queries over the whole search (spread over its epochs)", ge=1)
+
+
 class TableStrategy(Strategy):
-    """A method that proposes architectures and is told their table accuracy."""
+    """A method that proposes architectures and is told their table accuracy. The epochs only say how often
+    the run logs and checkpoints (its defaults: one stage of 10, which any preset's stages give way to)."""
 
     uses_supernet = False
     trains_arch = False
     prunable = False
+    Settings = TableSettings
+    #: the datasets the NAS-Bench-201 table has a validation accuracy for, which a query ranks by
+    datasets = ("cifar10", "cifar100", "imagenet16-120")
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
@@ -33,12 +46,17 @@ class TableStrategy(Strategy):
     @classmethod
     def check_config(cls, config: SearchConfig, space: SearchSpace) -> None:
         super().check_config(config, space)
-        if not config.benchmark:
-            raise ConfigError(f"method {cls.name} evaluates architectures by looking them up: give --benchmark "
-                              "FILE (an NB201 results CSV)")
+        needs = []  # every flag the command lacks, in one line
         if space.benchmark != "NAS-Bench-201":
-            raise ConfigError(f"method {cls.name} queries the NAS-Bench-201 table, which holds no {config.space} "
-                              "architecture: use --space nb201")
+            needs.append(f"--space nb201 (the table holds no {config.space} architecture)")
+        if not config.benchmark:
+            needs.append("--benchmark FILE (an NB201 results CSV)")
+        if config.dataset not in cls.datasets:
+            needs.append(f"--dataset {cls.datasets[0]} (the table ranks by validation accuracy, which it has for "
+                         f"{', '.join(cls.datasets)})")
+        if needs:
+            raise ConfigError(f"method {cls.name} evaluates architectures by looking them up in the NAS-Bench-201 "
+                              f"table: give {', '.join(needs)}")
 
     def scores(self) -> torch.Tensor:
         return self.expected_weights()
@@ -68,6 +86,13 @@ class RandomSearch(TableStrategy):
         return None
 
 
+@dataclass
+class ReinforceSettings(TableSettings):
+    """The query budget and the policy's reward baseline."""
+
+    baseline_decay: float = setting(0.9, "decay of the reward's moving-average baseline", ge=0, lt=1)
+
+
 @register_method("reinforce", doc="REINFORCE on the NB201 table: a categorical policy per edge (Williams, 1992)")
 class Reinforce(TableStrategy):
     """A policy softmax(η_e) per edge, trained by REINFORCE with the table's validation accuracy as reward and
@@ -76,7 +101,7 @@ class Reinforce(TableStrategy):
     name = "reinforce"
     paper = "Williams, Simple Statistical Gradient-Following Algorithms, Machine Learning 1992 (NAS-Bench-201 baseline)"
     trains_arch = True
-    baseline_decay = 0.9
+    Settings = ReinforceSettings
 
     @classmethod
     def defaults(cls, config: SearchConfig) -> dict[str, Any]:
@@ -99,8 +124,8 @@ class Reinforce(TableStrategy):
         assert self.optimizer is not None, "the job sets the policy's optimizer"
         with torch.no_grad():
             first = int(self.steps) == 0
-            self.baseline.copy_(torch.tensor(reward) if first else
-                                self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward)
+            decay = self.settings.baseline_decay
+            self.baseline.copy_(torch.tensor(reward) if first else decay * self.baseline + (1 - decay) * reward)
             self.steps.add_(1)
         log_p = torch.log(self.expected_weights())
         log_prob = log_p[torch.arange(self.num_edges), torch.tensor(choice)].sum()
