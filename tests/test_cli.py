@@ -378,3 +378,16 @@ def test_every_command_and_option_has_help():
         assert all(name in options[path]["preset"] for name in preset_names())
     for flag in ("tensorboard", "wandb"):
         assert "search" not in options[("train",)][flag] and "search" in options[("search",)][flag]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--arch", "DrNAS_nb201", "--dataset", "digits", "--epochs", "1", "--export", "/proc/drnas-test.pt2"],
+     "--export '/proc/drnas-test.pt2' cannot be written"),
+    (["arch", "DrNAS_nb201", "--plot", "/proc/drnas-test/cells.svg"], "--plot '/proc/drnas-test/cells.svg' cannot be written"),
+])
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, argv, says):
+    out = tmp_path / "run"
+    assert main([*argv, *(["--out", str(out)] if argv[0] == "train" else [])]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and says in err[0] and err[0].startswith("drnas: error: "), err
+    assert not out.exists()

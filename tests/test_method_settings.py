@@ -17,6 +17,7 @@ from helpers import digits, tiny_config
 from drnas.cli import main
 from drnas.config import SearchConfig, Stage, apply_overrides, describe_settings, make_settings, setting
 from drnas.config.resolve import resolve_search_config
+from drnas.engine.runs import RunDir
 from drnas.errors import ConfigError
 from drnas.method.strategies import METHODS, get_method, method_names, with_method
 from drnas.method.strategies.base import Mixing, SoftmaxStrategy, masked_logits, register_method
@@ -157,8 +158,7 @@ def test_a_new_methods_setting_is_set_checked_recorded_and_shown(temperature_met
     assert main([*argv, "--set", "method.temperature=0.5"]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["method"] == "temperature-softmax" and saved["method_settings"] == {"temperature": 0.5}
-    strategy = TemperatureSoftmax(get_space("nb201"), SearchConfig.from_json(
-        {k: v for k, v in saved.items() if k not in ("drnas_version", "kind", "plugins")}))
+    strategy = TemperatureSoftmax(get_space("nb201"), SearchConfig.from_json(RunDir(out).read_fields()))
     with torch.no_grad():
         strategy.eta.copy_(torch.randn_like(strategy.eta))
     assert torch.allclose(strategy.sample().theta, F.softmax(strategy.eta / 0.5, -1))

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 import torch
+from helpers import pattern_images, tiny_config
 
+from drnas.engine.job import MEASURED_FIELDS
 from drnas.engine.runs import RunDir, RunError
 from drnas.search import Search
-from drnas.engine.job import MEASURED_FIELDS
-from helpers import pattern_images, tiny_config
 
 QUIET = dict(progress=False, log=lambda m: None)
 DATA = pattern_images(192)
@@ -314,8 +314,16 @@ def _drop_field(run: RunDir, field: str) -> None:
     run.config.write_text(json.dumps(config))
 
 
+class _Foreign:
+    """An object no drnas checkpoint holds (weights-only loading refuses it)."""
+
+
 DAMAGE = {
     "checkpoint bytes": (_flip_payload, "checksum does not match"),
+    "checkpoint of objects": (lambda run: torch.save({"state": _Foreign()}, run.checkpoint),
+                              "could not be read: it holds Python objects a drnas checkpoint never holds"),
+    "checkpoint truncated": (lambda run: run.checkpoint.write_bytes(run.checkpoint.read_bytes()[:300]),
+                             "could not be read: it is truncated or not a file torch wrote"),
     "checkpoint garbage": (lambda run: run.checkpoint.write_bytes(b"junk" * 50), "could not be read"),
     "checkpoint gone": (lambda run: run.checkpoint.unlink(), "no checkpoint.pt to continue from"),
     "config field gone": (lambda run: _drop_field(run, "epochs" if run.path.name == "train" else "stages"),
@@ -334,7 +342,37 @@ def test_every_damaged_run_file_is_one_line_for_search_and_train_runs(tmp_path, 
     corrupt(run)
     with pytest.raises(RunError, match=message) as info:
         job_class.resume(run.path, data=DATA, **QUIET)
+    assert "\n" not in str(info.value) and "Weights only" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["search", "train"])
+def test_a_checkpoint_copied_in_from_another_run_is_refused(tmp_path, kind):
+    mine, other = RunDir(tmp_path / "mine" / kind), RunDir(tmp_path / "other" / kind)
+    job_class = _job(kind, mine.path)
+    _job(kind, other.path)
+    ids = [json.loads(r.config.read_text())["run_id"] for r in (mine, other)]
+    assert all(isinstance(i, str) and len(i) == 32 for i in ids) and ids[0] != ids[1]
+    other.checkpoint.replace(mine.checkpoint)
+    before = {p.name: p.read_bytes() for p in mine.path.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(RunError, match=f"belongs to another run \\(run id '{ids[1]}'; this run's config.json says "
+                                       f"{ids[0]}\\)") as info:
+        job_class.resume(mine.path, data=DATA, **QUIET)
     assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in mine.path.iterdir() if p.is_file() and p.name != ".lock"} == before
+
+
+def test_a_run_from_before_run_ids_resumes_and_gets_one(tmp_path):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    config = json.loads(run.config.read_text())
+    del config["run_id"]
+    run.config.write_text(json.dumps(config))
+    envelope = torch.load(run.checkpoint, weights_only=True)
+    del envelope["run_id"]
+    torch.save(envelope, run.checkpoint)
+    Search.resume(run.path, data=DATA, **QUIET).run()
+    run_id = json.loads(run.config.read_text())["run_id"]
+    assert torch.load(run.checkpoint, weights_only=True)["run_id"] == run_id
 
 
 @pytest.mark.parametrize("kind", ["search", "train"])

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from drnas.cli import main
+from drnas.config.search import SearchConfig, Stage
+from drnas.engine.runs import RUN_KEYS
 from drnas.sweep.driver import status
 from drnas.sweep.plan import Plan, PlannedRun, grid_points, parse_seeds, with_axis_values
-from drnas.config.search import SearchConfig, Stage
 from drnas.sweep.report import Group, RunRow, summary_markdown
 
 #: a 2 x 2 grid (methods x seeds) of 4-epoch searches on the embedded digits, tiny enough for seconds per run
@@ -52,7 +53,7 @@ def test_local_sweep_runs_every_point_and_summarises_their_own_metrics(local_swe
         rundir = local_sweep / "runs" / run["name"]
         saved = json.loads((rundir / "config.json").read_text())
         assert saved["method"] == run["values"]["method"] and saved["seed"] == run["values"]["seed"]
-        assert {k: v for k, v in saved.items() if k not in ("drnas_version", "kind")} == run["config"]
+        assert {k: v for k, v in saved.items() if k not in RUN_KEYS} == run["config"]
         metrics = [json.loads(line) for line in (rundir / "metrics.jsonl").read_text().splitlines()]
         assert len(metrics) == 4
         by_method.setdefault(run["values"]["method"], []).append(metrics[-1]["valid_acc"])
@@ -164,6 +165,26 @@ cells_per_stage = 1
     spec.write_text("colour = 1\n")
     assert main(["sweep", "--file", str(spec)]) == 2
     assert "unknown key(s) colour" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, flags, says", [
+    ("[grid]\nlr = []\n", [], "grid axis lr has no values: give at least one"),
+    ("[search]\nepochs = \"many\"\n", ["--epochs", "2"], "[search] epochs must be a whole number, got 'many'"),
+    ("[search]\nbatch_size = 0\n", ["--batch-size", "8"], "[search] batch_size must be >= 1, got 0"),
+    ("[grid]\nlr = [" + ",".join(str(0.001 * (i + 1)) for i in range(10_000)) + "]\n",
+     ["--grid", "momentum=" + ",".join(f"0.{i:05d}" for i in range(10_000))],
+     "the grid has 100000000 runs (10000 lr x 10000 momentum); a sweep plans at most 10000"),
+])
+def test_a_sweep_that_is_empty_too_large_or_mistyped_in_its_file_is_one_line(tmp_path, capsys, text, flags, says):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(text)
+    out = tmp_path / "sweep"
+    started = time.perf_counter()
+    assert main(["sweep", "--file", str(spec), *flags, "--out", str(out)]) == 2
+    assert time.perf_counter() - started < 10  # refused before any run is planned
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
 
 
 def test_grid_over_stage_fields_and_epochs():

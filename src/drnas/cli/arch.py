@@ -15,6 +15,7 @@ def command(args: argparse.Namespace) -> int:
     cells; ``--list`` or no architecture: the named architectures."""
     from drnas.analysis.cost import model_report, network_spec
     from drnas.data.formats import dataset_shape, shaped_datasets
+    from drnas.engine.runs import check_writable
     from drnas.spaces import get_space
     from drnas.spaces.archs import architecture_names, get_architecture
     from drnas.spaces.resolve import resolve_architecture
@@ -26,6 +27,7 @@ def command(args: argparse.Namespace) -> int:
             raise ConfigError("--plot PATH draws an architecture: give one, e.g. drnas arch DrNAS_cifar10 --plot "
                               "cells.svg (names: drnas arch --list)")
         picture_format(args.plot)  # a bad path is refused before the architecture is read
+        check_writable(args.plot, "--plot")
         print(draw_architecture(resolve_architecture(args.arch), args.plot))
         return 0
     if args.list or not args.arch:

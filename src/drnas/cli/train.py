@@ -67,10 +67,12 @@ def _within_budget(args: argparse.Namespace, config: TrainConfig, budget: Any) -
 def command(args: argparse.Namespace) -> int:
     """Train (or continue, ``--resume``), export the network where asked, and print the run's summary."""
     from drnas.engine.export import export_format
+    from drnas.engine.runs import check_writable
     from drnas.train import Trainer
 
-    for path in args.export:  # a path of unknown format fails now, not after the training
+    for path in args.export:  # a path of unknown format or that cannot be written fails now, not after the training
         export_format(path)
+        check_writable(path, "--export")
     flags = ["arch", "protocol", "config", *FIELD_FLAGS, "out", *BUDGET_FLAGS]  # a resume keeps device, threads
     jobs: list[Any] = []
     result = start_or_resume(args, Trainer, flags, lambda: train_config(args),

@@ -27,7 +27,7 @@ from drnas.engine.distributed import (
     launch_rank,
 )
 from drnas.engine.passes import PlainRunner, accuracy_counts
-from drnas.engine.runs import RunDir, RunError
+from drnas.engine.runs import RunDir, RunError, new_run_id
 from drnas.engine.writers import CsvWriter, MetricsWriter, WandbWriter, require_wandb, wandb_has_all
 from drnas.engine.writers.tensorboard import MetricsBoard, require_tensorboard
 from drnas.errors import DrnasError, reraise_interrupt
@@ -176,6 +176,7 @@ class Job:
             self.run_dir.check_new()
         self.epoch = 0  # epochs completed
         self.metrics: list[dict[str, Any]] = []
+        self.run_id: str | None = None  # the run's identity, in its config.json and every checkpoint
 
     def _start_runner(self, runner: PlainRunner) -> None:
         """The runner the job's passes go through (from :func:`drnas.fast.runner`: the speed paths its settings
@@ -287,7 +288,9 @@ class Job:
             self.run_dir.create()
             recorded = plugins.run_records(self._entries_used())
             used = {"plugins": recorded} if recorded else {}
-            self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, **used, **config_json})
+            self.run_id = new_run_id()
+            self.run_dir.write_config({"drnas_version": __version__, "kind": self.kind, "run_id": self.run_id, **used,
+                                       **config_json})
         barrier(self.dist)
 
     @property
@@ -323,7 +326,7 @@ class Job:
                     # collective: gathers every rank's RNG state; the metrics records travel with it (see runs.py)
                     state = {**self.state_dict(), "metrics": list(self.metrics)}
                     if self.dist.is_main:
-                        self.run_dir.save_checkpoint(state)
+                        self.run_dir.save_checkpoint(state, self.run_id)
                         self.run_dir.append_metrics(record)
                         self._write_outputs()
                         for writer in writers:
@@ -412,6 +415,7 @@ class Job:
         saved = without_retired(file)
         saved.pop("drnas_version", None)
         saved.pop("plugins", None)
+        run_id = saved.pop("run_id", None)
         changes = saved.pop("changes", [])
         kind = saved.pop("kind", "search")
         if kind != cls.kind:
@@ -426,7 +430,12 @@ class Job:
             run.lock()
             run.remove_stale_files()
         job = cls(config, run.path, data=data, progress=progress, log=log, _resuming=True)  # type: ignore[call-arg]
-        state = run.load_checkpoint(map_location=job.device)
+        state = run.load_checkpoint(map_location=job.device, run_id=run_id if isinstance(run_id, str) else None)
+        job.run_id = run_id if isinstance(run_id, str) else None
+        if job.run_id is None and job.dist.is_main:  # a run from before runs had an identity gets one now
+            job.run_id = new_run_id()
+            file = {**file, "run_id": job.run_id}
+            run.write_config(file)
         metrics = run.read_metrics()
         if state is None and metrics:
             raise RunError(f"{run.path} has {len(metrics)} epoch(s) of metrics but no checkpoint.pt to continue from: "

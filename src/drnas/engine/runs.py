@@ -2,8 +2,9 @@
 
 Layout of ``RUN_DIR``::
 
-    config.json         resolved SearchConfig (all a resume needs), with the drnas version, the kind of run and
-                        the plugins it was made with (``plugins``: module and version of each)
+    config.json         resolved SearchConfig (all a resume needs), with the drnas version, the kind of run, the
+                        run's identity (``run_id``, which every checkpoint carries too) and the plugins it was made
+                        with (``plugins``: module and version of each)
     metrics.jsonl       one JSON object per finished epoch
     metrics.csv         the same records as flat columns (lists left out), rewritten from them every epoch
     architecture.json   derived architecture + eta/beta/Dirichlet mean of every edge (updated every epoch)
@@ -25,7 +26,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -40,13 +43,49 @@ except ImportError:  # not a POSIX system: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
 #: keys of ``config.json`` that describe the run rather than configure it
-RUN_KEYS = ("drnas_version", "kind", "changes", "plugins")
+RUN_KEYS = ("drnas_version", "kind", "changes", "plugins", "run_id")
 
-#: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes}
+#: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes,
+#: "run_id": the run's identity (from its config.json; absent in checkpoints written before runs had one)}
 CHECKPOINT_ENVELOPE = 1
+
+
+def new_run_id() -> str:
+    """A run's identity: random (the OS's, not torch's or Python's seeded streams), written into its config.json
+    when it is created and into every checkpoint, so that a checkpoint copied in from another run is refused."""
+    return uuid.uuid4().hex
 
 #: run directories this process holds the lock of (real path -> the lock file's descriptor, kept open until exit)
 _HELD: dict[str, int] = {}
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work starts, an output file that could not be written at the end: the nearest existing
+    folder on its way must take a new file (probed with an empty temporary file, removed at once)."""
+    target = Path(path).expanduser()
+    try:
+        if target.is_dir():
+            raise RunError(f"{flag} {shown(str(target))} is a directory: give the path of a file")
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise RunError(f"{flag} {shown(str(target))} cannot be written: {shown(str(folder))} is not a folder")
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".drnas-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise RunError(f"{flag} {shown(str(target))} cannot be written ({type(err).__name__}: {err.strerror}): pick a "
+                       "writable path") from None
+
+
+def _unreadable(err: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` refused, in a few words rather than torch's."""
+    if isinstance(err, pickle.UnpicklingError):  # weights_only met something other than tensors and plain data
+        return "it holds Python objects a drnas checkpoint never holds (not a checkpoint drnas wrote, or damaged)"
+    if isinstance(err, (EOFError, RuntimeError, ValueError, OSError)):
+        return f"it is truncated or not a file torch wrote ({type(err).__name__})"
+    return f"{type(err).__name__}"
 
 
 class RunError(DrnasError, ValueError):
@@ -236,32 +275,42 @@ class RunDir:
             raise RunError(f"could not append to {self.metrics} ({type(err).__name__}: {err.strerror}); the "
                            "checkpoint holds the epoch: free disk space, then resume") from None
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, state: dict[str, Any], run_id: str | None = None) -> None:
+        """Write ``state`` under a checksum, with the identity of the run it belongs to (``run_id``)."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
         payload = buffer.getvalue()
+        owner = {"run_id": run_id} if run_id else {}
         atomic_torch_save(self.checkpoint, {"envelope": CHECKPOINT_ENVELOPE, "payload": payload,
-                                            "sha256": hashlib.sha256(payload).hexdigest()})
+                                            "sha256": hashlib.sha256(payload).hexdigest(), **owner})
 
-    def load_checkpoint(self, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
-        """The saved state, its checksum verified; None when the run has no checkpoint yet."""
+    def load_checkpoint(self, map_location: torch.device | str = "cpu", run_id: str | None = None
+                        ) -> dict[str, Any] | None:
+        """The saved state, its checksum verified and, given the run's ``run_id``, that it is this run's; None when
+        the run has no checkpoint yet."""
         if not self.checkpoint.exists():
             return None
         try:
             state = torch.load(self.checkpoint, map_location=map_location, weights_only=True)
-            if isinstance(state, dict) and "envelope" in state:
-                if state["envelope"] != CHECKPOINT_ENVELOPE:
-                    raise RunError(f"checkpoint {self.checkpoint} has envelope format {state['envelope']!r}, which "
-                                   f"this drnas does not read (it reads {CHECKPOINT_ENVELOPE}): update drnas")
-                payload = state["payload"]
-                if hashlib.sha256(payload).hexdigest() != state["sha256"]:
-                    raise RunError(f"checkpoint {self.checkpoint} is corrupted (its checksum does not match): the run "
-                                   "cannot continue from it; start a new run, or restore the file from a backup")
-                return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-            return state  # written before checkpoints had an envelope: no checksum to verify
-        except RunError:
-            raise
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
             reraise_interrupt(err)
-            raise RunError(f"checkpoint {self.checkpoint} could not be read ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+            raise RunError(f"checkpoint {self.checkpoint} could not be read: {_unreadable(err)}; the run cannot "
+                           "continue from it: restore the file from a backup, or start a new run") from None
+        if not (isinstance(state, dict) and "envelope" in state):
+            return state  # written before checkpoints had an envelope: no checksum to verify
+        if state["envelope"] != CHECKPOINT_ENVELOPE:
+            raise RunError(f"checkpoint {self.checkpoint} has envelope format {shown(state['envelope'])}, which "
+                           f"this drnas does not read (it reads {CHECKPOINT_ENVELOPE}): update drnas")
+        payload, digest, owner = state.get("payload"), state.get("sha256"), state.get("run_id")
+        if not isinstance(payload, bytes) or not isinstance(digest, str) or hashlib.sha256(payload).hexdigest() != digest:
+            raise RunError(f"checkpoint {self.checkpoint} is corrupted (its checksum does not match): the run "
+                           "cannot continue from it; start a new run, or restore the file from a backup")
+        if run_id and owner is not None and owner != run_id:
+            raise RunError(f"checkpoint {self.checkpoint} belongs to another run (run id {shown(owner)}; this "
+                           f"run's config.json says {run_id}): it was copied in from elsewhere; put this run's own "
+                           "checkpoint back, or start a new run")
+        try:
+            return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a payload that matches its checksum but does not load
+            reraise_interrupt(err)
+            raise RunError(f"checkpoint {self.checkpoint} could not be read: {_unreadable(err)}") from None

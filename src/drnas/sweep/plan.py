@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -121,15 +122,25 @@ def check_axis(name: str) -> None:
                           "dataset; stages: sweep epochs or a stage field)")
 
 
+#: the most runs one sweep plans: each is a process and a run directory, and the plan file holds every resolved
+#: config (about 2 KB each); 10,000 plan in seconds. Counted before any combination is made.
+MAX_RUNS = 10_000
+
+
 def grid_points(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the axes' values, the last axis varying fastest (axes with one value included)."""
     for name in axes:
         check_axis(name)
+        if not axes[name]:
+            raise ConfigError(f"grid axis {name} has no values: give at least one (e.g. --grid {name}=V1,V2), or "
+                              "leave the axis out")
+    total = math.prod(len(values) for values in axes.values())
+    if total > MAX_RUNS:
+        sizes = " x ".join(f"{len(v)} {n}" for n, v in axes.items() if len(v) > 1)
+        raise ConfigError(f"the grid has {total} runs ({sizes}); a sweep plans at most {MAX_RUNS}: split it into "
+                          "smaller sweeps")
     names = list(axes)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
-    if len(points) > 100_000:
-        raise ConfigError(f"the grid has {len(points)} runs; split it into smaller sweeps")
-    return points
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
 def run_name(values: Mapping[str, Any], varying: Sequence[str]) -> str:
@@ -235,6 +246,9 @@ def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: st
     axes = _axes(spec.get("grid", {}), methods, seeds, datasets, grid)
     paths = data_paths(data, spec.get("data", {}), axes.get("dataset"))
     from_file = dict(spec.get("search", {}))
+    for name in SEARCH_OPTIONS:  # checked even where a flag overrides it: the file is wrong either way
+        if name in from_file:
+            _check_file_option(file, name, from_file[name])
     given = dict(search or {})
     options = {name: given.get(name) if given.get(name) not in (None, False) else from_file.pop(name, given.get(name))
                for name in SEARCH_OPTIONS}
@@ -268,6 +282,16 @@ def plan_sweep(*, file: str | None = None, methods: str | None = None, seeds: st
     plan = Plan(runs, varying, {k: [_plain(v) for v in vs] for k, vs in axes.items()}, jobs, threads,
                 ray or spec.get("ray"), list(command), plugins.records())
     return plan, out or spec.get("out")
+
+
+def _check_file_option(file: str | None, name: str, value: Any) -> None:
+    """A sweep file's ``[search]`` option of the type its flag takes."""
+    kind, word = {"epochs": (int, "a whole number"), "batch_size": (int, "a whole number"),
+                  "train_images": (int, "a whole number"), "download": (bool, "true or false")}.get(name, (str, "text"))
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"sweep file {file}: [search] {name} must be {word}, got {shown(value)}")
+    if kind is int and value < 1:
+        raise ConfigError(f"sweep file {file}: [search] {name} must be >= 1, got {shown(value)}")
 
 
 def _axes(file_grid: Mapping[str, Any], methods: str | None, seeds: str | None, datasets: str | None,
