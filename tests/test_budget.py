@@ -277,7 +277,7 @@ def test_derive_command_without_a_budget_prints_the_runs_architecture(searched, 
     (["--latency-batch", "4"], "give --max-latency-ms too"),
     (["--max-latency-ms", "0"], "--max-latency-ms '0' is not a latency"),
     (["--epoch", "9"], "epoch 9 is not in"),
-    (["--channels", "0"], "--channels must be >= 1"),
+    (["--channels", "0"], "--channels must be in [1, 512]"),
 ])
 def test_derive_command_errors_are_one_line(argv, needle, searched, capsys):
     assert main(["derive", str(searched("nb201")), *argv]) == 2

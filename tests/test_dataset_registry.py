@@ -121,7 +121,7 @@ def test_augmentation_settings_override_the_datasets_own():
     assert augmented(imagenet, crop_padding=0) == imagenet
     with pytest.raises(DataError, match="random-resized crops: leave crop_padding unset"):
         augmented(imagenet, crop_padding=4)
-    with pytest.raises(ConfigError, match="crop_padding must be >= 0"):
+    with pytest.raises(ConfigError, match="crop_padding must be in \\[0, 256\\]"):
         SearchConfig(crop_padding=-1).validate()
     assert INFO.augmentation() == "crop (padding 1) + flip"
     assert augmented(INFO, hflip=False, crop_padding=0).augmentation() == "none"

@@ -71,7 +71,7 @@ def test_sample_command(drnas_run, tmp_path, capsys, nb201_csv):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--epoch", "9"], "epoch 9 is not in"),
-    (["--n", "0"], "--n must be >= 1"),
+    (["--n", "0"], "--n must be in [1, 1,000,000]"),
     (["--plot", "x.png"], "give --all-epochs and --benchmark"),
 ])
 def test_sample_command_errors_are_one_line(drnas_run, argv, needle, capsys):

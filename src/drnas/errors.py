@@ -11,7 +11,10 @@ class ConfigError(DrnasError, ValueError):
 
 
 def shown(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for echoing user input in a one-line error."""
+    """``repr(value)`` cut to ``limit`` characters, for echoing user input in a one-line error (an integer too long
+    for Python to write out is shown by its size)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3000:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 

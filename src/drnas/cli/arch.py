@@ -5,6 +5,7 @@ import argparse
 import json
 
 from drnas.cli.job import run_dataset
+from drnas.config.limits import check_limit
 from drnas.config.search import apply_overrides
 from drnas.config.train import PROTOCOLS
 from drnas.errors import ConfigError
@@ -41,6 +42,8 @@ def command(args: argparse.Namespace) -> int:
     args.dataset = args.dataset or (searched if searched in shaped_datasets() else "cifar10")
     config = PROTOCOLS.get(args.protocol or space.default_protocol(args.dataset))
     sizes = {k: getattr(args, k) for k in ("channels", "cells") if getattr(args, k) is not None}
+    for name, value in sizes.items():
+        check_limit(name, value, f"--{name}")
     config = apply_overrides(config, sizes)
     info = dataset_shape(args.dataset)
     model = space.build_network(arch, network_spec(config, info))

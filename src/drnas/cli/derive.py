@@ -5,9 +5,9 @@ import argparse
 import json
 
 from drnas.cli.parser import BUDGET_FLAGS
+from drnas.config.limits import check_limit
 from drnas.config.search import apply_overrides
 from drnas.config.train import PROTOCOLS
-from drnas.errors import ConfigError
 
 
 def command(args: argparse.Namespace) -> int:
@@ -28,8 +28,7 @@ def command(args: argparse.Namespace) -> int:
     sizes: dict[str, int] = {}
     for flag, value, fields in (("--channels", args.channels, ("channels",)),
                                 ("--cells", args.cells, ("cells", "cells_per_stage"))):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be >= 1, got {value}")
+        check_limit(space.depth_field if flag == "--cells" else "channels", value, flag)
         sizes.update({f: value for f in fields if value is not None})  # --cells: DARTS' cells, NB201's N
     spec, shape = evaluation_network(apply_overrides(PROTOCOLS.get(protocol), sizes), info)
     device = resolve_device(args.device) if budget.latency_ms is not None else None

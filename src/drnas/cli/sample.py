@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from drnas.config.limits import check_limit
 from drnas.errors import ConfigError
 
 
@@ -17,6 +18,7 @@ def command(args: argparse.Namespace) -> int:
     from drnas.engine.runs import RunDir
     from drnas.spaces import get_space
 
+    check_limit("draws", args.n, "--n")
     draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
     config = RunDir(args.run_dir).read_config()
     dataset, space = config.get("dataset", "cifar10"), get_space(config.get("space", "nb201"), config.get("ops"))

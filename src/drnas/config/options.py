@@ -22,6 +22,11 @@ from drnas.config.search import annotation_text, coerce_field
 from drnas.errors import ConfigError, shown
 
 
+def _number(bound: float) -> str:
+    """A bound as written: whole numbers in full (1000000), others shortest (0.001)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The range of one setting: strict (``gt``, ``lt``) or inclusive (``ge``, ``le``) bounds, or ``choices``."""
@@ -36,8 +41,8 @@ class Bounds:
         """The range in words, e.g. ``> 0``, ``in [0, 1)``, ``one of l2, kl`` ("" when any value goes)."""
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
-        low = f"> {self.gt:g}" if self.gt is not None else f">= {self.ge:g}" if self.ge is not None else ""
-        high = f"< {self.lt:g}" if self.lt is not None else f"<= {self.le:g}" if self.le is not None else ""
+        low = f"> {_number(self.gt)}" if self.gt is not None else f">= {_number(self.ge)}" if self.ge is not None else ""
+        high = f"< {_number(self.lt)}" if self.lt is not None else f"<= {_number(self.le)}" if self.le is not None else ""
         if low and high:
             return (f"in {'(' if self.gt is not None else '['}{low.split()[1]}, {high.split()[1]}"
                     f"{')' if self.lt is not None else ']'}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from drnas.config.limits import check_limit, check_limits
 from drnas.config.settings import (
     AMP_SETTINGS,
     COMPILE_MODES,
@@ -40,8 +41,7 @@ class Stage:
 
     def validate(self, index: int) -> None:
         where = f"stage {index + 1}"  # 1-based in messages, as `drnas show` and the plots count
-        if self.epochs < 1:
-            raise ConfigError(f"{where}: epochs must be >= 1, got {shown(self.epochs)}")
+        check_limit("epochs", self.epochs, f"{where}: epochs")
         if self.partial_k < 1:
             raise ConfigError(f"{where}: partial_k must be >= 1, got {shown(self.partial_k)}")
         if self.ops_kept is not None and self.ops_kept < 1:
@@ -122,8 +122,11 @@ class SearchConfig(RunSettings):
     def validate(self) -> "SearchConfig":
         if not self.stages:
             raise ConfigError("stages: give at least one stage")
+        check_limit("stages", len(self.stages), "the number of stages")
         for i, stage in enumerate(self.stages):
             stage.validate(i)
+        check_limit("epochs", self.epochs, "the stages' epochs in total")
+        check_limits(self)
         for i in range(1, len(self.stages)):
             if self.stages[i].partial_k > self.stages[i - 1].partial_k:
                 raise ConfigError(f"stage {i + 1}: partial_k must not grow between stages (widening only), "
@@ -175,14 +178,13 @@ def with_absolute_paths(config: SearchConfig) -> SearchConfig:
     return dataclasses.replace(config, **paths)
 
 
-#: ranges of the numeric fields, by name, for every config class that has them: (test, what the field must be)
+#: ranges of the numeric fields, by name, for every config class that has them: (test, what the field must be);
+#: sizes and counts are bounded in drnas.config.limits
 NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (lambda v: v > 0, "> 0") for name in ("lr", "arch_lr", "grad_clip")},
     **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "eta_init_std",
-                                                      "auxiliary_weight", "workers", "cutout", "crop_padding",
-                                                      "hessian_every")},
+                                                      "auxiliary_weight", "hessian_every")},
     **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
-    **{name: (lambda v: v >= 1, ">= 1") for name in ("threads", "train_images", "image_size", "batch_size")},
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "arch_betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. 0.5,0.999"),
 }
@@ -383,6 +385,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
 
 def set_total_epochs(config: SearchConfig, epochs: int) -> SearchConfig:
     """Rescale every stage (and its warm-up) so the stages add up to ``epochs`` (>= 1 per stage)."""
+    check_limit("epochs", epochs, "--epochs")
     if epochs < len(config.stages):
         raise ConfigError(f"--epochs {epochs} is fewer than the {len(config.stages)} stages of this search")
     total = config.epochs

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from drnas.config.limits import check_limits
 from drnas.config.presets import PresetRegistry
 from drnas.config.search import check_device_settings
 from drnas.config.settings import RunSettings
@@ -67,6 +68,7 @@ class TrainConfig(RunSettings):
             raise ConfigError(f"drop_path must be in [0, 1), got {shown(self.drop_path)}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs), got {shown(self.warmup_epochs)}")
+        check_limits(self)  # after the checks above, whose messages say more for a value below 1
         return self
 
     def to_json(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from drnas.config.limits import LIMITS
 from drnas.config.resolve import SETTING_PREFIX, parse_sets, resolve_search_config
 from drnas.config.search import (
     MOVED_TO_METHOD,
@@ -122,9 +123,8 @@ def check_axis(name: str) -> None:
                           "dataset; stages: sweep epochs or a stage field)")
 
 
-#: the most runs one sweep plans: each is a process and a run directory, and the plan file holds every resolved
-#: config (about 2 KB each); 10,000 plan in seconds. Counted before any combination is made.
-MAX_RUNS = 10_000
+#: the most runs one sweep plans (drnas.config.limits), counted before any combination is made
+MAX_RUNS = LIMITS["sweep_runs"].high
 
 
 def grid_points(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from drnas.config.limits import LIMITS
 from drnas.config.options import setting
 from drnas.method.strategies.base import Mixing, Strategy, best_sampled, discrete_mixing, register_method
 
@@ -19,7 +20,7 @@ class SampledDerivation:
     """How RSPS (and ENAS) derive: the best of ``candidates`` sampled architectures on the supernet."""
 
     candidates: int = setting(100, "architectures sampled and ranked by supernet accuracy on one validation batch "
-                                   "each to derive the result", ge=1)
+                                   "each to derive the result", ge=1, le=LIMITS["candidates"].high)
 
 
 def uniform_choice(mask: torch.Tensor, generator: torch.Generator | None = None) -> list[int]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from drnas.config.limits import LIMITS
 from drnas.config.options import setting
 from drnas.config.search import ConfigError, SearchConfig, Stage
 from drnas.method.strategies.base import Strategy, register_method
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # annotations only
 class TableSettings:
     """The budget of a benchmark-query search."""
 
-    queries: int = setting(100, "benchmark-table queries over the whole search (spread over its epochs)", ge=1)
+    queries: int = setting(100, "benchmark-table queries over the whole search (spread over its epochs)", ge=1,
+                           le=LIMITS["queries"].high)
 
 
 class TableStrategy(Strategy):

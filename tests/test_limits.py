@@ -1,0 +1,90 @@
+"""The bounds of every size and count (drnas.config.limits): at the bound accepted, past it one line naming the
+bound, at once and without allocating what was asked; table-driven over LIMITS, so a new bound is covered."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from drnas.cli import main
+from drnas.config.limits import LIMITS, check_limit
+from drnas.config.presets import preset
+from drnas.config.search import SearchConfig, Stage, apply_overrides, set_total_epochs
+from drnas.config.train import PROTOCOLS, TrainConfig
+from drnas.errors import ConfigError
+from drnas.method.strategies import with_method
+
+SEARCH_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _search(name: str, value: int) -> SearchConfig:
+    return apply_overrides(preset("nb201"), {name: value}).validate()
+
+
+def _train(name: str, value: int) -> TrainConfig:
+    return apply_overrides(PROTOCOLS.get("nb201"), {"arch": "DrNAS_nb201", name: value}).validate()
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_every_bound_accepts_its_ends_and_refuses_past_them_in_one_line(name):
+    limit = LIMITS[name]
+    builders = [b for fields, b in ((SEARCH_FIELDS, _search), (TRAIN_FIELDS, _train)) if name in fields
+                and name != "stages"]
+    if not builders:  # a count of no config field (draws, sweep runs, stages, settings): the check itself
+        builders = [lambda n, v: check_limit(n, v)]
+    for build in builders:
+        for value in (limit.low, limit.high):
+            build(name, value)
+        for value in (limit.low - 1, limit.high + 1, 10 ** 5000):
+            started = time.perf_counter()
+            with pytest.raises(ConfigError) as info:
+                build(name, value)
+            message = str(info.value)
+            assert name in message and "\n" not in message and len(message) < 300
+            assert value < limit.low or f"[{limit.low}, {limit.high:,}]" in message
+            assert time.perf_counter() - started < 2
+
+
+def test_epochs_and_stages_are_bounded_in_total():
+    top = LIMITS["epochs"].high
+    assert set_total_epochs(preset("demo"), top).epochs == top
+    with pytest.raises(ConfigError, match=r"--epochs must be in \[1, 100,000\]"):
+        set_total_epochs(preset("demo"), top + 1)
+    with pytest.raises(ConfigError, match="the stages' epochs in total must be"):
+        dataclasses.replace(preset("demo"), stages=[Stage(epochs=top), Stage(epochs=top)]).validate()
+    stages = LIMITS["stages"].high
+    dataclasses.replace(preset("demo"), stages=[Stage(epochs=1)] * stages).validate()
+    with pytest.raises(ConfigError, match="the number of stages must be in"):
+        dataclasses.replace(preset("demo"), stages=[Stage(epochs=1)] * (stages + 1)).validate()
+
+
+@pytest.mark.parametrize("method, setting", [("rsps", "candidates"), ("enas", "candidates"),
+                                             ("random", "queries"), ("reinforce", "queries")])
+def test_a_methods_counts_are_bounded(method, setting):
+    high = LIMITS[setting].high
+    assert with_method(preset("demo"), method, {setting: high}).method_settings[setting] == high
+    with pytest.raises(ConfigError, match=f"{setting} must be in \\[1, {high}\\]"):
+        with_method(preset("demo"), method, {setting: high + 1})
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["arch", "DrNAS_cifar10", "--channels", "0"], "--channels must be in [1, 512]"),
+    (["arch", "DrNAS_cifar10", "--channels", "100000000"], "--channels must be in [1, 512]"),
+    (["derive", "no-such-run", "--cells", "1000000"], None),  # the run is read first: its own one line
+    (["search", "--preset", "demo", "--epochs", "99999999999999999999"], "--epochs must be in [1, 100,000]"),
+    (["search", "--preset", "demo", "--set", 'stages=[{"epochs": 1e308}]'], "stage 1: epochs must be in"),
+    (["search", "--preset", "demo", "--set", "cells_per_stage=1000000"], "cells_per_stage must be in [1, 32]"),
+    (["search", "--preset", "demo", "--set", "channels=" + "9" * 5000], "channels must be an integer"),
+    (["sample", "no-such-run", "--n", "1000000001"], "--n must be in [1, 1,000,000]"),
+])
+def test_big_numbers_on_the_command_line_are_one_line_at_once(tmp_path, capsys, argv, says):
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    assert main([*argv, *(["--out", str(out)] if argv[0] == "search" else [])]) == 2
+    assert time.perf_counter() - started < 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("drnas: error: ") and "Traceback" not in err[0], err
+    assert says is None or says in err[0], err
+    assert not out.exists()
