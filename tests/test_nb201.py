@@ -96,3 +96,19 @@ def test_benchmark_errors(tmp_path):
     table = NB201Table.load(small)
     with pytest.raises(BenchmarkError, match="not in the table"):
         table.query("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"x" * 200_000, "is not a CSV table of UTF-8 text (Error: field larger than field limit"),
+    (b"arch,cifar10_test_acc\n\xff\xfe\x00bad\n", "is not a CSV table of UTF-8 text (UnicodeDecodeError"),
+    (b"arch,cifar10_test_acc\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,1.0,2.0\n",
+     "line 2: more values than the header has columns"),
+])
+def test_a_benchmark_file_that_is_not_a_table_is_one_line(tmp_path, content, says):
+    from drnas.bench import BenchmarkError, NB201Table
+
+    path = tmp_path / "table.csv"
+    path.write_bytes(content)
+    with pytest.raises(BenchmarkError) as info:
+        NB201Table.load(path)
+    assert says in str(info.value) and "\n" not in str(info.value)

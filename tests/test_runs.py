@@ -330,6 +330,8 @@ DAMAGE = {
                           "lacks .*: it was edited or damaged"),
     "config not json": (lambda run: run.config.write_text("{"), "config.json could not be read"),
     "config a list": (lambda run: run.config.write_text("[]"), "does not hold a config object"),
+    "config of no kind": (lambda run: [_drop_field(run, f) for f in ("kind", "stages", "arch") if f in
+                                       json.loads(run.config.read_text())], "names no kind of run"),
 }
 
 

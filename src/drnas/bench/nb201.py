@@ -30,6 +30,10 @@ def column_prefix(dataset: str) -> str | None:
     return DATASET_PREFIXES.get(dataset)
 
 
+#: the largest table file read: the NB201 table of 15,625 rows is under 10 MB
+MAX_TABLE_BYTES = 256 * 1024 * 1024
+
+
 class NB201Table:
     """An in-memory NAS-Bench-201 results table keyed by canonical architecture string."""
 
@@ -42,18 +46,27 @@ class NB201Table:
         path = Path(path)
         if not path.is_file():
             raise BenchmarkError(f"benchmark table {path} does not exist: pass --benchmark FILE with an NB201 CSV")
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise BenchmarkError(f"{path} is {path.stat().st_size:,} bytes; an NB201 table of 15,625 rows is a few MB "
+                                 f"(at most {MAX_TABLE_BYTES:,} read): pass an NB201 results CSV")
         rows: dict[str, dict[str, float]] = {}
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "arch" not in reader.fieldnames:
-                raise BenchmarkError(f"{path} has no 'arch' column: an NB201 table needs one row per architecture "
-                                     "string with result columns")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    key = str(NB201Arch.parse(row.pop("arch")))
-                    rows[key] = {k: float(v) for k, v in row.items() if v not in (None, "")}
-                except (ArchitectureError, ValueError) as err:
-                    raise BenchmarkError(f"{path}, line {line}: {err}") from None
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                if not reader.fieldnames or "arch" not in reader.fieldnames:
+                    raise BenchmarkError(f"{path} has no 'arch' column: an NB201 table needs one row per "
+                                         "architecture string with result columns")
+                for line, row in enumerate(reader, start=2):
+                    if None in row:  # more values than the header names
+                        raise BenchmarkError(f"{path}, line {line}: more values than the header has columns")
+                    try:
+                        key = str(NB201Arch.parse(row.pop("arch") or ""))
+                        rows[key] = {k: float(v) for k, v in row.items() if v not in (None, "")}
+                    except (ArchitectureError, ValueError) as err:
+                        raise BenchmarkError(f"{path}, line {line}: {err}") from None
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise BenchmarkError(f"{path} is not a CSV table of UTF-8 text ({type(err).__name__}: {str(err)[:100]}): "
+                                 "pass an NB201 results CSV") from None
         if not rows:
             raise BenchmarkError(f"{path} holds no architectures")
         return cls(rows, str(path))

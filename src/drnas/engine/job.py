@@ -417,7 +417,11 @@ class Job:
         saved.pop("plugins", None)
         run_id = saved.pop("run_id", None)
         changes = saved.pop("changes", [])
-        kind = saved.pop("kind", "search")
+        # runs from before config.json named its kind are told by their fields: a training run names its arch
+        kind = saved.pop("kind", "train" if "arch" in saved else "search" if "stages" in saved else None)
+        if kind not in ("search", "train"):
+            raise RunError(f"{run.config} names no kind of run (search or train) and holds neither stages nor an arch: "
+                           "it was edited or damaged; restore it, or start a new run")
         if kind != cls.kind:
             raise RunError(f"{run.path} is a {kind} run: continue it with `drnas {kind} --resume {run.path}`")
         missing = [f.name for f in dataclasses.fields(cls.config_class)
