@@ -3,7 +3,9 @@ it reads each epoch's η and kept ops, and it is what ``drnas sample``, ``drnas 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -137,3 +139,51 @@ def test_what_it_refuses(demo, tmp_path):
     RunDir(trained).config.write_text(json.dumps({"kind": "train", "arch": "DrNAS_nb201"}))
     with pytest.raises(RunError, match="is a training run: give a search run directory"):
         LearnedDistribution.from_run(trained)
+
+
+def _last_line(run: RunDir, change) -> None:
+    lines = run.metrics.read_text().splitlines()
+    record = json.loads(lines[-1])
+    change(record["architecture_parameters"])
+    run.metrics.write_text("\n".join([*lines[:-1], json.dumps(record)]) + "\n")
+
+
+def _fifo(run: RunDir) -> None:
+    run.metrics.unlink()
+    os.mkfifo(run.metrics)
+
+
+def _directory(run: RunDir) -> None:
+    run.metrics.unlink()
+    run.metrics.mkdir()
+
+
+#: damage to metrics.jsonl, and what the one line says
+DAMAGED_METRICS = {
+    "eta of another shape": (lambda run: _last_line(run, lambda p: p.update(eta=[[1.0, 2.0]])), "eta has shape (1, 2)"),
+    "eta of text": (lambda run: _last_line(run, lambda p: p.update(eta="many")), "eta is not an array of numbers"),
+    "eta not finite": (lambda run: _last_line(run, lambda p: p["eta"][0].__setitem__(0, float("nan"))),
+                       "eta holds NaN or infinite values"),
+    "kept out of range": (lambda run: _last_line(run, lambda p: p["kept"][0].append(99)), "kept must list"),
+    "an epoch of 5000 digits": (lambda run: run.metrics.write_text('{"epoch": ' + "9" * 5000 + "}\n"),
+                                "line 1: not an epoch record (ValueError)"),
+    "a line nested too deep": (lambda run: run.metrics.write_text('{"epoch": 1, "x": ' + "[" * 100_000 + "]" * 100_000
+                                                                  + "}\n"), "line 1: not an epoch record"),
+    "a line that is no record": (lambda run: run.metrics.write_text("[1, 2]\n"), "line 1: not an epoch record"),
+    "a directory": (_directory, "is not a regular file"),
+    "a FIFO": (_fifo, "is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_METRICS))
+def test_a_damaged_metrics_file_is_one_line_for_sample_and_derive(demo, tmp_path, capsys, damage):
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(demo, run.path)
+    corrupt, says = DAMAGED_METRICS[damage]
+    corrupt(run)
+    for argv in (["sample", str(run.path), "--n", "5"], ["derive", str(run.path)]):
+        started = time.perf_counter()
+        assert main(argv) == 2, argv
+        assert time.perf_counter() - started < 10
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and says in err[0] and "metrics.jsonl" in err[0], (argv, err)

@@ -428,3 +428,20 @@ def test_run_files_get_the_users_umask_permissions(tmp_path):
     os.umask(mask)
     for name in ("config.json", "checkpoint.pt", "architecture.json", "metrics.jsonl"):
         assert (run.path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+@pytest.mark.parametrize("damage", ["a line that is no record", "an epoch of 5000 digits", "a FIFO"])
+def test_a_history_damaged_past_reading_is_rewritten_from_the_checkpoint(tmp_path, damage):
+    run = RunDir(tmp_path / "run")
+    _run(run.path, epochs=2, max_epochs=1)
+    good = run.metrics.read_text()
+    if damage == "a FIFO":
+        run.metrics.unlink()
+        os.mkfifo(run.metrics)
+    else:
+        run.metrics.write_text(good + ("[1, 2]\n" if damage == "a line that is no record" else
+                                       '{"epoch": ' + "9" * 5000 + "}\n"))
+    with pytest.raises(RunError, match="metrics.jsonl"):
+        run.read_metrics()
+    Search.resume(run.path, data=DATA, **QUIET)
+    assert run.metrics.read_text() == good

@@ -145,8 +145,7 @@ class LearnedDistribution:
 
     @classmethod
     def _of_record(cls, files: _Files, record: dict[str, Any], strategy: Strategy) -> LearnedDistribution:
-        params = record["architecture_parameters"]
-        _check_shape(files, tuple(torch.tensor(params["eta"]).shape))
+        params = _checked_parameters(files, record)
         load_parameters(strategy, params)
         with torch.no_grad():
             weights = strategy.expected_weights().detach().float().cpu()
@@ -193,6 +192,32 @@ class LearnedDistribution:
             raise RunError(f"{self.run} {_NO_PARAMETERS}: there is no distribution to draw from")
         load_parameters(self._strategy, self.parameters)
         return self._strategy
+
+
+def _checked_parameters(files: _Files, record: dict[str, Any]) -> dict[str, Any]:
+    """One metrics line's ``architecture_parameters``, checked as user input: η a finite ``[edges, ops]`` array,
+    ``kept`` the indices of the ops each edge kept."""
+    where = f"{files.run.metrics}, epoch {record['epoch']}"
+    params = record.get("architecture_parameters")
+    if not isinstance(params, dict):
+        raise RunError(f"{where}: architecture_parameters must be an object of eta and kept")
+    try:
+        eta = torch.tensor(params.get("eta"), dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise RunError(f"{where}: eta is not an array of numbers: restore the file, or resume the run") from None
+    edges, ops = files.space.num_edges, len(files.space.ops)
+    if tuple(eta.shape) != (edges, ops):
+        raise RunError(f"{where}: eta has shape {tuple(eta.shape)}, the space {files.space.name} expects "
+                       f"{(edges, ops)}: restore the file, or resume the run")
+    if not bool(torch.isfinite(eta).all()):
+        raise RunError(f"{where}: eta holds NaN or infinite values (the search diverged there): use an earlier "
+                       "epoch (--epoch N)")
+    kept = params.get("kept")
+    if not (isinstance(kept, list) and len(kept) == edges and all(
+            isinstance(k, list) and k and all(type(i) is int and 0 <= i < ops for i in k) for k in kept)):
+        raise RunError(f"{where}: kept must list, for each of the {edges} edges, the indices (0 to {ops - 1}) of the "
+                       "ops it kept: restore the file, or resume the run")
+    return params
 
 
 def _check_shape(files: _Files, shape: tuple[int, ...]) -> None:

@@ -440,7 +440,12 @@ class Job:
             job.run_id = new_run_id()
             file = {**file, "run_id": job.run_id}
             run.write_config(file)
-        metrics = run.read_metrics()
+        try:
+            metrics = run.read_metrics()
+        except RunError:  # a damaged history: the checkpoint's own records rewrite it below
+            if state is None or "metrics" not in state:
+                raise
+            metrics = []
         if state is None and metrics:
             raise RunError(f"{run.path} has {len(metrics)} epoch(s) of metrics but no checkpoint.pt to continue from: "
                            f"start a new run with another --out, or delete {run.metrics} to run this one from epoch 0")

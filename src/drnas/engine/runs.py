@@ -27,6 +27,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -41,6 +42,9 @@ try:
     import fcntl
 except ImportError:  # not a POSIX system: runs are not locked
     fcntl = None  # type: ignore[assignment]
+
+#: the largest metrics.jsonl read: a DARTS search keeps about 3 KB per epoch
+MAX_METRICS_BYTES = 512 * 1024 * 1024
 
 #: keys of ``config.json`` that describe the run rather than configure it
 RUN_KEYS = ("drnas_version", "kind", "changes", "plugins", "run_id")
@@ -237,16 +241,42 @@ class RunDir:
         atomic_write_json(self.config, data)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
+        """The epoch records of ``metrics.jsonl``, each an object with its epoch number; a torn last line (a crash
+        mid-write) and what follows it are left out. A file that is not a regular file, is over
+        ``MAX_METRICS_BYTES``, or holds a line that is not such a record is one :class:`RunError` naming the line."""
+        try:
+            info = os.stat(self.metrics)
+        except FileNotFoundError:
             return []
+        except OSError as err:
+            raise RunError(f"{self.metrics} cannot be read ({type(err).__name__}: {err.strerror})") from None
+        if not stat.S_ISREG(info.st_mode):  # a directory, or a FIFO that would block the reader
+            raise RunError(f"{self.metrics} is not a regular file: restore it, or resume the run to rewrite it")
+        if info.st_size > MAX_METRICS_BYTES:
+            raise RunError(f"{self.metrics} is {info.st_size:,} bytes, over the {MAX_METRICS_BYTES:,} a run's history "
+                           "takes: restore it, or resume the run to rewrite it")
+        try:
+            text = self.metrics.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RunError(f"{self.metrics} cannot be read ({type(err).__name__}): restore it, or resume the run to "
+                           "rewrite it") from None
         lines = []
-        for line in self.metrics.read_text().splitlines():
+        for number, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
-            if line:
-                try:
-                    lines.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a torn last line from a crash: ignore it and what follows
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from a crash: ignore it and what follows
+            except (ValueError, RecursionError) as err:  # numbers too long, nesting too deep
+                raise RunError(f"{self.metrics}, line {number}: not an epoch record ({type(err).__name__}): "
+                               "restore the file, or resume the run to rewrite it") from None
+            epoch = record.get("epoch") if isinstance(record, dict) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 10 ** 9:
+                raise RunError(f"{self.metrics}, line {number}: not an epoch record (an object with its epoch "
+                               "number): restore the file, or resume the run to rewrite it")
+            lines.append(record)
         return lines
 
     def write_metrics(self, records: Iterable[dict[str, Any]]) -> None:
@@ -257,8 +287,11 @@ class RunDir:
         whether it had to."""
         wanted = _metrics_bytes(records)
         try:
-            if self.metrics.read_bytes() == wanted:
-                return False
+            mode = os.stat(self.metrics).st_mode
+            if stat.S_ISDIR(mode):
+                raise RunError(f"{self.metrics} is a directory: remove it, and resume again to rewrite the history")
+            if stat.S_ISREG(mode) and self.metrics.read_bytes() == wanted:
+                return False  # (a FIFO or other special file is replaced unread: reading it could block)
         except FileNotFoundError:
             if not records:
                 return False
