@@ -78,11 +78,16 @@ def test_a_methods_counts_are_bounded(method, setting):
     (["search", "--preset", "demo", "--set", "cells_per_stage=1000000"], "cells_per_stage must be in [1, 32]"),
     (["search", "--preset", "demo", "--set", "channels=" + "9" * 5000], "channels must be an integer"),
     (["sample", "no-such-run", "--n", "1000000001"], "--n must be in [1, 1,000,000]"),
+    (["arch", "Genotype(normal=[], normal_concat=range(100000000000000000000), reduce=[], reduce_concat=[])"],
+     "normal_concat: a cell has at most 8 intermediate nodes"),
+    (["arch", "|none~" + "9" * 5000 + "|+|none~0|none~1|+|none~0|none~1|none~2|"], "input index must be 0"),
+    (["train", "--arch", "|none~" + "9" * 5000 + "|+|none~0|none~1|+|none~0|none~1|none~2|", "--dataset", "digits"],
+     "input index must be 0"),
 ])
 def test_big_numbers_on_the_command_line_are_one_line_at_once(tmp_path, capsys, argv, says):
     out = tmp_path / "run"
     started = time.perf_counter()
-    assert main([*argv, *(["--out", str(out)] if argv[0] == "search" else [])]) == 2
+    assert main([*argv, *(["--out", str(out)] if argv[0] in ("search", "train") else [])]) == 2
     assert time.perf_counter() - started < 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("drnas: error: ") and "Traceback" not in err[0], err

@@ -182,7 +182,7 @@ def _literal(node: ast.expr, name: str) -> Any:
         args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, int)]
         if len(args) != len(node.args) or not 1 <= len(args) <= 2 or node.keywords:
             raise ArchitectureError(f"{name}: only range(a, b) with integer literals is accepted")
-        if len(range(*args)) > MAX_NODES:
+        if any(abs(a) > 10 * MAX_NODES for a in args) or len(range(*args)) > MAX_NODES:
             raise ArchitectureError(f"{name}: a cell has at most {MAX_NODES} intermediate nodes, got "
                                     f"range({', '.join(map(str, args))})")
         return list(range(*args))

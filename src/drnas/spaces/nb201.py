@@ -85,8 +85,9 @@ class NB201Arch:
                 match = _TOKEN.match(token)
                 if not match:
                     raise ArchitectureError(f"token {shown(token)} of {shown(text)} must look like op~{source}")
-                op, index = match.group(1), int(match.group(2))
-                if index != source:
+                # the index compared as text: a number of any length is refused without converting it
+                op, index = match.group(1), match.group(2).lstrip("0") or "0"
+                if index != str(source):
                     raise ArchitectureError(f"token {shown(token)} of node {node} in {shown(text)}: input index "
                                             f"must be {source}")
                 ops.append(op)
