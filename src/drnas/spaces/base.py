@@ -164,6 +164,51 @@ SpaceFactory = Callable[..., SearchSpace]
 SPACES: Registry[SpaceFactory] = Registry("search space", ArchitectureError)
 
 
+class OneOpPerEdgeSpace:
+    """What every space with one op per edge of a fixed cell shares (NB201's, the example plugin's): subclasses set
+    ``edges`` (``(target, source)`` node pairs, in the order of the cell's edges), ``arch_type`` (an architecture
+    with an ``ops`` tuple, ``parse`` and ``from_json``) and ``self.ops``, and get derivation by the strongest op,
+    uniform random cells, the edge groups and names, parsing and the config text."""
+
+    edges: tuple[tuple[int, int], ...] = ()
+    arch_type: Any = None
+    ops: tuple[str, ...]
+    num_edges = 0
+    one_op_per_edge = True
+    excluded_from_derivation: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.num_edges = len(cls.edges)
+
+    def derive(self, weights: torch.Tensor) -> Any:
+        """Per edge, the op with the largest expected weight (eq. 6); pruned ops have weight 0."""
+        if tuple(weights.shape) != (self.num_edges, len(self.ops)):
+            raise ValueError(f"expected weights of shape {(self.num_edges, len(self.ops))}, got {tuple(weights.shape)}")
+        return self.arch_type(tuple(self.ops[i] for i in weights.argmax(-1).tolist()))
+
+    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A uniformly drawn cell as 0/1 weights ``[edges, ops]``: one ``allowed`` op per edge."""
+        choice = torch.multinomial(allowed.float().cpu(), 1, generator=generator).squeeze(-1)
+        return torch.zeros(allowed.shape).scatter_(1, choice.unsqueeze(-1), 1.0)
+
+    def edge_groups(self) -> list[list[int]]:
+        """Indices of the edges entering each node (the groups of PC-DARTS' edge normalisation)."""
+        return [[e for e, (t, _) in enumerate(self.edges) if t == node] for node in sorted({t for t, _ in self.edges})]
+
+    def edge_names(self) -> Sequence[str]:
+        return [f"{target}<-{source}" for target, source in self.edges]
+
+    def parse(self, text: str) -> Any:
+        return self.arch_type.parse(text)
+
+    def from_json(self, data: dict[str, Any]) -> Any:
+        return self.arch_type.from_json(data)
+
+    def config_text(self, arch: Any) -> str:
+        return str(arch)
+
+
 def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
     """Decorator registering a space factory (called with ``ops=None`` or a list of registered op names)."""
     return SPACES.register(name)  # type: ignore[return-value]

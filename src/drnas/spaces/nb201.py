@@ -23,6 +23,7 @@ from drnas.spaces.base import (
     CellGraph,
     CellNode,
     NetworkSpec,
+    OneOpPerEdgeSpace,
     SupernetSpec,
     register_space,
 )
@@ -201,15 +202,13 @@ class NB201Network(nn.Module):
         return self.head(self.layers(self.stem(x)))
 
 
-class NB201Space:
+class NB201Space(OneOpPerEdgeSpace):
     """The registered ``nb201`` space: NB201's topology over NB201's five ops by default, or over any list of
     registered ops (``ops``: a subset of the five, or others, a plugin's included)."""
 
     name = "nb201"
-    num_edges = len(EDGES)
-    excluded_from_derivation: tuple[str, ...] = ()
+    edges, arch_type = EDGES, NB201Arch
     benchmark = "NAS-Bench-201"
-    one_op_per_edge = True
     text_prefix, json_key = "|", "arch"
     label, network_fields, depth_setting = "an NB201", ("cells_per_stage",), "--set cells_per_stage=N (cells per stage)"
     compiled_cells_pay_on_cpu = True
@@ -217,9 +216,6 @@ class NB201Space:
 
     def default_protocol(self, dataset: str) -> str:
         return "nb201"  # NAS-Bench-201's one recipe, on every dataset
-
-    def config_text(self, arch: NB201Arch) -> str:
-        return str(arch)
 
     def __init__(self, ops: Sequence[str] | None = None) -> None:
         # NB201's five by default (the benchmark's cells); any registered ops otherwise, each once
@@ -230,21 +226,6 @@ class NB201Space:
 
     def build_network(self, arch: NB201Arch, spec: NetworkSpec) -> "NB201Network":
         return NB201Network(arch, spec)
-
-    def derive(self, weights: torch.Tensor) -> NB201Arch:
-        """Per edge, the op with the largest expected weight (eq. 6); pruned ops have weight 0."""
-        if tuple(weights.shape) != (self.num_edges, len(self.ops)):
-            raise ValueError(f"expected weights of shape {(self.num_edges, len(self.ops))}, got {tuple(weights.shape)}")
-        return NB201Arch(tuple(self.ops[i] for i in weights.argmax(-1).tolist()))
-
-    def parse(self, text: str) -> NB201Arch:
-        return NB201Arch.parse(text)
-
-    def from_json(self, data: dict[str, Any]) -> NB201Arch:
-        return NB201Arch.from_json(data)
-
-    def edge_names(self) -> Sequence[str]:
-        return [f"{i}<-{j}" for i, j in EDGES]
 
     def graph(self, arch: NB201Arch) -> list[CellGraph]:
         """The one cell: node 0 is its input, node 3 its output, every edge j -> i labelled with its op (``none``
@@ -259,15 +240,6 @@ class NB201Space:
         for layer in network.layers:
             if isinstance(layer, NB201InferCell):
                 yield from enumerate(layer.edges)
-
-    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A uniformly drawn cell as 0/1 weights ``[edges, ops]``: one ``allowed`` op per edge."""
-        choice = torch.multinomial(allowed.float().cpu(), 1, generator=generator).squeeze(-1)
-        return torch.zeros(allowed.shape).scatter_(1, choice.unsqueeze(-1), 1.0)
-
-    def edge_groups(self) -> list[list[int]]:
-        """Indices of the edges entering each node (the groups of PC-DARTS' edge normalisation)."""
-        return [[e for e, (t, _) in enumerate(EDGES) if t == node] for node in range(1, NUM_NODES)]
 
 
 register_space("nb201")(NB201Space)

@@ -27,6 +27,7 @@ from drnas.spaces.base import (
     CellGraph,
     CellNode,
     NetworkSpec,
+    OneOpPerEdgeSpace,
     SupernetSpec,
     register_space,
 )
@@ -156,14 +157,14 @@ def _tiny_protocol() -> dict[str, Any]:
 
 
 @register_space("tiny-cell")
-class TinyCellSpace:
-    """The ``tiny-cell`` space; ``ops`` may name any registered ops (``--set ops=[...]``), TINY_OPS by default."""
+class TinyCellSpace(OneOpPerEdgeSpace):
+    """The ``tiny-cell`` space; ``ops`` may name any registered ops (``--set ops=[...]``), TINY_OPS by default.
+    :class:`~drnas.spaces.base.OneOpPerEdgeSpace` gives it derivation by the strongest op per edge, uniform random
+    cells (rsps), the edge groups (pc-darts), parsing and the edge names, from ``edges`` and ``arch_type``."""
 
     name = "tiny-cell"
-    num_edges = len(EDGES)
-    excluded_from_derivation: tuple[str, ...] = ()
+    edges, arch_type = EDGES, TinyArch
     benchmark = None                      # no results table indexes these cells
-    one_op_per_edge = True
     text_prefix, json_key = PREFIX, "tiny_cell"
     label, network_fields = "a tiny-cell", ("cells_per_stage",)
     depth_setting = "--set cells_per_stage=N (cells per stage)"
@@ -176,29 +177,11 @@ class TinyCellSpace:
     def default_protocol(self, dataset: str) -> str:
         return "tiny-cell"
 
-    def config_text(self, arch: TinyArch) -> str:
-        return str(arch)
-
     def build_supernet(self, spec: SupernetSpec) -> TinySupernet:
         return TinySupernet(spec, self.ops)
 
     def build_network(self, arch: TinyArch, spec: NetworkSpec) -> TinyNetwork:
         return TinyNetwork(arch, spec)
-
-    def derive(self, weights: torch.Tensor) -> TinyArch:
-        """Per edge, the op with the largest expected weight."""
-        if tuple(weights.shape) != (self.num_edges, len(self.ops)):
-            raise ValueError(f"expected weights of shape {(self.num_edges, len(self.ops))}, got {tuple(weights.shape)}")
-        return TinyArch(tuple(self.ops[i] for i in weights.argmax(-1).tolist()))
-
-    def parse(self, text: str) -> TinyArch:
-        return TinyArch.parse(text)
-
-    def from_json(self, data: dict[str, Any]) -> TinyArch:
-        return TinyArch.from_json(data)
-
-    def edge_names(self) -> Sequence[str]:
-        return [f"{target}<-{source}" for target, source in EDGES]
 
     def graph(self, arch: TinyArch) -> list[CellGraph]:
         nodes = (CellNode("0", "input"), CellNode("1"), CellNode("2", "output"))
@@ -209,12 +192,3 @@ class TinyCellSpace:
         for layer in network.layers:
             if isinstance(layer, TinyCell):
                 yield from enumerate(layer.edges)
-
-    def random_weights(self, allowed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A uniformly drawn cell as 0/1 weights ``[edges, ops]``: one ``allowed`` op per edge (what rsps samples)."""
-        choice = torch.multinomial(allowed.float().cpu(), 1, generator=generator)
-        return torch.zeros(allowed.shape).scatter_(1, choice, 1.0)
-
-    def edge_groups(self) -> list[list[int]]:
-        """The edges entering each node (PC-DARTS normalises their weights together)."""
-        return [[e for e, (t, _) in enumerate(EDGES) if t == node] for node in (1, 2)]
