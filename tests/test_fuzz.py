@@ -98,3 +98,109 @@ def test_the_arch_command_exits_0_or_2_with_one_line(capsys, text):
     code = main(["arch", text])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 0 or (code == 2 and len(err) == 1 and err[0].startswith("drnas: error:")), (code, err)
+
+
+# ------------------------------------------------------------------------------------------------ the run's own files
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished two-epoch demo search whose files the fuzzers below damage (each on a copy)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("fuzz") / "run"
+    torch.set_num_threads(1)
+    assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "96", "--batch-size", "32",
+                 "--quiet", "--out", str(path)]) == 0
+    return path
+
+
+def _damaged_copy(run, tmp_path_factory, name: str, content: bytes):
+    import shutil
+
+    copy = tmp_path_factory.mktemp("damaged") / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock", ".lock"))
+    (copy / name).write_bytes(content)
+    return copy
+
+
+def _record_mutations(record: dict):
+    """A valid epoch record with one field replaced by any JSON value (the architecture parameters most often)."""
+    keys = sorted(record) + ["architecture_parameters"] * 4
+    params = record["architecture_parameters"]
+    return st.one_of(
+        st.builds(lambda k, v: {**record, k: v}, st.sampled_from(keys), json_values),
+        st.builds(lambda k, v: {**record, "architecture_parameters": {**params, k: v}},
+                  st.sampled_from(["eta", "kept", "other"]), json_values),
+        st.builds(lambda row, v: {**record, "architecture_parameters": {
+            **params, "eta": [r if i != row else v for i, r in enumerate(params["eta"])]}},
+            st.integers(0, len(params["eta"]) - 1), st.lists(numbers, max_size=8)))
+
+
+def _exits_0_or_2_with_one_line(capsys, argv) -> None:
+    code = main(argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("warning")]
+    assert code == 0 or (code == 2 and len(err) == 1 and err[0].startswith("drnas: error:")), (code, err)
+
+
+RUN_FUZZ = settings(max_examples=max(10, EXAMPLES // 6), deadline=10000,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@RUN_FUZZ
+@given(data=st.data())
+def test_a_damaged_metrics_history_is_read_or_refused_in_one_line(finished_run, tmp_path_factory, capsys, data):
+    lines = (finished_run / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    mutated = data.draw(st.one_of(_record_mutations(last), json_values))
+    text = "\n".join([*lines[:-1], json.dumps(mutated, allow_nan=True)]) + "\n"
+    text = data.draw(st.sampled_from([text, text[: data.draw(st.integers(0, len(text)))]]))
+    run = _damaged_copy(finished_run, tmp_path_factory, "metrics.jsonl", text.encode())
+    command = data.draw(st.sampled_from([["show", str(run)], ["sample", str(run), "--n", "5"],
+                                         ["sample", str(run), "--n", "3", "--all-epochs"]]))
+    _exits_0_or_2_with_one_line(capsys, command)
+
+
+@RUN_FUZZ
+@given(data=st.data())
+def test_a_damaged_config_or_architecture_file_is_read_or_refused_in_one_line(finished_run, tmp_path_factory,
+                                                                                capsys, data):
+    name = data.draw(st.sampled_from(["config.json", "architecture.json"]))
+    saved = json.loads((finished_run / name).read_text())
+    mutated = data.draw(st.one_of(st.builds(lambda k, v: {**saved, k: v}, st.sampled_from(sorted(saved)), json_values),
+                                  json_values))
+    content = data.draw(st.one_of(st.just(json.dumps(mutated, allow_nan=True).encode()), st.binary(max_size=200)))
+    run = _damaged_copy(finished_run, tmp_path_factory, name, content)
+    command = data.draw(st.sampled_from([["show", str(run)], ["show", str(run), "--json"],
+                                         ["sample", str(run), "--n", "3"]]))
+    _exits_0_or_2_with_one_line(capsys, command)
+
+
+# ------------------------------------------------------------------------------------------------ benchmark tables
+csv_cells = st.one_of(st.sampled_from(["91.5", "nan", "inf", "-1", "", "1e999", "9" * 400, "x", '"', "a,b"]),
+                      st.text(max_size=12))
+nb201_arch = st.builds(lambda ops: "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops),
+                       st.lists(st.sampled_from(list(NB201_OPS)), min_size=6, max_size=6))
+
+
+@settings(max_examples=max(20, EXAMPLES // 3), deadline=2000,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(header=st.lists(st.sampled_from(["arch", "cifar10_valid_acc", "cifar10_test_acc", "x", ""]), max_size=4),
+       rows=st.lists(st.tuples(st.one_of(nb201_arch, st.text(max_size=30)), st.lists(csv_cells, max_size=5)),
+                     max_size=6),
+       raw=st.binary(max_size=300), use_raw=st.booleans())
+def test_a_benchmark_table_is_read_or_refused_in_one_line(tmp_path, header, rows, raw, use_raw):
+    from drnas.bench.nb201 import NB201Table
+
+    path = tmp_path / "table.csv"
+    if use_raw:
+        path.write_bytes(raw)
+    else:
+        path.write_text("\n".join([",".join(header), *(",".join([arch, *cells]) for arch, cells in rows)]) + "\n")
+
+    def read() -> None:
+        table = NB201Table.load(path)
+        for arch, _ in rows:
+            try:
+                table.query(arch)
+            except DrnasError as err:  # an architecture not in the table: one line too
+                assert "\n" not in str(err)
+    _one_line_or_result(read)

@@ -93,3 +93,103 @@ def test_big_numbers_on_the_command_line_are_one_line_at_once(tmp_path, capsys, 
     assert len(err) == 1 and err[0].startswith("drnas: error: ") and "Traceback" not in err[0], err
     assert says is None or says in err[0], err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ files read whole
+def _npz_claiming(path, shape) -> None:
+    """An npz whose x_train header claims ``shape`` but holds no data (as a hostile or damaged file would)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(shape[0] if shape[0] < 100 else 4, np.int64))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x_train.npy", header.getvalue())
+        z.writestr("y_train.npy", labels.getvalue())
+
+
+def test_an_npz_is_checked_by_its_headers_before_anything_is_read(tmp_path, monkeypatch):
+    import numpy as np
+
+    from drnas.config.limits import Limit
+    from drnas.data.formats import load_dataset
+    from drnas.data.info import DataError
+
+    _npz_claiming(tmp_path / "huge.npz", (10 ** 6, 4096, 4096, 3))
+    started = time.perf_counter()
+    with pytest.raises(DataError, match=r"claims shape \(1000000, 4096, 4096, 3\)"):
+        load_dataset("npz", tmp_path / "huge.npz")
+    assert time.perf_counter() - started < 2
+    np.savez(tmp_path / "wide.npz", x_train=np.zeros((1, 4097, 4097, 1), np.uint8), y_train=np.zeros(1, np.int64))
+    with pytest.raises(DataError, match="at most 4096 pixels"):
+        load_dataset("npz", tmp_path / "wide.npz")
+    np.savez_compressed(tmp_path / "zeros.npz", x_train=np.zeros((64, 32, 32, 3), np.uint8),
+                        y_train=np.zeros(64, np.int64))
+    assert load_dataset("npz", tmp_path / "zeros.npz").x_train.shape == (64, 32, 32, 3)
+    monkeypatch.setitem(LIMITS, "array_bytes", Limit(0, 100_000, "a small bound for this test"))
+    with pytest.raises(DataError, match=r"holds 197,120 bytes of arrays, over the 100,000"):
+        load_dataset("npz", tmp_path / "zeros.npz")  # compressed to a few hundred bytes: the headers tell
+
+
+def test_the_files_drnas_reads_whole_are_regular_bounded_text(tmp_path, monkeypatch):
+    import os
+
+    from drnas.config.limits import Limit, read_bounded
+
+    (tmp_path / "ok.json").write_text("{}")
+    assert read_bounded(tmp_path / "ok.json") == "{}"
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "latin.json").write_bytes(b"{\"a\": \"\xe9\"}")
+    for name, says in (("fifo", "not a regular file"), ("dir", "not a regular file"), ("latin.json", "not UTF-8")):
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match=says):
+            read_bounded(tmp_path / name)  # a FIFO would block a plain read
+        assert time.perf_counter() - started < 2
+    monkeypatch.setitem(LIMITS, "file_bytes", Limit(0, 10, "a small bound for this test"))
+    (tmp_path / "big.json").write_text("[" + "0," * 10 + "0]")
+    with pytest.raises(ConfigError, match="is 23 bytes, over the 10"):
+        read_bounded(tmp_path / "big.json")
+
+
+@pytest.mark.parametrize("name", ["config.json", "architecture.json", "metrics.jsonl"])
+def test_a_run_file_replaced_by_a_fifo_is_one_line_at_once(tmp_path, capsys, name):
+    import os
+
+    import torch
+
+    run = tmp_path / "run"
+    torch.set_num_threads(1)
+    assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "64", "--quiet", "--out",
+                 str(run)]) == 0
+    capsys.readouterr()
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    for argv in (["show", str(run)], ["sample", str(run), "--n", "3"]):
+        started = time.perf_counter()
+        assert main(argv) == 2
+        assert time.perf_counter() - started < 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("drnas: error:") and name in err[0], err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["search", "--preset", "demo", "--seed", "9" * 5000], "invalid int value"),
+    (["sample", "run", "--seed", str(2 ** 70)], "--seed must be in [0, 9,223,372,036,854,775,807]"),
+    (["sweep", "--preset", "demo", "--grid", "seed=0", "--jobs", "100000"], "--jobs must be in [1, 1,024]"),
+    (["search", "--preset", "demo", "--set", "eta_init_std=1e308"], "eta_init_std must be in [0, 1]"),
+    (["search", "--no-such-flag"], "unrecognized arguments"),
+])
+def test_numbers_and_flags_of_any_command_are_one_line(tmp_path, capsys, argv, says):
+    started = time.perf_counter()
+    try:
+        code = main([*argv, "--out", str(tmp_path / "out")] if argv[0] in ("search", "sweep") else argv)
+    except SystemExit as exit_:  # argparse's own errors leave through SystemExit, as drnas' entry point lets them
+        code = exit_.code
+    assert code == 2 and time.perf_counter() - started < 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("drnas: error: ") and says in err[0] and len(err[0]) < 500, err

@@ -244,7 +244,7 @@ def test_a_plan_over_a_stage_field_sets_it_on_every_stage():
     (["--grid", "device=cpu,cuda"], "cannot sweep over device"),
     (["--method", "drnas,nosuch"], "nosuch"),
     (["--grid", "partial_k=3"], "partial_k=3 must divide channels=4"),
-    (["--jobs", "0"], "--jobs and --threads must be >= 1"),
+    (["--jobs", "0"], "--jobs must be in [1, 1,024]"),
 ])
 def test_bad_sweeps_are_one_line_and_exit_2(tmp_path, capsys, argv, says):
     out = tmp_path / "bad"

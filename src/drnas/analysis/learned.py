@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from drnas.config.search import MOVED_TO_METHOD, SearchConfig, apply_overrides
+from drnas.config.limits import read_bounded
+from drnas.config.search import MOVED_TO_METHOD, ConfigError, SearchConfig, apply_overrides
 from drnas.engine.runs import RunDir, RunError
 from drnas.method.strategies import Strategy, get_method
 from drnas.spaces import SearchSpace, get_space
@@ -29,20 +30,30 @@ from drnas.spaces import SearchSpace, get_space
 _NO_PARAMETERS = "keeps no architecture parameters per epoch (searched by an older drnas, or no epoch finished yet)"
 
 
-def search_config(run: RunDir) -> SearchConfig:
-    """The search config a run directory saved (fields this drnas does not know are left out)."""
+def saved_config(run: RunDir, config_class: type = SearchConfig) -> Any:
+    """The config (a ``config_class``: search or training) a run directory saved, validated like a new one: a field
+    edited to a value of the wrong type or range is one :class:`RunError` naming it (fields this drnas does not
+    know are left out)."""
     saved = run.read_fields()
-    known = {f.name for f in dataclasses.fields(SearchConfig)} | set(MOVED_TO_METHOD)  # old runs: method settings
-    return apply_overrides(SearchConfig(), {k: v for k, v in saved.items() if k in known})
+    known = {f.name for f in dataclasses.fields(config_class)} | set(MOVED_TO_METHOD)  # old runs: method settings
+    try:
+        return apply_overrides(config_class(), {k: v for k, v in saved.items() if k in known}).validate()
+    except ConfigError as err:
+        raise RunError(f"{run.config}: {err}: restore the file") from None
+
+
+def search_config(run: RunDir) -> SearchConfig:
+    """The search config a run directory saved (:func:`saved_config`)."""
+    return saved_config(run, SearchConfig)
 
 
 def read_architecture(run: RunDir) -> dict[str, Any] | None:
     """A run's ``architecture.json`` (None when it has none yet); a file that cannot be read is a one-line
     :class:`RunError`."""
-    if not run.architecture.is_file():
+    if not run.architecture.exists():  # (a directory or FIFO in its place is read, and refused, below)
         return None
     try:
-        data = json.loads(run.architecture.read_text())
+        data = json.loads(read_bounded(run.architecture, what="a run's architecture.json"))
     except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise RunError(f"{run.architecture} could not be read ({type(err).__name__}): resume the run to "
                        "rewrite it") from None

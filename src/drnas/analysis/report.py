@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from drnas.config.limits import read_bounded
 from drnas.engine.job import format_duration
 from drnas.engine.runs import RunDir
 from drnas.errors import DrnasError
@@ -24,8 +25,8 @@ def _architecture_text(run: RunDir, metrics: list[dict[str, Any]]) -> str:
     """The architecture in its space's own notation (an NB201 string, ``Genotype(...)``)."""
     for path in (run.architecture, run.path / "result.json"):
         try:
-            return str(architecture_from_json(json.loads(path.read_text())))
-        except (OSError, ValueError, DrnasError):
+            return str(architecture_from_json(json.loads(read_bounded(path, what="a run's result file"))))
+        except (OSError, ValueError, RecursionError, DrnasError):
             continue
     return str(metrics[-1].get("arch", "-")) if metrics else "- (no epoch finished yet)"
 
@@ -72,12 +73,12 @@ def run_summary(path: str | Path) -> list[str]:
         result = run.path / "result.json"
         if result.is_file():
             try:
-                r = json.loads(result.read_text())
+                r = json.loads(read_bounded(result, what="a run's result.json"))
                 with_aux = (f" ({r['params'] / 1e6:.3f}M with the auxiliary head)"
                             if r["params"] != r["params_without_aux"] else "")
                 lines.append(f"{'parameters:':<14}{r['params_without_aux'] / 1e6:.3f}M{with_aux}")
                 lines.append(f"{'MACs:':<14}{r['macs'] / 1e6:.1f}M per image")
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, RecursionError, DrnasError):
                 pass
     elif "valid_acc" in last:
         line = _accuracy_line("valid acc:", metrics, "valid_acc")

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from drnas.bench.base import BENCHMARKS, Benchmark, BenchmarkError
+from drnas.config.limits import LIMITS
 from drnas.spaces.base import ArchitectureError
 from drnas.spaces.nb201 import NB201_OPS, NB201Arch
 
@@ -31,7 +32,7 @@ def column_prefix(dataset: str) -> str | None:
 
 
 #: the largest table file read: the NB201 table of 15,625 rows is under 10 MB
-MAX_TABLE_BYTES = 256 * 1024 * 1024
+MAX_TABLE_BYTES = LIMITS["table_bytes"].high
 
 
 class NB201Table:

@@ -3,6 +3,7 @@ documentation is generated from it, ``docs/hooks/cli_reference.py``)."""
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from drnas.config.presets import preset_names
 from drnas.config.train import PROTOCOLS
@@ -17,9 +18,19 @@ WRITER_FLAGS = ("tensorboard", "wandb")
 BUDGET_FLAGS = ("max_params", "max_macs", "max_latency_ms", "latency_batch")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one ``drnas: error:`` line (user text in it cut short, with where to read
+    the command's options) and exit 2, like every other error of drnas."""
+
+    def error(self, message: str) -> "NoReturn":
+        if len(message) > 300:  # an argument of thousands of characters echoed back
+            message = f"{message[:300]}... ({len(message)} characters)"
+        self.exit(2, f"drnas: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``drnas`` and its subcommands; the choices listed in the help come from the registries."""
-    parser = argparse.ArgumentParser(prog="drnas", description="DrNAS: Dirichlet neural architecture search.")
+    parser = Parser(prog="drnas", description="DrNAS: Dirichlet neural architecture search.")
     parser.add_argument("--version", action="version", version=f"drnas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print debugging details (device settings, "
                                                                     "memory, compile checks) on stderr")

@@ -15,10 +15,15 @@ def command(args: argparse.Namespace) -> int:
     from drnas.analysis.plots import sampled_accuracies
     from drnas.analysis.sampling import sample_run
     from drnas.bench import BENCHMARKS, open_table
-    from drnas.engine.runs import RunDir
+    from drnas.engine.runs import RunDir, check_writable
     from drnas.spaces import get_space
 
     check_limit("draws", args.n, "--n")
+    check_limit("seed", args.seed, "--seed")
+    if args.plot:  # before any drawing
+        if not args.benchmark or not args.all_epochs:
+            raise ConfigError("--plot draws the accuracy spread over the epochs: give --all-epochs and --benchmark")
+        check_writable(args.plot, "--plot")
     draws = sample_run(args.run_dir, args.n, 0 if args.all_epochs else args.epoch, args.seed)
     config = RunDir(args.run_dir).read_config()
     dataset, space = config.get("dataset", "cifar10"), get_space(config.get("space", "nb201"), config.get("ops"))
@@ -43,11 +48,8 @@ def command(args: argparse.Namespace) -> int:
             for entry in row["architectures"][:20]:
                 acc = f"  {entry[column]:.2f}" if entry[column] is not None else ""
                 print(f"  {entry['count']:>5}  {entry['count'] / row['draws']:6.1%}  {entry['arch']}{acc}")
-    if args.plot:
-        if not args.benchmark or not args.all_epochs:
-            raise ConfigError("--plot draws the accuracy spread over the epochs: give --all-epochs and --benchmark")
-        if table is not None:  # else the note above said why there are no accuracies to draw
-            from drnas.analysis.plots import plot_sampled_accuracy
+    if args.plot and table is not None:  # else the note above said why there are no accuracies to draw
+        from drnas.analysis.plots import plot_sampled_accuracy
 
-            plot_sampled_accuracy(rows, column, args.plot)
+        plot_sampled_accuracy(rows, column, args.plot)
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drnas.cli.job import print_summary
@@ -20,33 +21,38 @@ def command(args: argparse.Namespace) -> int:
     run.require()
     if args.plots is not None:
         from drnas.analysis.diagrams import run_pictures
+        from drnas.engine.runs import check_writable
+
+        if args.plots and not Path(args.plots).is_file():  # a folder to make, or one that must take new files
+            check_writable(Path(args.plots) / "cells.svg", "--plots")
 
         for path in run_pictures(run.path, args.plots or None):
             print(path)
         return 0
-    from drnas.analysis.learned import LearnedDistribution, read_architecture
+    from drnas.analysis.learned import LearnedDistribution, read_architecture, saved_config
+    from drnas.config.train import TrainConfig
 
     arch = read_architecture(run)
     if args.json:
         print(json.dumps(arch, indent=2))
         return 0
-    config = run.read_config()
     metrics = run.read_metrics()
-    if config.get("kind") == "train":
-        return _show_training(run, config, metrics)
-    print(f"{'search:':<14}preset {config.get('preset')}, method {config.get('method', 'drnas')}, space "
-          f"{config['space']}, dataset {config['dataset']}, seed {config['seed']}")
-    print(f"{'stages:':<14}" + ", ".join(f"{s['epochs']} ep K={s['partial_k']} ops={s['ops_kept'] or 'all'} "
-                                          f"warm-up={s['arch_warmup']}" for s in config["stages"]))
+    if run.read_config().get("kind") == "train":
+        return _show_training(run, saved_config(run, TrainConfig), metrics)
+    config = saved_config(run)
+    print(f"{'search:':<14}preset {config.preset}, method {config.method}, space {config.space}, dataset "
+          f"{config.dataset}, seed {config.seed}")
+    print(f"{'stages:':<14}" + ", ".join(f"{s.epochs} ep K={s.partial_k} ops={s.ops_kept or 'all'} "
+                                          f"warm-up={s.arch_warmup}" for s in config.stages))
     if metrics and "train_loss" in metrics[-1]:
         m = metrics[-1]
-        print(f"{'last epoch:':<14}train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  valid {m['valid_loss']:.3f}/"
-              f"{m['valid_acc']:.1f}%  lr {m['lr']:.4g}")
+        print(f"{'last epoch:':<14}train {_number(m, 'train_loss', '.3f')}/{_number(m, 'train_acc', '.1f')}%  valid "
+              f"{_number(m, 'valid_loss', '.3f')}/{_number(m, 'valid_acc', '.1f')}%  lr {_number(m, 'lr', '.4g')}")
     print_summary(run.path)
     if arch:
         _print_distribution(LearnedDistribution.from_run(run.path))
-    if metrics and metrics[-1].get("entropy"):
-        entropy = metrics[-1]["entropy"]
+    entropy = metrics[-1].get("entropy") if metrics else None
+    if isinstance(entropy, list) and entropy and all(isinstance(e, (int, float)) for e in entropy):
         print(f"{'entropy:':<14}{sum(entropy) / len(entropy):.3f} nats per edge on average (of the mixing weights' mean; "
               f"min {min(entropy):.3f}, max {max(entropy):.3f})")
     if args.top:
@@ -71,12 +77,18 @@ def _print_distribution(learned: LearnedDistribution) -> None:
         print(f"  {name:<6} " + " ".join(cells))
 
 
-def _show_training(run: Any, config: dict[str, Any], metrics: list[dict[str, Any]]) -> int:
-    print(f"{'training:':<14}protocol {config.get('preset')}, dataset {config['dataset']}, seed {config['seed']}, "
-          f"batch {config['batch_size']}, lr {config['lr']} ({config['schedule']})")
+def _number(record: dict[str, Any], key: str, spec: str) -> str:
+    """``record[key]`` written with ``spec``, or ``-`` where the epoch did not record it (e.g. no test split)."""
+    value = record.get(key)
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+def _show_training(run: Any, config: Any, metrics: list[dict[str, Any]]) -> int:
+    print(f"{'training:':<14}protocol {config.preset}, dataset {config.dataset}, seed {config.seed}, "
+          f"batch {config.batch_size}, lr {config.lr} ({config.schedule})")
     if metrics:
         m = metrics[-1]
-        print(f"{'last epoch:':<14}train {m['train_loss']:.3f}/{m['train_acc']:.1f}%  test loss "
-              f"{m['test_loss']:.3f}  lr {m['lr']:.4g}")
+        print(f"{'last epoch:':<14}train {_number(m, 'train_loss', '.3f')}/{_number(m, 'train_acc', '.1f')}%  test "
+              f"loss {_number(m, 'test_loss', '.3f')}  lr {_number(m, 'lr', '.4g')}")
     print_summary(run.path)
     return 0

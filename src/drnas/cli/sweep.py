@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from drnas.cli.job import INTERRUPTED
+from drnas.config.limits import check_limit
 from drnas.errors import ConfigError
 
 #: the flags that change a sweep's plan, which a resume runs on as saved
@@ -37,8 +38,8 @@ def command(args: argparse.Namespace) -> int:
         return _status(args.status)
     if args.summary:
         return _report(args.summary)
-    if args.jobs is not None and args.jobs < 1 or args.threads is not None and args.threads < 1:
-        raise ConfigError("--jobs and --threads must be >= 1")
+    check_limit("jobs", args.jobs, "--jobs")
+    check_limit("threads", args.threads, "--threads")
     if args.resume:
         extra = [f"--{n.replace('_', '-')}" for n in _PLAN_FLAGS if getattr(args, n)]
         extra += ["--data"] * bool(args.data) + ["--grid"] * bool(args.grid) + ["--set"] * bool(args.set)

@@ -6,7 +6,10 @@ allocated: past it is one ``drnas: error:`` line naming the bound and why it is 
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from drnas.errors import ConfigError, shown
@@ -34,6 +37,8 @@ LIMITS: dict[str, Limit] = {
     "crop_padding": Limit(0, 256, "CIFAR's crops pad 4 pixels"),
     "workers": Limit(0, 256, "one data-loading process per core of a large machine"),
     "threads": Limit(1, 1024, "one thread per core of a large machine"),
+    "jobs": Limit(1, 1024, "one run per core of a large machine"),
+    "seed": Limit(0, 2**63 - 1, "torch's generators take a 64-bit seed"),
     "train_images": Limit(1, 100_000_000, "ImageNet-21k has 14M images"),
     "test_images": Limit(1, 100_000_000, "ImageNet-21k has 14M images"),
     "candidates": Limit(1, 100_000, "each candidate is one supernet evaluation; NB201's baselines use 100"),
@@ -41,6 +46,12 @@ LIMITS: dict[str, Limit] = {
     "draws": Limit(1, 1_000_000, "a million architectures are drawn and counted in seconds"),
     "sweep_runs": Limit(1, 10_000, "each run is a process and a run directory, and the plan holds every config "
                                    "(about 2 KB each)"),
+    # bytes of what drnas reads whole into memory
+    "file_bytes": Limit(0, 64 << 20, "the largest file of this kind drnas writes, the plan of a 10,000-run sweep, is "
+                                     "about 20 MB"),
+    "metrics_bytes": Limit(0, 512 << 20, "a 100,000-epoch DARTS history is about 300 MB"),
+    "table_bytes": Limit(0, 256 << 20, "NAS-Bench-201's table is 5 MB"),
+    "array_bytes": Limit(0, 32 << 30, "ImageNet at 64x64 pixels is 16 GB of uint8 images"),
 }
 
 
@@ -64,4 +75,26 @@ def check_limits(config: Any, names: tuple[str, ...] | None = None) -> None:
             check_limit(name, getattr(config, name))
 
 
-__all__ = ["LIMITS", "Limit", "check_limit", "check_limits"]
+def read_bounded(path: str | os.PathLike[str], limit: str = "file_bytes", what: str = "a drnas file") -> str:
+    """The UTF-8 text of ``path``, read only if it is a regular file (a FIFO would block, a directory fail) of at
+    most ``LIMITS[limit]`` bytes; otherwise one :class:`ConfigError` line naming the file. A file that does not
+    exist or cannot be opened raises the usual :class:`OSError`, for the caller to say what it means."""
+    path = Path(path)
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{shown(str(path))} is not a regular file (a directory, FIFO or device): give {what}")
+    high = LIMITS[limit].high
+    if info.st_size > high:
+        raise ConfigError(f"{shown(str(path))} is {info.st_size:,} bytes, over the {high:,} that {what} may take "
+                          f"({LIMITS[limit].why})")
+    with open(path, "rb") as handle:
+        data = handle.read(high + 1)  # the file may have grown since the stat
+    if len(data) > high:
+        raise ConfigError(f"{shown(str(path))} is over the {high:,} bytes that {what} may take")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{shown(str(path))} is not UTF-8 text (byte {err.start}): give {what}") from None
+
+
+__all__ = ["LIMITS", "Limit", "check_limit", "check_limits", "read_bounded"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from drnas.config.limits import check_limit, check_limits
+from drnas.config.limits import check_limit, check_limits, read_bounded
 from drnas.config.settings import (
     AMP_SETTINGS,
     COMPILE_MODES,
@@ -182,10 +182,10 @@ def with_absolute_paths(config: SearchConfig) -> SearchConfig:
 #: sizes and counts are bounded in drnas.config.limits
 NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (lambda v: v > 0, "> 0") for name in ("lr", "arch_lr", "grad_clip")},
-    **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "eta_init_std",
-                                                      "auxiliary_weight", "hessian_every")},
+    **{name: (lambda v: v >= 0, ">= 0") for name in ("lr_min", "weight_decay", "reg_scale", "auxiliary_weight",
+                                                      "hessian_every")},
+    "eta_init_std": (lambda v: 0 <= v <= 1, "in [0, 1] (the papers draw eta with std 1e-3)"),
     **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
-    "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "arch_betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. 0.5,0.999"),
 }
 
@@ -408,8 +408,8 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         if path.suffix == ".toml":
             import tomllib
 
-            return tomllib.loads(path.read_text())
-        data = json.loads(path.read_text())
+            return tomllib.loads(read_bounded(path, what="a config file"))
+        data = json.loads(read_bounded(path, what="a config file"))
     except (ValueError, ImportError, RecursionError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} could not be parsed ({type(err).__name__}: {str(err)[:120]})") from None
     if not isinstance(data, dict):

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from drnas.config.limits import LIMITS
 from drnas.data.archive import batch_arrays, fetch, safe_extract
 from drnas.data.folders import FOLDER_INFO, IMAGENET_INFO
 from drnas.data.info import DataError, DatasetInfo, ImageArrays
@@ -91,27 +93,59 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(means), tuple(stds)
 
 
-def _check_images(path: Path, key: str, x: np.ndarray) -> None:
-    if x.dtype != np.uint8:
-        raise DataError(f"{path}: '{key}' is {x.dtype}, expected uint8 0..255 images; convert with np.uint8")
-    if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[3] not in (1, 3) or x.shape[0] == 0:
+def _check_images(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if dtype != np.uint8:
+        raise DataError(f"{path}: '{key}' is {dtype}, expected uint8 0..255 images; convert with np.uint8")
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3) or shape[0] == 0:
         raise DataError(
-            f"{path}: '{key}' has shape {x.shape}, expected non-empty NHWC (N, S, S, 1 or 3) square images"
+            f"{path}: '{key}' has shape {shape}, expected non-empty NHWC (N, S, S, 1 or 3) square images"
         )
+    size = LIMITS["image_size"]
+    if shape[1] > size.high:
+        raise DataError(f"{path}: '{key}' holds {shape[1]}x{shape[1]} images; drnas takes at most {size.high} pixels "
+                        f"({size.why}): resize them")
 
 
-def _check_labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
-    if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise DataError(f"{path}: '{key}' is {y.dtype} {y.shape}, expected a 1-D integer label array")
-    if len(y) != n:
-        raise DataError(f"{path}: {n} images but {len(y)} labels in '{key}'; they must match one to one")
+def _check_labels(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, n: int) -> None:
+    if dtype.kind not in "iu" or len(shape) != 1:
+        raise DataError(f"{path}: '{key}' is {dtype} {shape}, expected a 1-D integer label array")
+    if shape[0] != n:
+        raise DataError(f"{path}: {n} images but {shape[0]} labels in '{key}'; they must match one to one")
+
+
+def _labels(path: Path, key: str, y: np.ndarray) -> np.ndarray:
     if len(y) and y.min() < 0:
         raise DataError(f"{path}: '{key}' has negative labels; labels must be 0..num_classes-1")
     return y.astype(np.int64)
 
 
+def _headers(path: Path, z: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype of every array of an open npz, from the arrays' headers (nothing decompressed), and
+    their total size bounded by ``LIMITS["array_bytes"]`` before any is read."""
+    found: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    total = 0
+    for info in z.zip.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with z.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+        size = math.prod(shape) * dtype.itemsize
+        if size > info.file_size:  # the header claims more than the member holds: do not allocate it
+            raise DataError(f"{path}: '{name}' claims shape {shape} ({size:,} bytes) but holds {info.file_size:,} "
+                            "bytes; the file is damaged: save it again with np.savez")
+        total += size
+        found[name] = (shape, dtype)
+    limit = LIMITS["array_bytes"]
+    if total > limit.high:
+        raise DataError(f"{path} holds {total:,} bytes of arrays, over the {limit.high:,} drnas loads ({limit.why}): "
+                        "pass fewer or smaller images")
+    return found
+
+
 def _load_npz(path: Path, standard: DatasetInfo | None) -> ImageArrays:
-    """Read and validate an npz of uint8 NHWC images; ``standard`` fixes the info for a known dataset."""
+    """Read and validate an npz of uint8 NHWC images; ``standard`` fixes the info for a known dataset. The
+    arrays' headers are checked before anything is decompressed."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -121,6 +155,11 @@ def _load_npz(path: Path, standard: DatasetInfo | None) -> ImageArrays:
                 )
             if ("x_test" in keys) != ("y_test" in keys):
                 raise DataError(f"{path} has only one of 'x_test'/'y_test'; store both or neither")
+            headers = _headers(path, z)
+            for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
+                if x_key in headers:
+                    _check_images(path, x_key, *headers[x_key])
+                    _check_labels(path, y_key, *headers[y_key], headers[x_key][0][0])
             x_train, y_train = z["x_train"], z["y_train"]
             x_test = z["x_test"] if "x_test" in keys else None
             y_test = z["y_test"] if "y_test" in keys else None
@@ -130,15 +169,13 @@ def _load_npz(path: Path, standard: DatasetInfo | None) -> ImageArrays:
         raise DataError(f"cannot read {path} as an npz without pickle ({type(exc).__name__}: {str(exc)[:100]}); "
                         "save it with np.savez") from None
 
-    _check_images(path, "x_train", x_train)
-    y_train = _check_labels(path, "y_train", y_train, len(x_train))
+    y_train = _labels(path, "y_train", y_train)
     if x_test is not None and y_test is not None:
-        _check_images(path, "x_test", x_test)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataError(
                 f"{path}: x_test images are {x_test.shape[1:]} but x_train images are {x_train.shape[1:]}; use one size"
             )
-        y_test = _check_labels(path, "y_test", y_test, len(x_test))
+        y_test = _labels(path, "y_test", y_test)
 
     size, channels = int(x_train.shape[1]), int(x_train.shape[3])
     max_label = max(int(y_train.max()), int(y_test.max()) if y_test is not None and len(y_test) else -1)

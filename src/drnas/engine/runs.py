@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from drnas.errors import DrnasError, reraise_interrupt, shown
+from drnas.config.limits import LIMITS, read_bounded
+from drnas.errors import ConfigError, DrnasError, reraise_interrupt, shown
 from drnas.registry import plugins
 
 try:
@@ -44,7 +45,36 @@ except ImportError:  # not a POSIX system: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
 #: the largest metrics.jsonl read: a DARTS search keeps about 3 KB per epoch
-MAX_METRICS_BYTES = 512 * 1024 * 1024
+MAX_METRICS_BYTES = LIMITS["metrics_bytes"].high
+#: the fields of an epoch record that readers use as numbers (absent, null, or a number): the summaries and plots
+NUMBER_FIELDS = ("stage", "lr", "train_loss", "train_acc", "arch_loss", "arch_acc", "valid_loss", "valid_acc",
+                 "test_loss", "top1", "top5", "best_valid_acc", "mean_query_valid_acc", "queries", "seconds",
+                 "elapsed_seconds", "peak_memory_mb", "cuda_peak_memory_mb", "simulated_seconds", "expected_cost")
+#: the fields that are lists of numbers, and those that map names to numbers
+NUMBER_LIST_FIELDS = ("entropy",)
+NUMBER_MAP_FIELDS = ("nb201", "eta", "beta")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad_field(record: dict[str, Any]) -> str | None:
+    """The first field of an epoch record whose value is not of its kind (:data:`NUMBER_FIELDS`...), or None."""
+    for key in NUMBER_FIELDS:
+        if record.get(key) is not None and not _is_number(record[key]):
+            return key
+    for key in NUMBER_LIST_FIELDS:
+        value = record.get(key)
+        if value is not None and not (isinstance(value, list) and all(_is_number(v) for v in value)):
+            return key
+    for key in NUMBER_MAP_FIELDS:
+        value = record.get(key)
+        if value is not None and not (isinstance(value, dict) and all(v is None or _is_number(v) for v in value.values())):
+            return key
+    if record.get("arch") is not None and not isinstance(record["arch"], str):
+        return "arch"
+    return None
 
 #: keys of ``config.json`` that describe the run rather than configure it
 RUN_KEYS = ("drnas_version", "kind", "changes", "plugins", "run_id")
@@ -224,8 +254,10 @@ class RunDir:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.config.read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            data = json.loads(read_bounded(self.config, what="a run's config.json"))
+        except ConfigError as err:  # not a regular file, too big, not text
+            raise RunError(f"{err}: restore it, or start a new run") from None
+        except (OSError, ValueError, RecursionError) as err:
             raise RunError(f"{self.config} could not be read ({type(err).__name__}): restore it, or start a new "
                            "run") from None
         if not isinstance(data, dict):
@@ -276,6 +308,10 @@ class RunDir:
             if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 10 ** 9:
                 raise RunError(f"{self.metrics}, line {number}: not an epoch record (an object with its epoch "
                                "number): restore the file, or resume the run to rewrite it")
+            bad = _bad_field(record)
+            if bad is not None:
+                raise RunError(f"{self.metrics}, line {number}: {bad} is {shown(record[bad])}, not what an epoch "
+                               "records: restore the file, or resume the run to rewrite it")
             lines.append(record)
         return lines
 

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from drnas.errors import shown
+from drnas.config.limits import read_bounded
+from drnas.errors import DrnasError, shown
 from drnas.registry import plugins
 from drnas.spaces import ArchitectureError, get_space, space_names
 from drnas.spaces.archs import architecture_names, get_architecture
@@ -78,8 +79,8 @@ def _require_run_plugins(run: Path) -> None:
     """Import the plugins a run directory's config.json records (its space may be one), before its architecture is
     read; a config.json that cannot be read is left to what reads the run's config."""
     try:
-        recorded = json.loads((run / "config.json").read_text()).get("plugins")
-    except (OSError, ValueError, RecursionError, AttributeError):
+        recorded = json.loads(read_bounded(run / "config.json")).get("plugins")
+    except (OSError, ValueError, RecursionError, AttributeError, DrnasError):
         return
     plugins.require(recorded, run)
 

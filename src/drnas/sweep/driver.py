@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from drnas.config.limits import read_bounded
 from drnas.engine.runs import RunDir, atomic_write_json
 from drnas.registry import plugins
 from drnas.sweep.plan import Plan, PlannedRun, SweepError
@@ -87,8 +88,8 @@ class SweepDir:
         if not self.plan_file.is_file():
             raise SweepError(f"{self.path} is not a sweep directory (no sweep.json)")
         try:
-            plan = Plan.from_json(json.loads(self.plan_file.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            plan = Plan.from_json(json.loads(read_bounded(self.plan_file, what="a sweep plan")))
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise SweepError(f"{self.plan_file} could not be read ({type(err).__name__}): restore it") from None
         plugins.require(plan.plugins, self.path)  # its runs' methods, spaces... may be a plugin's
         return plan
@@ -109,9 +110,9 @@ class SweepDir:
         if not self.outcomes_file.is_file():
             return {}
         try:
-            data = json.loads(self.outcomes_file.read_text())
+            data = json.loads(read_bounded(self.outcomes_file, what="a sweep's outcomes"))
             return {name: Outcome(**value) for name, value in data.items()}
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError, TypeError, RecursionError) as err:
             raise SweepError(f"{self.outcomes_file} could not be read ({type(err).__name__}): delete it; a resume "
                              "then finds every run's state in its run directory") from None
 

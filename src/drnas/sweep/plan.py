@@ -22,6 +22,7 @@ from drnas.config.search import (
     SearchConfig,
     Stage,
     apply_overrides,
+    coerce_field,
     load_config_file,
     set_total_epochs,
     with_absolute_paths,
@@ -326,7 +327,7 @@ def _point_config(point: Mapping[str, Any], options: Mapping[str, Any], paths: M
     declares), its stage fields and total epochs last; checked against its method and space."""
     dataset = point.get("dataset")
     flags = {"space": options["space"], "dataset": dataset,
-             "data": paths.get(dataset, paths.get(None)) if paths else None, "seed": int(point["seed"]),
+             "data": paths.get(dataset, paths.get(None)) if paths else None, "seed": coerce_field(SearchConfig, "seed", point["seed"]),
              "device": options["device"], "benchmark": options["benchmark"], "batch_size": options["batch_size"],
              "train_images": options["train_images"]}
     flags = {k: v for k, v in flags.items() if v is not None}

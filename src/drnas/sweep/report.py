@@ -20,8 +20,10 @@ from typing import Any, Sequence
 from drnas.bench import BENCHMARKS
 from drnas.bench.nb201 import ACCURACY_COLUMNS
 from drnas.bench.paper import TABLE1, TABLE4, TABLE4_OPTIMAL
+from drnas.config.limits import read_bounded
 from drnas.config.search import SearchConfig
 from drnas.engine.runs import RunDir, atomic_write_bytes
+from drnas.errors import DrnasError
 from drnas.spaces import get_space
 from drnas.sweep.driver import Outcome, SweepDir
 from drnas.sweep.plan import Plan
@@ -66,9 +68,9 @@ def collect(sweep: SweepDir, plan: Plan | None = None) -> list[RunRow]:
         arch = None
         if rundir.architecture.is_file():
             try:
-                data = json.loads(rundir.architecture.read_text())
+                data = json.loads(read_bounded(rundir.architecture, what="a run's architecture.json"))
                 arch = str(data["architecture"].get("arch", data["architecture"]))
-            except (OSError, ValueError, KeyError, AttributeError):
+            except (OSError, ValueError, KeyError, AttributeError, RecursionError, DrnasError):
                 arch = None
         done = len(metrics) >= run.epochs
         state = "done" if done else ("failed" if outcome.state == "failed" else
