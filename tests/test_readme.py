@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import NB201_CSV
+from conftest import NB201_CSV, SHARED
 
 from drnas.spaces.archs import architecture_names, get_architecture
 
@@ -62,6 +62,8 @@ RUN_TIMEOUT = 120
 #: name a plugin (``--plugin``, ``DRNAS_PLUGINS=``), which run in a process of their own, as a loaded plugin stays
 #: loaded for the life of a process
 PLUGIN_SRC = ROOT / "examples" / "plugin" / "src"
+#: the NB201 latency table of HW-NAS-Bench and HELP (docs/hardware.md derives with it)
+NB201_LATENCY_CSV = SHARED / "hw" / "nb201-latency.csv"
 
 
 def _with_plugin_path() -> dict[str, str]:
@@ -231,6 +233,8 @@ def workspace(tmp_path_factory):
     (root / "genotype.txt").write_text(str(get_architecture("DrNAS_cifar10").arch) + "\n")
     if NB201_CSV.is_file():
         (root / "nb201.csv").symlink_to(NB201_CSV)
+    if NB201_LATENCY_CSV.is_file():
+        (root / "nb201-latency.csv").symlink_to(NB201_LATENCY_CSV)
     return root
 
 
@@ -286,6 +290,11 @@ def _resolve(args: argparse.Namespace):
     from drnas.cli.sweep import sweep_plan
     from drnas.cli.train import train_config
 
+    if args.command == "proxies":  # its space and proxies exist (tests/test_proxies.py runs it on tiny data)
+        from drnas.analysis.proxies import get_proxy, proxy_names
+        from drnas.spaces import get_space
+
+        return get_space(args.space), [get_proxy(n) for n in (args.proxies or ",".join(proxy_names())).split(",")]
     if args.command == "search":
         return search_config(args)
     if args.command == "train":
@@ -303,6 +312,8 @@ def _runs_end_to_end(args: argparse.Namespace) -> bool:
     the sweep's searches)."""
     if args.command in ("search", "train"):
         return bool(args.resume)
+    if args.command == "proxies":  # scores a dataset's images with full-size networks: resolved only
+        return False
     if args.command == "sweep":
         return bool(args.status or args.summary)
     return True
@@ -399,6 +410,8 @@ def check(text: str, workspace: Path, monkeypatch, capsys) -> None:
         return
     if "nb201.csv" in argv and not NB201_CSV.is_file():
         pytest.skip(f"NB201 table not found at {NB201_CSV} (set DRNAS_TEST_DATA to the directory holding nb201/)")
+    if any(a.startswith("nb201-latency.csv") for a in argv) and not NB201_LATENCY_CSV.is_file():
+        pytest.skip(f"NB201 latency table not found at {NB201_LATENCY_CSV} (DRNAS_TEST_DATA: the folder of hw/)")
     from drnas.cli import main
 
     capsys.readouterr()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from drnas import fast
 from drnas.analysis import hessian
+from drnas.analysis.cost_table import OpCosts, load_costs
 from drnas.bench import BenchmarkError, open_table
 from drnas.config.options import settings_json
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
@@ -83,6 +84,7 @@ class Search(SupernetPasses, Job):
         self._init_job(config, out, progress, log, _resuming)
         # the table's accuracies of the current cell each epoch; an op set the table was not built from: one note
         self.table = open_table(self.space, config.benchmark, self.log)
+        self.costs = _cost_table(config, self.space)  # search under a cost: the op costs of the config's table
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
@@ -91,6 +93,8 @@ class Search(SupernetPasses, Job):
                                        weight_steps=len(self.weight_loader) * config.epochs,
                                        backend=self.compile_backend))
         self.strategy: Strategy = self.method(self.space, config).to(self.device)
+        if self.costs is not None:  # the strategy adds their expected value to its objective; its state holds them
+            self.strategy.set_costs(self.costs.matrix, self.costs.constant)
         self.stage_index = 0
         self._build_network(config.stages[0].partial_k)
         self.arch_optimizer = self.strategy.make_arch_optimizer()
@@ -330,6 +334,8 @@ class Search(SupernetPasses, Job):
                 record["nb201"] = self.table.accuracies(arch)  # type: ignore[arg-type]
             except BenchmarkError:
                 record["nb201"] = None
+        if self.costs is not None:
+            record.update(_cost_fields(self.costs, self.strategy, self.space, arch))
         return record
 
     def epoch_line(self, record: dict[str, Any]) -> str:
@@ -338,6 +344,9 @@ class Search(SupernetPasses, Job):
                 f"{record['valid_acc']:.1f}% {record['seconds']:.1f}s  {record['arch']}")
         if record.get("nb201"):
             line += "  nb201 " + " ".join(f"{k}={v:.2f}" for k, v in record["nb201"].items())
+        if self.costs is not None and record.get("expected_cost") is not None:
+            arch_cost = "" if record.get("arch_cost") is None else f" arch {record['arch_cost']:.4g}"
+            line += f"  {self.costs.column} expected {record['expected_cost']:.4g}{arch_cost}"
         return line
 
     # ------------------------------------------------------------------------------------------ state
@@ -360,6 +369,7 @@ class Search(SupernetPasses, Job):
         if state.get("format") != CHECKPOINT_FORMAT:
             raise RunError(f"checkpoint format {state.get('format')} is not supported by this drnas "
                            f"(expects {CHECKPOINT_FORMAT})")
+        _check_costs(self.costs, self.strategy, state["relax"], self.run_dir)
         self.relax.load_state_dict(state["relax"])
         self._build_network(int(state["partial_k"]))
         self.net.load_state_dict(state["net"])
@@ -414,6 +424,39 @@ class Search(SupernetPasses, Job):
             return SearchResult(self.derived, self.relax.eta.detach().cpu().clone(),
                                 self.relax.scores().cpu(), mean, self.epoch, list(self.metrics),
                                 self.run_dir.path if self.run_dir is not None else None)
+
+
+def _cost_table(config: SearchConfig, space: Any) -> OpCosts | None:
+    """The op-level costs of the config's ``cost_table`` in ``space``, or None without one; a bad file or
+    column is one :class:`ConfigError` line."""
+    return load_costs(config.cost_table, space) if config.cost_table else None
+
+
+def _cost_fields(costs: OpCosts, strategy: Strategy, space: Any, arch: Architecture) -> dict[str, Any]:
+    """An epoch's record of a search under a cost: ``expected_cost`` (E[cost] under the distribution) and
+    ``arch_cost``, the derived architecture's table cost (None in a space that cannot list an architecture's
+    (edge, op) choices, as DARTS' cells, which pick two inputs per node)."""
+    with torch.no_grad():
+        expected = strategy.expected_cost()
+    try:
+        arch_cost: float | None = costs.of_architecture(space, arch)
+    except ConfigError:
+        arch_cost = None
+    return {"expected_cost": float(expected) if expected is not None else None, "arch_cost": arch_cost}
+
+
+def _check_costs(costs: Any, strategy: Strategy, relax: dict[str, Any], run_dir: Any) -> None:
+    """A run searches under the costs it started with, which its checkpoint holds (``relax``, the strategy's
+    state): a cost table whose file changed since, or a config.json that lost it, refuses the resume in one line."""
+    if costs is None:
+        if relax.get("cost") is not None:
+            raise RunError(f"this run searched under a cost table its config.json no longer names (cost_table): "
+                           f"restore {run_dir.config if run_dir else 'config.json'}, or start a new run")
+        return
+    saved, now = [relax.get("cost"), relax.get("cost_constant")], [strategy.cost, strategy.cost_constant]
+    if any(a is None or b is None or not torch.equal(a.cpu(), b.cpu()) for a, b in zip(saved, now)):
+        raise RunError(f"the cost table {costs.source} holds other costs than when this run started (the checkpoint "
+                       f"keeps those): restore the file it started with, or start a new run")
 
 
 def search_from_config(config: SearchConfig, out: str | Path | None = None, **kwargs: Any) -> SearchResult:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from drnas.analysis.cost import REPEATS, WARMUP, CostModel, exact_cost, measure_latency_ms, network_spec
+from drnas.analysis.cost_table import OpCosts
 from drnas.analysis.learned import LearnedDistribution
 from drnas.config.search import ConfigError
 from drnas.config.train import TrainConfig
@@ -83,6 +84,16 @@ def parse_milliseconds(text: str, flag: str = "--max-latency-ms") -> float:
     return value
 
 
+def parse_cost(text: str, flag: str = "--max-cost") -> float:
+    """A positive bound in a cost table column's own unit (``12.5``, ``3e2``)."""
+    match = re.fullmatch(_NUMBER, text.strip()) if isinstance(text, str) and len(text) <= 40 else None
+    value = float(match.group(0)) if match else math.nan
+    if not 0 < value < math.inf:
+        raise ConfigError(f"{flag} {shown(text)} is not a cost bound: give a number above 0 in the column's unit, "
+                          "e.g. 12.5")
+    return value
+
+
 def format_size(value: float) -> str:
     """``3500000`` -> ``3.5M`` (the inverse of :func:`parse_size`, for messages)."""
     for suffix, unit in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -100,10 +111,12 @@ class Budget:
     macs: int | None = None
     latency_ms: float | None = None
     latency_batch: int = 1
+    cost: float | None = None  # a bound on a cost table's column (--max-cost), in its unit
+    table: str | None = None  # the cost table pricing latency_ms or cost (OpCosts.describe); None: latency measured
 
     @classmethod
     def parse(cls, max_params: str | None = None, max_macs: str | None = None, max_latency_ms: str | None = None,
-              latency_batch: str | None = None) -> Budget:
+              latency_batch: str | None = None, max_cost: str | None = None) -> Budget:
         """A budget from the command line's strings (one-line :class:`ConfigError` on a bad one)."""
         batch = 1
         if latency_batch is not None:
@@ -116,26 +129,30 @@ class Budget:
             batch = int(latency_batch)
         return cls(parse_size(max_params, "--max-params") if max_params is not None else None,
                    parse_size(max_macs, "--max-macs") if max_macs is not None else None,
-                   parse_milliseconds(max_latency_ms) if max_latency_ms is not None else None, batch)
+                   parse_milliseconds(max_latency_ms) if max_latency_ms is not None else None, batch,
+                   parse_cost(max_cost) if max_cost is not None else None)
 
     @property
     def empty(self) -> bool:
-        return self.params is None and self.macs is None and self.latency_ms is None
+        return self.params is None and self.macs is None and self.latency_ms is None and self.cost is None
 
     def limits(self, dims: Sequence[str]) -> np.ndarray:
         """The bound of each cost dimension (inf where there is none)."""
-        bound = {"params": self.params, "macs": self.macs, "latency_ms": self.latency_ms}
+        bound = {"params": self.params, "macs": self.macs, "latency_ms": self.latency_ms, "cost": self.cost}
         return np.array([math.inf if bound[d] is None else float(bound[d]) for d in dims])  # type: ignore[arg-type]
 
     def describe(self) -> str:
         parts = [f"{format_size(self.params)} parameters" if self.params is not None else "",
                  f"{format_size(self.macs)} MACs" if self.macs is not None else "",
-                 f"{self.latency_ms:g} ms at batch {self.latency_batch}" if self.latency_ms is not None else ""]
+                 "" if self.latency_ms is None else f"{self.latency_ms:g} ms " + (
+                     f"by {self.table}" if self.table else f"at batch {self.latency_batch}"),
+                 f"{self.cost:g} by {self.table}" if self.cost is not None else ""]
         return ", ".join(p for p in parts if p) or "none"
 
     def to_json(self) -> dict[str, Any]:
         return {"max_params": self.params, "max_macs": self.macs, "max_latency_ms": self.latency_ms,
-                "latency_batch": self.latency_batch if self.latency_ms is not None else None}
+                "latency_batch": self.latency_batch if self.latency_ms is not None and not self.table else None,
+                "max_cost": self.cost, "cost_table": self.table}
 
 
 # ------------------------------------------------------------------------------------------------ choices
@@ -271,6 +288,8 @@ class BudgetedArchitecture:
     input_shape: tuple[int, ...]
     device: str | None
     seconds: float
+    cost: float | None = None  # the cost table's value for --max-cost (exact: the table is additive)
+    cost_table: OpCosts | None = None  # the table pricing latency_ms or cost, if any
 
     @property
     def probability(self) -> float:
@@ -283,8 +302,15 @@ class BudgetedArchitecture:
             "space": self.arch.space, "text": str(self.arch), "architecture": self.arch.to_json(),
             "probability": self.probability, "log_probability": self.log_probability,
             "params": self.params, "macs": self.macs, "latency_ms": self.latency_ms,
-            "latency": ({"batch": self.budget.latency_batch, "device": self.device, "warmup": WARMUP,
-                         "repeats": REPEATS, "statistic": "median"} if self.latency_ms is not None else None),
+            "latency": (None if self.latency_ms is None else {"cost_table": self.cost_table.source,
+                                                                "column": self.cost_table.column}
+                        if self.cost_table is not None else {"batch": self.budget.latency_batch, "device": self.device,
+                                                             "warmup": WARMUP, "repeats": REPEATS,
+                                                             "statistic": "median"}),
+            "cost": self.cost,
+            "cost_table": ({"source": self.cost_table.source, "column": self.cost_table.column,
+                            "fit": self.cost_table.fit.to_json() if self.cost_table.fit else None}
+                           if self.cost_table is not None else None),
             "estimate": self.estimate, "budget": self.budget.to_json(), "rank": self.rank,
             "architectures": self.architectures, "search": self.search, "beam_width": self.beam_width,
             "checked": self.checked, "run_architecture": self.learned.derived,
@@ -297,13 +323,24 @@ class BudgetedArchitecture:
 
 def derive_within_budget(learned: LearnedDistribution, budget: Budget, spec: NetworkSpec, input_shape: Sequence[int], *,
                          beam: int = DEFAULT_BEAM, device: torch.device | None = None,
-                         costs: CostModel | None = None, max_checks: int = MAX_CHECKS) -> BudgetedArchitecture:
+                         costs: CostModel | None = None, max_checks: int = MAX_CHECKS,
+                         table: OpCosts | None = None) -> BudgetedArchitecture:
     """The most probable architecture of ``learned`` whose evaluation network (``spec``, one image of
     ``input_shape``) fits ``budget`` by exact count (and, for latency, by measurement on ``device``, default the
-    CPU). Raises :class:`ConfigError` when no architecture fits, giving the smallest achievable numbers."""
+    CPU). Raises :class:`ConfigError` when no architecture fits, giving the smallest achievable numbers.
+
+    ``table`` (a cost table of the run's space, :mod:`drnas.analysis.cost_table`) prices the budget's latency
+    instead of measuring it, or its ``cost`` bound (``--max-cost``): its per-op sum is the architecture's value."""
     started = time.perf_counter()
     if beam < 1:
         raise ConfigError(f"--beam must be >= 1, got {beam}")
+    if budget.cost is not None and table is None:
+        raise ConfigError("--max-cost bounds a column of a cost table: give --cost-table FILE:COLUMN too")
+    if table is not None:
+        if (budget.latency_ms is None) == (budget.cost is None):
+            raise ConfigError("a cost table prices one bound: give either --max-latency-ms (a *_ms column) or "
+                              "--max-cost (any column) with --cost-table")
+        budget = dataclasses.replace(budget, table=table.describe())
     space, input_shape = learned.space, tuple(input_shape)
     device = device if device is not None else torch.device("cpu")
     found = choices(space, learned.weights, learned.allowed)
@@ -314,8 +351,13 @@ def derive_within_budget(learned: LearnedDistribution, budget: Budget, spec: Net
         costs_per = [np.zeros((len(c.picks), 0)) for c in found]
         base = np.zeros(0)
     else:
-        latency = (device, budget.latency_batch) if budget.latency_ms is not None else None
+        latency = (device, budget.latency_batch) if budget.latency_ms is not None and table is None else None
         model = costs if costs is not None else CostModel.measure(space, learned.allowed, spec, input_shape, latency)
+        if table is not None:  # the table's column as one more dimension of the additive model
+            model = dataclasses.replace(
+                model, dims=model.dims + ("latency_ms" if budget.latency_ms is not None else "cost",),
+                base=np.append(model.base, table.constant),
+                table=np.concatenate([model.table, table.matrix.numpy()[:, :, None]], axis=-1))
         dims, base = model.dims, model.base
         costs_per = [model.option_costs(c.picks) for c in found]
     limit = budget.limits(dims)
@@ -323,15 +365,22 @@ def derive_within_budget(learned: LearnedDistribution, budget: Budget, spec: Net
     ranked = (_exact(options, costs_per, base, limit) if size <= EXACT_LIMIT
               else _beam(options, costs_per, base, limit, beam))
     if len(ranked.logp) == 0:
-        raise ConfigError(_unsatisfiable(learned, budget, found, costs_per, base, dims, spec, input_shape))
+        raise ConfigError(_unsatisfiable(learned, budget, found, costs_per, base, dims, spec, input_shape, table))
     rejected: list[str] = []
     for i in range(min(len(ranked.logp), max_checks)):
         picks = [p for c, j in zip(found, ranked.rows[i]) for p in c.picks[j]]
         arch = architecture_of(space, learned.weights, picks)
         params, macs = exact_cost(space, arch, spec, input_shape)
         latency_ms = None
+        priced = None
+        if table is not None:  # the table's own value of the architecture, else its per-op sum (exact when additive)
+            priced = float(ranked.cost[i][-1])
+            priced = table.lookup.get(str(arch), priced) if table.lookup else priced
+            latency_ms = priced if budget.latency_ms is not None else None
         fits = (budget.params is None or params <= budget.params) and (budget.macs is None or macs <= budget.macs)
-        if fits and budget.latency_ms is not None:
+        if table is not None:
+            fits = fits and priced <= (budget.latency_ms if budget.latency_ms is not None else budget.cost)
+        if fits and budget.latency_ms is not None and table is None:
             net = space.build_network(arch, spec)
             latency_ms = measure_latency_ms(net, (budget.latency_batch,) + input_shape[1:], device)
             fits = latency_ms <= budget.latency_ms
@@ -341,28 +390,32 @@ def derive_within_budget(learned: LearnedDistribution, budget: Budget, spec: Net
                 arch, float(ranked.logp[i]), params, macs, latency_ms, estimate,
                 int(ranked.rank[i]) if ranked.rank is not None else None, ranked.total, i + 1,
                 "exact" if ranked.rank is not None else "beam", None if ranked.rank is not None else beam,
-                learned, budget, spec, input_shape, str(device) if budget.latency_ms is not None else None,
-                time.perf_counter() - started)
+                learned, budget, spec, input_shape,
+                str(device) if budget.latency_ms is not None and table is None else None,
+                time.perf_counter() - started, priced if budget.cost is not None else None, table)
         rejected.append(f"{format_size(params)} parameters, {format_size(macs)} MACs"
-                        + (f", {latency_ms:.3g} ms" if latency_ms is not None else ""))
+                        + (f", {latency_ms:.3g} ms" if latency_ms is not None else "")
+                        + (f", {priced:.4g} {table.column}" if table is not None and budget.cost is not None else ""))
     tried = min(len(ranked.logp), max_checks)
     raise ConfigError(f"none of the {tried} most probable architectures that fit the budget ({budget.describe()}) "
                       f"by the per-op estimate fits it when built and "
-                      f"{'measured' if budget.latency_ms is not None else 'counted'} (the most probable: "
-                      f"{rejected[0]}): loosen the budget"
-                      + (" or measure on a quieter device" if budget.latency_ms is not None else ""))
+                      f"{'measured' if budget.latency_ms is not None and table is None else 'counted'} (the most "
+                      f"probable: {rejected[0]}): loosen the budget"
+                      + (" or measure on a quieter device" if budget.latency_ms is not None and table is None else ""))
 
 
 def _unsatisfiable(learned: LearnedDistribution, budget: Budget, found: list[Choice], costs_per: list[np.ndarray],
-                   base: np.ndarray, dims: tuple[str, ...], spec: NetworkSpec, input_shape: tuple[int, ...]) -> str:
+                   base: np.ndarray, dims: tuple[str, ...], spec: NetworkSpec, input_shape: tuple[int, ...],
+                   table: OpCosts | None = None) -> str:
     """The message for a budget no architecture meets: the smallest network in each dimension, counted exactly
     for parameters and MACs."""
     smallest = []
     for d, name in enumerate(dims):
         picks = [p for c, cost in zip(found, costs_per) for p in c.picks[int(np.argmin(cost[:, d]))]]
-        if name == "latency_ms":
-            smallest.append(f"about {base[d] + sum(cost[:, d].min() for cost in costs_per):.3g} ms "
-                            f"(per-op estimate at batch {budget.latency_batch})")
+        if name in ("latency_ms", "cost"):
+            least = base[d] + sum(cost[:, d].min() for cost in costs_per)
+            smallest.append(f"{least:.4g} {table.column} by the cost table" if table is not None else
+                            f"about {least:.3g} ms (per-op estimate at batch {budget.latency_batch})")
             continue
         arch = architecture_of(learned.space, learned.weights, picks)
         exact = exact_cost(learned.space, arch, spec, input_shape)[d]

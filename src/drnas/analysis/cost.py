@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -101,9 +101,11 @@ class CostModel:
 
     @classmethod
     def measure(cls, space: SearchSpace, allowed: torch.Tensor, spec: NetworkSpec, input_shape: Sequence[int],
-                latency: tuple[torch.device, int] | None = None) -> CostModel:
+                latency: tuple[torch.device, int] | None = None, repeats: int = REPEATS,
+                progress: Callable[[str, np.ndarray], None] | None = None) -> CostModel:
         """Measure the cost of every allowed (edge, op) on probe networks (see the module docstring);
-        ``latency`` = (device, batch) adds a latency table timed there."""
+        ``latency`` = (device, batch) adds a latency table timed there (median of ``repeats`` passes).
+        ``progress(op, costs)`` is called after each probe with the op's summed costs ``[edges, dims]``."""
         started = time.perf_counter()
         dims = ("params", "macs") + (("latency_ms",) if latency else ())
         table = np.full((space.num_edges, len(space.ops), len(dims)), np.nan)
@@ -135,7 +137,8 @@ class CostModel:
                     key = (space.ops[op],) + shapes[id(module)]
                     if key not in cache:
                         macs = count_macs(module, key[1]) if any(True for _ in module.parameters()) else 0
-                        ms = (measure_latency_ms(module, (latency[1],) + key[1][1:], latency[0]) if latency else 0.0)
+                        ms = (measure_latency_ms(module, (latency[1],) + key[1][1:], latency[0], repeats=repeats)
+                              if latency else 0.0)
                         cache[key] = (macs, ms)
                     cost[1] = cache[key][0]
                     if latency:
@@ -143,12 +146,14 @@ class CostModel:
                 sums[edge] = sums.get(edge, 0) + cost
             for edge, cost in sums.items():
                 table[edge, op] = cost
+            if progress is not None:
+                progress(space.ops[op], np.array([sums.get(e, np.zeros(len(dims))) for e in range(space.num_edges)]))
             if base is None:
                 site_total = sum(sums.values())
                 base = np.zeros(len(dims))
                 base[:2] = np.array(total, dtype=float) - site_total[:2]
                 if latency:
-                    whole = measure_latency_ms(net, (latency[1],) + tuple(input_shape[1:]), latency[0])
+                    whole = measure_latency_ms(net, (latency[1],) + tuple(input_shape[1:]), latency[0], repeats=repeats)
                     base[2] = max(0.0, whole - site_total[2])
         if base is None:
             raise ArchitectureError("no op is left to derive from: every edge's kept ops are excluded")

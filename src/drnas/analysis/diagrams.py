@@ -20,12 +20,14 @@ from typing import Any, Sequence
 from drnas.analysis.learned import read_architecture
 from drnas.analysis.plots import (
     _figure,
+    cost_curves,
     distribution_heatmap,
     figure_bytes,
     plot_dirichlet_means,
+    plot_expected_cost,
     plot_hessian_trajectories,
 )
-from drnas.config.search import ConfigError
+from drnas.config.search import ConfigError, split_cost_spec
 from drnas.engine.runs import RunDir, RunError, atomic_write_bytes
 from drnas.errors import shown
 from drnas.method.strategies import get_method
@@ -287,7 +289,8 @@ def run_pictures(run_dir: str | Path, out_dir: str | Path | None = None, backend
     """Write every picture of a run directory into ``out_dir`` (default ``RUN/plots``) and return their paths: the
     cells of its architecture (``cells.svg``, ``cells.png``), the heatmap of the learned distribution per edge and
     op (``heatmap.png``), the expected weights over the epochs (the method's ``mean_plot``: ``dirichlet_mean.png``
-    for DrNAS, ``op_weights.png`` for the others) and the curvature (``hessian.png``) when its metrics hold them.
+    for DrNAS, ``op_weights.png`` for the others), the curvature (``hessian.png``) and the expected cost of a
+    search under a cost (``cost.png``) when its metrics hold them.
     Each file is written atomically."""
     run = RunDir(run_dir)
     run.require()
@@ -317,4 +320,10 @@ def run_pictures(run_dir: str | Path, out_dir: str | Path | None = None, backend
     if any(r.get("hessian") for r in metrics):
         plot_hessian_trajectories([(method, metrics)], out / "hessian.png")
         written.append(out / "hessian.png")
+    if cost_curves(metrics):  # a search under a cost: its expected cost per epoch, against the target
+        target, spec = config.get("cost_target"), config.get("cost_table")
+        column = split_cost_spec(spec)[1] if isinstance(spec, str) and spec else None
+        target = target if isinstance(target, (int, float)) and not isinstance(target, bool) else None
+        plot_expected_cost(metrics, out / "cost.png", column, target)
+        written.append(out / "cost.png")
     return written

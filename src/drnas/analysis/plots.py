@@ -1,9 +1,10 @@
 """PNG plots of a search: the expected weight of every op on every edge (DrNAS: the Dirichlet mean), epoch by
 epoch, and as a heatmap at the end; the curvature trajectories; the spread of sampled architectures. What the
 weights are called, and the file that plots them over the epochs, is the method's (``mean_label``,
-``mean_plot`` of its strategy)."""
+``mean_plot`` of its strategy). A search under a cost also has its expected cost per epoch."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -288,6 +289,45 @@ def plot_hessian_trajectories(runs: Sequence[tuple[str, Sequence[dict[str, Any]]
     ax.set_xlabel("epoch")
     ax.set_ylabel("largest Hessian eigenvalue")
     ax.set_title("validation-loss curvature in the architecture parameters")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def cost_curves(records: Sequence[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """The epochs and values of a search under a cost: ``expected`` (E[cost] under the distribution) and ``arch``
+    (the derived cell's table cost), each where its record holds a finite number."""
+    def finite(value: Any) -> bool:
+        try:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        except OverflowError:  # an integer past float's range, in an edited metrics file
+            return False
+
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for name, field in (("expected", "expected_cost"), ("arch", "arch_cost")):
+        points = [(r["epoch"], float(r[field])) for r in records if finite(r.get(field))]
+        if points:
+            curves[name] = ([e for e, _ in points], [v for _, v in points])
+    return curves
+
+
+def plot_expected_cost(records: Sequence[dict[str, Any]], path: str | Path, column: str | None = None,
+                       target: float | None = None) -> None:
+    """A search under a cost, epoch by epoch: the expected cost of the learned distribution and the derived
+    cell's table cost, with the budget (``cost_target``) as a dashed line; ``column`` names the unit."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = cost_curves(records)
+    fig = _figure(5.5, 3.6)
+    ax = fig.subplots()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs
+    labels = {"expected": "expected cost E[cost]", "arch": "derived cell's cost"}
+    for name, (epochs, values) in curves.items():
+        ax.plot(epochs, values, lw=1.8, ls="-" if name == "expected" else ":", marker=".", label=labels[name])
+    if target is not None:
+        ax.axhline(target, color="#d62728", ls="--", lw=1.2, label=f"target {target:g}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"cost ({column})" if column else "cost")
+    ax.set_title("search under a cost")
     ax.legend(fontsize=8)
     _save(fig, path)
 

@@ -10,6 +10,8 @@
     drnas train --resume RUN_DIR
     drnas derive RUN_DIR [--max-params 3.5M] [--max-macs 600M] [--max-latency-ms X] [--json]
     drnas arch NAME|FILE|RUN_DIR|TEXT [--dataset D] [--json] [--plot PATH]
+    drnas latency --space S [--device cpu|cuda] [--batch B] [--repeats N] [--check N] [--out TABLE.csv]
+    drnas proxies --space S --dataset D --data FILE --archs N|all|FILE [--proxies a,b] [--benchmark FILE] [--json]
     drnas presets
     drnas methods [NAME]
     drnas plugins
@@ -29,7 +31,7 @@ import os
 import sys
 from typing import Any, Iterator, Sequence
 
-from drnas.cli import arch, derive, lists, nb201, sample, search, show, sweep, train
+from drnas.cli import arch, derive, latency, lists, nb201, proxies, sample, search, show, sweep, train
 from drnas.cli.job import INTERRUPTED
 from drnas.cli.parser import build_parser
 from drnas.errors import DrnasError
@@ -37,7 +39,7 @@ from drnas.errors import DrnasError
 #: each subcommand's handler: the parsed arguments in, the exit status out
 HANDLERS = {"search": search.command, "sweep": sweep.command, "methods": lists.methods, "show": show.command,
             "sample": sample.command, "nb201": nb201.command, "train": train.command, "arch": arch.command,
-            "derive": derive.command, "presets": lists.presets, "plugins": lists.plugins, "datasets": lists.datasets}
+            "derive": derive.command, "latency": latency.command, "proxies": proxies.command, "presets": lists.presets, "plugins": lists.plugins, "datasets": lists.datasets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from drnas.cli.parser import BUDGET_FLAGS
 from drnas.config.limits import check_limit
 from drnas.config.search import apply_overrides
 from drnas.config.train import PROTOCOLS
+from drnas.errors import ConfigError
 
 
 def command(args: argparse.Namespace) -> int:
@@ -15,13 +16,24 @@ def command(args: argparse.Namespace) -> int:
     architecture, its counts, and how it was found (``--json``: as JSON)."""
     from drnas.analysis.budget import Budget, derive_within_budget, evaluation_network, format_size
     from drnas.analysis.cost import REPEATS, WARMUP
+    from drnas.analysis.cost_table import load_costs
     from drnas.analysis.learned import LearnedDistribution
     from drnas.data.formats import dataset_shape, shaped_datasets
     from drnas.engine.distributed import resolve_device
 
-    budget = Budget.parse(*(getattr(args, name) for name in BUDGET_FLAGS))
+    budget = Budget.parse(*(getattr(args, name) for name in BUDGET_FLAGS), max_cost=args.max_cost)
+    if args.cost_table is not None and (budget.latency_ms is None) == (budget.cost is None):
+        raise ConfigError("--cost-table prices one bound: give either --max-latency-ms MS (a *_ms column) or "
+                          "--max-cost X (any column)")
+    if args.cost_table is not None and args.latency_batch is not None:
+        raise ConfigError("--latency-batch sets the batch of a measured latency; a --cost-table column has its own "
+                          "(its device and batch): leave --latency-batch out")
     learned = LearnedDistribution.from_run(args.run_dir, args.epoch)
     space = learned.space
+    table = load_costs(args.cost_table, space) if args.cost_table is not None else None
+    if table is not None and budget.latency_ms is not None and table.unit != "ms":
+        raise ConfigError(f"--max-latency-ms bounds milliseconds, but column {table.column} of {table.source} is not "
+                          f"a *_ms column: bound it with --max-cost X")
     dataset = args.dataset or (learned.dataset if learned.dataset in shaped_datasets() else "cifar10")
     info = dataset_shape(dataset)
     protocol = args.protocol or space.default_protocol(dataset)
@@ -31,8 +43,9 @@ def command(args: argparse.Namespace) -> int:
         check_limit(space.depth_field if flag == "--cells" else "channels", value, flag)
         sizes.update({f: value for f in fields if value is not None})  # --cells: DARTS' cells, NB201's N
     spec, shape = evaluation_network(apply_overrides(PROTOCOLS.get(protocol), sizes), info)
-    device = resolve_device(args.device) if budget.latency_ms is not None else None
-    found = derive_within_budget(learned, budget, spec, shape, beam=args.beam, device=device)
+    device = resolve_device(args.device) if budget.latency_ms is not None and table is None else None
+    found = derive_within_budget(learned, budget, spec, shape, beam=args.beam, device=device, table=table)
+    budget = found.budget  # with the table it was priced by
     if args.json:
         print(json.dumps({**found.to_json(), "dataset": dataset, "protocol": protocol}, indent=2))
         return 0
@@ -50,10 +63,16 @@ def command(args: argparse.Namespace) -> int:
     print(f"parameters:   {found.params / 1e6:.3f}M without the auxiliary head"
           + bound(budget.params, estimate.get("params"), found.params))
     print(f"MACs:         {found.macs / 1e6:.1f}M per image" + bound(budget.macs, estimate.get("macs"), found.macs))
-    if found.latency_ms is not None:
+    if found.latency_ms is not None and table is not None:
+        print(f"latency:      {found.latency_ms:.3f} ms by the cost table ({table.describe()}) (budget "
+              f"{budget.latency_ms:g} ms)")
+    elif found.latency_ms is not None:
         print(f"latency:      {found.latency_ms:.3f} ms per pass of {budget.latency_batch} image(s), measured on this "
               f"device ({found.device}, median of {REPEATS} after {WARMUP} warm-up passes; per-op "
               f"estimate {estimate.get('latency_ms', 0.0):.3f} ms) (budget {budget.latency_ms:g} ms)")
+    if found.cost is not None and table is not None:
+        print(f"cost:         {found.cost:.4g} {table.column} by the cost table ({table.describe()}) (budget "
+              f"{budget.cost:g})")
     print(f"network:      {space.name}, {spec.channels} channels, "
           f"{space.depth_format.format(getattr(spec, space.depth_field))}, {spec.num_classes} classes, "
           f"{shape[-1]}x{shape[-1]} input ({dataset}, protocol {protocol})")

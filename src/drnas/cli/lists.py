@@ -30,7 +30,8 @@ def method_details(name: str) -> list[str]:
     if method.paper:
         lines.append(f"paper: {method.paper}")
     if not method.uses_supernet:
-        lines.append("supernet: none, it queries a benchmark table (--benchmark FILE, --space nb201)")
+        lines.append("supernet: " + getattr(method, "evaluator",
+                                            "none, it queries a benchmark table (--benchmark FILE, --space nb201)"))
     lines += [f"single path: {yes[method.single_path]}" + (" (only the sampled op of each edge runs; compiled cells "
                                                            "and CUDA graphs are off)" if method.single_path else ""),
               f"trains the architecture: {yes[method.trains_arch]}" + (" (second-order, unrolled step)"

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train(commands)
     _arch(commands)
     _derive(commands)
+    _latency(commands)
+    _proxies(commands)
     commands.add_parser("presets", help="list the named search presets and training protocols",
                         description="List the named settings of a search (`drnas search --preset`) and the training "
                                     "protocols (`drnas train --protocol`), each with what it sets.")
@@ -221,6 +223,12 @@ def _derive(commands: argparse._SubParsersAction) -> None:
                     "written 3.5M, 600M, 2e6, 1.2G or 500k. Without a budget: the run's own derivation.")
     derive.add_argument("run_dir", help="a search run directory")
     _add_budget_options(derive, "")
+    derive.add_argument("--cost-table", dest="cost_table", metavar="FILE[:COLUMN]",
+                        help="price --max-latency-ms (a *_ms column) or --max-cost by this cost table instead of "
+                             "measuring: an op-level table (drnas latency --out) or one row per architecture "
+                             "(fitted per op by least squares), e.g. nb201-latency.csv:pixel3_ms")
+    derive.add_argument("--max-cost", dest="max_cost", metavar="X",
+                        help="at most X of the --cost-table column, in its unit (e.g. energy in mJ)")
     derive.add_argument("--dataset", help="sets classes and input size (default: the run's dataset, else cifar10)")
     derive.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
     derive.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
@@ -231,6 +239,61 @@ def _derive(commands: argparse._SubParsersAction) -> None:
     derive.add_argument("--device", default="auto",
                         help="where latency is measured: auto (default), cpu, cuda or cuda:N")
     derive.add_argument("--json", action="store_true", help="print the architecture, its counts and the budget as JSON")
+
+
+def _latency(commands: argparse._SubParsersAction) -> None:
+    latency = commands.add_parser(
+        "latency", help="time every op of a space on this device: an op-level latency table",
+        description="Time every op of a space at the input shape each edge gives it in the evaluation network "
+                    "(eval-mode forward passes after warm-up, the median of --repeats), on this device at --batch "
+                    "images per pass; the network's fixed parts (stem, reductions, head) are the constant. Writes "
+                    "the op-level cost table (edge,op,DEVICE_BATCH_ms) that derive --cost-table and a search's "
+                    "cost_table take. --check N: the table's predictions against N measured random networks.")
+    latency.add_argument("--space", default="nb201", help=f"search space: {', '.join(space_names())} (default nb201)")
+    latency.add_argument("--device", default="auto", help="where to time: auto (default), cpu, cuda or cuda:N")
+    latency.add_argument("--batch", type=int, default=1, help="images per timed pass (default 1)")
+    latency.add_argument("--dataset", default="cifar10", help="sets classes and input size (default cifar10)")
+    latency.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
+    latency.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
+    latency.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N)")
+    latency.add_argument("--repeats", type=int, default=10, help="timed passes per measurement, after 3 warm-up "
+                                                                 "passes; the median counts (default 10)")
+    latency.add_argument("--out", metavar="FILE", help="write the op-level table to FILE (CSV)")
+    latency.add_argument("--check", type=int, default=0, metavar="N",
+                         help="also time N random architectures' networks and report how well the table predicts "
+                              "them (Spearman, Kendall, mean relative error), e.g. 50")
+    latency.add_argument("--seed", type=int, default=0, help="random seed of the --check architectures")
+    latency.add_argument("--json", action="store_true", help="print the table (and the check) as JSON")
+
+
+def _proxies(commands: argparse._SubParsersAction) -> None:
+    proxies = commands.add_parser(
+        "proxies", help="score architectures with zero-cost proxies (training-free), resumably",
+        description="Score architectures of a space with zero-cost proxies: each architecture's evaluation network at "
+                    "initialisation on one batch of real training images, deterministic for a seed. Scores go to "
+                    "OUT/scores.jsonl as they come; the same command with the same --out continues an interrupted "
+                    "scoring. With --benchmark: Spearman and Kendall rank correlations with its accuracy columns.")
+    proxies.add_argument("--space", default="nb201", help=f"search space: {', '.join(space_names())} (default nb201)")
+    proxies.add_argument("--dataset", default="cifar10", help=_datasets_help("cifar10"))
+    proxies.add_argument("--data", help="dataset directory, archive or .npz file")
+    proxies.add_argument("--archs", required=True, metavar="N|all|FILE",
+                         help="N random architectures (seeded), all of them (NB201), or a FILE with one per line (or a "
+                              "CSV with an arch column)")
+    proxies.add_argument("--proxies", metavar="NAME[,NAME...]",
+                         help="the proxies to score with (default: every registered one; docs/proxies.md lists them)")
+    proxies.add_argument("--benchmark", help="NB201 results CSV: rank correlations of each proxy with its accuracies")
+    proxies.add_argument("--batch", type=int, help="images in the scoring batch (default 32, as NASLib's published "
+                                                   "NB201 scores)")
+    proxies.add_argument("--seed", type=int, default=0, help="seed of the batch and the initial weights (default 0)")
+    proxies.add_argument("--channels", type=int, help="channels of the network (default: the space's protocol's)")
+    proxies.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N) (default: the "
+                                                   "protocol's)")
+    proxies.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    proxies.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    proxies.add_argument("--out", help="folder of scores.jsonl (default runs/proxies-SPACE-DATASET); the same --out "
+                                       "resumes")
+    proxies.add_argument("--json", action="store_true", help="print the report (timing, correlations) as JSON")
+    proxies.add_argument("--quiet", action="store_true", help="no progress bar or lines")
 
 
 def _datasets_help(default: str) -> str:

@@ -112,6 +112,13 @@ class SearchConfig(RunSettings):
     # channels_last): the mixed op exactly as the paper writes it, the reference the fast paths are tested against
     fast_paths: str = "default"
     hessian_every: int = 0  # every N epochs log the validation Hessian's dominant eigenvalue and trace (0: never)
+    # search under a cost (differentiable methods): a cost table FILE[:COLUMN] (op-level, or per architecture and
+    # fitted per op), whose expected cost under the current distribution is logged each epoch and, with
+    # cost_weight (lambda) or cost_target (a budget in the column's unit), added to the architecture objective:
+    # lambda * E[cost], or lambda * max(0, E[cost] - target) with a target (lambda unset: 1 / target)
+    cost_table: str | None = None
+    cost_weight: float = 0.0
+    cost_target: float | None = None
     benchmark: str | None = None
     preset: str | None = None
 
@@ -159,7 +166,19 @@ class SearchConfig(RunSettings):
         for stage_index, stage in enumerate(self.stages):
             if self.channels % stage.partial_k:
                 raise ConfigError(f"stage {stage_index + 1}: partial_k={stage.partial_k} must divide channels={self.channels}")
+        if not self.cost_table and (self.cost_weight or self.cost_target is not None):
+            given = "cost_weight" if self.cost_weight else "cost_target"
+            raise ConfigError(f"{given} needs a cost table to take the cost from: give --set cost_table=FILE[:COLUMN] "
+                              f"(an op-level or per-architecture cost CSV, e.g. what `drnas latency` writes)")
         return self
+
+    @property
+    def cost_weight_in_use(self) -> float:
+        """The weight lambda of the cost penalty: ``cost_weight``, or with only a ``cost_target``, 1 / target (every
+        100% over the budget then weighs as much as one nat of cross-entropy, whatever the column's unit)."""
+        if self.cost_weight or self.cost_target is None:
+            return self.cost_weight
+        return 1.0 / self.cost_target
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -172,10 +191,23 @@ class SearchConfig(RunSettings):
 
 
 def with_absolute_paths(config: SearchConfig) -> SearchConfig:
-    """``config`` with its file paths (data, benchmark) absolute, so a resume from another directory finds them."""
+    """``config`` with its file paths (data, benchmark, the cost table's file) absolute, so a resume from another
+    directory finds them."""
     paths = {name: str(Path(getattr(config, name)).expanduser().resolve())
              for name in ("data", "benchmark") if getattr(config, name)}
+    if config.cost_table:
+        file, column = split_cost_spec(config.cost_table)
+        paths["cost_table"] = str(Path(file).expanduser().resolve()) + (f":{column}" if column is not None else "")
     return dataclasses.replace(config, **paths)
+
+
+def split_cost_spec(spec: str) -> tuple[str, str | None]:
+    """FILE and COLUMN of a cost-table spec ``FILE[:COLUMN]``: the column is what follows the last colon, unless
+    the whole spec names an existing file or that part holds a path separator (then it is all a file name)."""
+    file, colon, column = spec.rpartition(":")
+    if not colon or not file or not column or "/" in column or os.sep in column or Path(spec).expanduser().exists():
+        return spec, None
+    return file, column
 
 
 #: ranges of the numeric fields, by name, for every config class that has them: (test, what the field must be);
@@ -186,6 +218,9 @@ NUMBER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                       "hessian_every")},
     "eta_init_std": (lambda v: 0 <= v <= 1, "in [0, 1] (the papers draw eta with std 1e-3)"),
     **{name: (lambda v: 0 <= v < 1, "in [0, 1)") for name in ("momentum", "label_smoothing")},
+    # the cost penalty's weight (loss per unit of cost) and budget (in the cost column's unit, e.g. ms)
+    "cost_weight": (lambda v: 0 <= v <= 1e6, "in [0, 1e6] (0: log the expected cost only)"),
+    "cost_target": (lambda v: 0 < v <= 1e12, "in (0, 1e12] (a budget in the cost column's unit)"),
     "arch_betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1), e.g. 0.5,0.999"),
 }
 

@@ -146,6 +146,8 @@ class Strategy(Relaxation):
     * ``prunable``: whether ``scores()`` can rank ops for progressive pruning.
     * ``second_order``: the architecture step is DARTS' unrolled one.
     * ``uses_supernet``: False for methods that query a benchmark table instead of training a network.
+    * ``arch_gradient``: the architecture step follows the gradient of an objective (:meth:`arch_step`), which a
+      cost penalty can join (:meth:`cost_penalty`); False for REINFORCE-like steps (ENAS).
 
     Two more name its expected weights where people read them: ``mean_label`` (plots, ``drnas show``: DrNAS'
     are a Dirichlet mean) and ``mean_plot``, the run's picture of them over the epochs.
@@ -167,6 +169,7 @@ class Strategy(Relaxation):
     prunable = True
     second_order = False
     uses_supernet = True
+    arch_gradient = True
     mean_label = "expected weight"
     mean_plot = "op_weights.png"
 
@@ -175,6 +178,10 @@ class Strategy(Relaxation):
         self.config = config
         self.settings = self.settings_of(config)
         self.epoch_fraction = 0.0
+        # the cost of every op of every edge [edges, ops] and of the network's fixed parts (float64), set by the
+        # job from the config's cost table (:meth:`set_costs`); in the checkpoint with the parameters
+        self.register_buffer("cost", None)
+        self.register_buffer("cost_constant", None)
 
     # ------------------------------------------------------------------------------------------ configuration
     @classmethod
@@ -211,6 +218,18 @@ class Strategy(Relaxation):
         if not cls.prunable and any(s.ops_kept is not None for s in config.stages):
             raise ConfigError(f"method {cls.name} has no op strengths to prune by: give the stages without ops_kept, "
                               f"--set 'stages={stages_text(config.stages, lambda s: None)}'")
+        if config.cost_table and not cls.takes_cost_penalty():
+            able = sorted((name for name in METHODS if METHODS.get(name).takes_cost_penalty()),
+                          key=lambda name: name != SearchConfig.method)  # the default method first
+            raise ConfigError(f"method {cls.name} has no architecture gradient for a cost penalty to join: search under "
+                              f"a cost with --method {able[0]} (or {', '.join(able[1:])}), or drop cost_table, "
+                              f"cost_weight and cost_target")
+
+    @classmethod
+    def takes_cost_penalty(cls) -> bool:
+        """Whether the method can search under a cost (``cost_table``): it trains a supernet's architecture by a
+        gradient step, which the cost penalty joins."""
+        return cls.trains_arch and cls.uses_supernet and cls.arch_gradient
 
     # ------------------------------------------------------------------------------------------ distribution
     def sample(self) -> Mixing:
@@ -253,6 +272,33 @@ class Strategy(Relaxation):
         """Extra fields of the epoch's metrics line (e.g. the temperature)."""
         return {}
 
+    # ------------------------------------------------------------------------------------------ cost
+    def set_costs(self, matrix: torch.Tensor, constant: float) -> None:
+        """Search under a cost: ``matrix`` ``[edges, ops]`` holds the cost of every op of every edge (in the
+        space's op order) and ``constant`` that of the network's fixed parts, in one unit (e.g. ms)."""
+        if tuple(matrix.shape) != tuple(self.eta.shape):
+            raise ValueError(f"a cost matrix of shape {tuple(matrix.shape)} for architecture parameters of shape "
+                             f"{tuple(self.eta.shape)}")
+        self.cost = matrix.detach().to(device=self.eta.device, dtype=torch.float64).clone()
+        self.cost_constant = torch.tensor(float(constant), dtype=torch.float64, device=self.eta.device)
+
+    def expected_cost(self) -> torch.Tensor | None:
+        """E[cost] under the current distribution: the constant plus Σ over edges and ops of the expected weight
+        (:meth:`expected_weights`: DrNAS' Dirichlet mean, the softmax of DARTS-like methods; pruned ops at 0) times
+        the op's cost, as a float64 scalar differentiable in the architecture parameters (None: no cost table)."""
+        if self.cost is None:
+            return None
+        return self.cost_constant + (self.expected_weights().double() * self.cost).sum()
+
+    def cost_penalty(self) -> torch.Tensor | None:
+        """The term the cost adds to the architecture objective: ``lambda * E[cost]``, or with a ``cost_target``
+        ``lambda * max(0, E[cost] - target)`` (lambda: the config's ``cost_weight_in_use``); None without one."""
+        weight, target = self.config.cost_weight_in_use, self.config.cost_target
+        expected = self.expected_cost() if weight else None
+        if expected is None:
+            return None
+        return weight * (expected if target is None else torch.relu(expected - target))  # no pull at the target
+
     # ------------------------------------------------------------------------------------------ steps
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         return [self.eta]
@@ -273,7 +319,8 @@ class Strategy(Relaxation):
         """One architecture step; returns the arch batch's loss and correct count.
 
         First order: dL_val/dθ from one network pass, chained to the parameters through the sample. Second
-        order: θ's hypergradient of DARTS' unrolled step (eq. 7-8 of Liu et al., 2019) instead.
+        order: θ's hypergradient of DARTS' unrolled step (eq. 7-8 of Liu et al., 2019) instead. The method's
+        :meth:`penalty` and the :meth:`cost_penalty` add their own gradients.
         """
         mixing = self.sample()
         if self.second_order:
@@ -281,10 +328,10 @@ class Strategy(Relaxation):
         else:
             loss, correct, grads, _ = engine.gradients(mixing.detached(), *arch_batch)
         tensors, outer = list(mixing.tensors()), list(grads)
-        penalty = self.penalty()
-        if penalty is not None:
-            tensors.append(penalty)
-            outer.append(torch.ones_like(penalty))
+        for penalty in (self.penalty(), self.cost_penalty()):  # the regulariser, the cost: d/d(params) of each
+            if penalty is not None:
+                tensors.append(penalty)
+                outer.append(torch.ones_like(penalty))
         optimizer.zero_grad(set_to_none=True)
         params = self.arch_parameters()
         torch.autograd.backward(tensors, outer, inputs=params)

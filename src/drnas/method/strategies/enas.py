@@ -79,6 +79,7 @@ class ENAS(Strategy):
     paper = "Pham et al., Efficient Neural Architecture Search via Parameter Sharing, ICML 2018"
     single_path = True
     prunable = False
+    arch_gradient = False  # REINFORCE: the controller follows a reward, no objective's gradient a cost could join
     Settings = ENASSettings
 
     @classmethod
