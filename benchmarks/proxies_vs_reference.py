@@ -95,7 +95,8 @@ def main() -> None:
     if args.json:
         report = {"architectures": len(reference), "limit": args.limit, "seed": args.seed, "batch": len(x),
                   "threads": torch.get_num_threads(), "data": args.data, "proxies": results,
-                  "seconds": round(time.perf_counter() - started, 1)}
+                  "seconds": round(time.perf_counter() - started, 1),
+                  "scores": {row["arch"]: {n: ours[n][i] for n in names} for i, row in enumerate(reference)}}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -50,7 +50,7 @@ def test_every_bound_accepts_its_ends_and_refuses_past_them_in_one_line(name):
 def test_epochs_and_stages_are_bounded_in_total():
     top = LIMITS["epochs"].high
     assert set_total_epochs(preset("demo"), top).epochs == top
-    with pytest.raises(ConfigError, match=r"--epochs must be in \[1, 100,000\]"):
+    with pytest.raises(ConfigError, match=r"--epochs must be in \[1, 10,000\]"):
         set_total_epochs(preset("demo"), top + 1)
     with pytest.raises(ConfigError, match="the stages' epochs in total must be"):
         dataclasses.replace(preset("demo"), stages=[Stage(epochs=top), Stage(epochs=top)]).validate()
@@ -73,7 +73,7 @@ def test_a_methods_counts_are_bounded(method, setting):
     (["arch", "DrNAS_cifar10", "--channels", "0"], "--channels must be in [1, 512]"),
     (["arch", "DrNAS_cifar10", "--channels", "100000000"], "--channels must be in [1, 512]"),
     (["derive", "no-such-run", "--cells", "1000000"], None),  # the run is read first: its own one line
-    (["search", "--preset", "demo", "--epochs", "99999999999999999999"], "--epochs must be in [1, 100,000]"),
+    (["search", "--preset", "demo", "--epochs", "99999999999999999999"], "--epochs must be in [1, 10,000]"),
     (["search", "--preset", "demo", "--set", 'stages=[{"epochs": 1e308}]'], "stage 1: epochs must be in"),
     (["search", "--preset", "demo", "--set", "cells_per_stage=1000000"], "cells_per_stage must be in [1, 32]"),
     (["search", "--preset", "demo", "--set", "channels=" + "9" * 5000], "channels must be an integer"),
@@ -193,3 +193,11 @@ def test_numbers_and_flags_of_any_command_are_one_line(tmp_path, capsys, argv, s
     assert code == 2 and time.perf_counter() - started < 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("drnas: error: ") and says in err[0] and len(err[0]) < 500, err
+
+
+def test_the_docs_list_every_bound_as_it_is():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    for name, limit in LIMITS.items():
+        assert f"| `{name}` | {limit.low:,} | {limit.high:,} | {limit.why} |" in text, name

@@ -175,6 +175,26 @@ def test_proxy_matches_a_direct_computation(tiny, name):
     assert get_proxy(name).paper and PROXIES.docs()[name]
 
 
+#: cells whose output does not depend on their input (every path through none), or only through a skip
+DEAD_CELLS = ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+              "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+
+
+def test_a_cell_that_passes_nothing_scores_without_error_and_worst_by_the_jacobian_proxies():
+    arrays = pattern_images(32, size=8, classes=4)
+    space = get_space("nb201")
+    spec = NetworkSpec(channels=4, cells_per_stage=1, in_channels=3, num_classes=4)
+    x, y = proxy_batch(arrays, 16, 0, torch.device("cpu"))
+    scorer = ProxyScorer(space, spec, x, y, list(proxy_names()), 0)
+    live = scorer.score(space.parse(ARCH)).scores
+    for text in DEAD_CELLS:
+        dead = scorer.score(space.parse(text)).scores
+        assert set(dead) == set(proxy_names()) and not any(math.isnan(v) for v in dead.values())
+        for name in ("jacov", "epe_nas"):  # all-zero input Jacobians: the worst score, not the best
+            assert dead[name] == float("-inf") < live[name]
+        assert dead["snip"] == dead["grad_norm"] == 0.0 < live["snip"]
+
+
 def test_scores_are_deterministic_and_leave_the_random_stream_alone():
     arrays = pattern_images(64, size=8, classes=4)
     space = get_space("nb201")

@@ -29,7 +29,7 @@ LIMITS: dict[str, Limit] = {
                               "16 to 48"),
     "cells": Limit(1, 100, "the DARTS space's networks have 8 to 20 cells"),
     "cells_per_stage": Limit(1, 32, "NB201's networks have 5 cells per stage"),
-    "epochs": Limit(1, 100_000, "the papers' longest schedule is 600 epochs"),
+    "epochs": Limit(1, 10_000, "the papers' longest schedule is 600 epochs"),
     "stages": Limit(1, 100, "progressive learning uses 2 to 3 stages"),
     "batch_size": Limit(1, 65_536, "the papers' largest batch is 1024"),
     "image_size": Limit(8, 4096, "ImageNet networks take 224 pixels"),
@@ -49,7 +49,8 @@ LIMITS: dict[str, Limit] = {
     # bytes of what drnas reads whole into memory
     "file_bytes": Limit(0, 64 << 20, "the largest file of this kind drnas writes, the plan of a 10,000-run sweep, is "
                                      "about 20 MB"),
-    "metrics_bytes": Limit(0, 512 << 20, "a 100,000-epoch DARTS history is about 300 MB"),
+    "metrics_bytes": Limit(0, 512 << 20, "a 10,000-epoch DARTS search writes about 95 MB of history (9.5 KB an "
+                                         "epoch)"),
     "table_bytes": Limit(0, 256 << 20, "NAS-Bench-201's table is 5 MB"),
     "array_bytes": Limit(0, 32 << 30, "ImageNet at 64x64 pixels is 16 GB of uint8 images"),
 }

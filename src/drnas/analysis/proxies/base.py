@@ -82,11 +82,11 @@ def loss_gradients(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
 def input_jacobian(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``[batch, pixels]``: the gradient of the sum of all logits with respect to each input image, flattened
     (Mellor et al.'s per-image Jacobian; in training mode BatchNorm ties the images of a batch together, as it
-    does in their code)."""
+    does in their code). A cell that does not pass its input on (every path through ``none``) gives zeros."""
     inputs = x.detach().clone().requires_grad_(True)
     logits = logits_of(network(inputs))
-    (grad,) = torch.autograd.grad(logits.sum(), inputs)
-    return grad.reshape(len(x), -1)
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, allow_unused=True)
+    return (torch.zeros_like(inputs) if grad is None else grad).reshape(len(x), -1)
 
 
 def correlation(rows: torch.Tensor) -> torch.Tensor:

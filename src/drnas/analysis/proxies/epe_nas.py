@@ -22,8 +22,11 @@ MANY_CLASSES = 100
 @register_proxy("epe_nas", doc="spread of the per-class input-Jacobian correlation scores",
                 paper="Lopes et al., EPE-NAS: Efficient Performance Estimation Without Training for NAS, ICANN 2021")
 def epe_nas(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The EPE-NAS score of the batch."""
+    """The EPE-NAS score of the batch; -inf (the worst) for a network whose logits do not depend on its input,
+    whose Jacobians are all zero."""
     jacobians = input_jacobian(network, x)
+    if not jacobians.any():
+        return float("-inf")
     per_class = []
     for label in torch.unique(y).tolist():
         rows = jacobians[y == label]

@@ -19,6 +19,10 @@ K = 1e-5
 @register_proxy("jacov", doc="-sum(log(l+k) + 1/(l+k)) over eigenvalues l of the input Jacobians' correlations",
                 paper="Mellor et al., Neural Architecture Search without Training, arXiv:2006.04647 v1, 2020")
 def jacov(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The Jacobian covariance score of the batch."""
-    eigenvalues = torch.linalg.eigvalsh(correlation(input_jacobian(network, x)))
+    """The Jacobian covariance score of the batch; -inf (the worst) for a network whose logits do not depend on
+    its input (a cell whose every path goes through ``none``), whose Jacobians are all zero."""
+    jacobians = input_jacobian(network, x)
+    if not jacobians.any():
+        return float("-inf")
+    eigenvalues = torch.linalg.eigvalsh(correlation(jacobians))
     return float(-(torch.log(eigenvalues + K) + 1.0 / (eigenvalues + K)).sum())
