@@ -141,7 +141,7 @@ def _exits_0_or_2_with_one_line(capsys, argv) -> None:
     assert code == 0 or (code == 2 and len(err) == 1 and err[0].startswith("drnas: error:")), (code, err)
 
 
-RUN_FUZZ = settings(max_examples=max(10, EXAMPLES // 6), deadline=10000,
+RUN_FUZZ = settings(max_examples=max(8, EXAMPLES // 12), deadline=10000,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

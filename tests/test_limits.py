@@ -156,16 +156,25 @@ def test_the_files_drnas_reads_whole_are_regular_bounded_text(tmp_path, monkeypa
         read_bounded(tmp_path / "big.json")
 
 
-@pytest.mark.parametrize("name", ["config.json", "architecture.json", "metrics.jsonl"])
-def test_a_run_file_replaced_by_a_fifo_is_one_line_at_once(tmp_path, capsys, name):
-    import os
-
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A finished two-epoch demo search, copied by each test that damages it."""
     import torch
 
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("limits") / "run"
     torch.set_num_threads(1)
     assert main(["search", "--preset", "demo", "--epochs", "2", "--train-images", "64", "--quiet", "--out",
                  str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("name", ["config.json", "architecture.json", "metrics.jsonl"])
+def test_a_run_file_replaced_by_a_fifo_is_one_line_at_once(demo_run, tmp_path, capsys, name):
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns(".lock"))
     capsys.readouterr()
     (run / name).unlink()
     os.mkfifo(run / name)
