@@ -59,7 +59,8 @@ def runs(sweep: Path) -> list[dict]:
             continue
         config = json.loads(config_file.read_text())
         found.append({"run": run.name, "method": config["method"], "seed": config["seed"],
-                      "target": config.get("cost_target"), "arch": arch["architecture"]["arch"]})
+                      "target": config.get("cost_target"), "weight": config.get("cost_weight") or None,
+                      "arch": arch["architecture"]["arch"]})
     return found
 
 
@@ -98,21 +99,25 @@ def main() -> None:
                 arch = max(drawn, key=lambda a: scored[a]["nwot"])
                 lat, acc = latency[arch], accuracy[arch]
                 rows.append({"run": f"naswot,seed={seed},cost_target={target}", "method": "naswot (bounded)",
-                             "seed": seed, "target": target, "arch": arch, "latency": lat, "accuracy": acc,
+                             "seed": seed, "target": target, "weight": None, "arch": arch, "latency": lat, "accuracy": acc,
                              "front": front.at(lat), "gap": front.at(lat) - acc, "met": True})
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["target"]), []).append(row)
-    print(f"| method | {args.column} target | n | met | latency ({args.column}) | {ACCURACY} | front at that "
-          f"latency | gap to the front |")
-    print("|---|---|---|---|---|---|---|---|")
+        groups.setdefault((row["method"], row["target"], row["weight"]), []).append(row)
+    print(f"| method | {args.column} target | cost_weight | n | met | latency ({args.column}) | {ACCURACY} | front at "
+          f"that latency | gap to the front |")
+    print("|---|---|---|---|---|---|---|---|---|")
     summary = []
-    for (method, target), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-        line = {"method": method, "target": target, "n": len(group), "met": sum(r["met"] for r in group),
+    for (method, target, weight), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0,
+                                                                                  kv[0][2] or 0)):
+        line = {"method": method, "target": target, "weight": weight, "n": len(group),
+                "met": sum(r["met"] for r in group),
                 "latency": mean_std([r["latency"] for r in group]), "accuracy": mean_std([r["accuracy"] for r in group]),
                 "front": mean_std([r["front"] for r in group]), "gap": mean_std([r["gap"] for r in group])}
         summary.append(line)
-        print(f"| {method} | {target} | {line['n']} | {line['met']}/{line['n']} | {line['latency']} | "
+        lam = weight or ("1/target" if target is not None else "-")
+        met = f"{line['met']}/{line['n']}" if target is not None else "-"
+        print(f"| {method} | {target} | {lam} | {line['n']} | {met} | {line['latency']} | "
               f"{line['accuracy']} | {line['front']} | {line['gap']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"column": args.column, "summary": summary, "runs": rows}, indent=1)
