@@ -231,8 +231,7 @@ def _derive(commands: argparse._SubParsersAction) -> None:
                         help="at most X of the --cost-table column, in its unit (e.g. energy in mJ)")
     derive.add_argument("--dataset", help="sets classes and input size (default: the run's dataset, else cifar10)")
     derive.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
-    derive.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
-    derive.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N)")
+    _add_size_options(derive)
     derive.add_argument("--epoch", type=int, help="the distribution of this epoch (1-based; default: the last)")
     derive.add_argument("--beam", type=int, default=64,
                         help="beam width where the space is too large to score every architecture (DARTS; default 64)")
@@ -254,8 +253,7 @@ def _latency(commands: argparse._SubParsersAction) -> None:
     latency.add_argument("--batch", type=int, default=1, help="images per timed pass (default 1)")
     latency.add_argument("--dataset", default="cifar10", help="sets classes and input size (default cifar10)")
     latency.add_argument("--protocol", help="network size from this training protocol (default: by space and dataset)")
-    latency.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
-    latency.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N)")
+    _add_size_options(latency)
     latency.add_argument("--repeats", type=int, default=10, help="timed passes per measurement, after 3 warm-up "
                                                                  "passes; the median counts (default 10)")
     latency.add_argument("--out", metavar="FILE", help="write the op-level table to FILE (CSV)")
@@ -285,15 +283,20 @@ def _proxies(commands: argparse._SubParsersAction) -> None:
     proxies.add_argument("--batch", type=int, help="images in the scoring batch (default 32, as NASLib's published "
                                                    "NB201 scores)")
     proxies.add_argument("--seed", type=int, default=0, help="seed of the batch and the initial weights (default 0)")
-    proxies.add_argument("--channels", type=int, help="channels of the network (default: the space's protocol's)")
-    proxies.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N) (default: the "
-                                                   "protocol's)")
+    _add_size_options(proxies)
     proxies.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     proxies.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     proxies.add_argument("--out", help="folder of scores.jsonl (default runs/proxies-SPACE-DATASET); the same --out "
                                        "resumes")
     proxies.add_argument("--json", action="store_true", help="print the report (timing, correlations) as JSON")
     proxies.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+
+
+def _add_size_options(parser: argparse.ArgumentParser) -> None:
+    """``--channels`` and ``--cells``: the evaluation network's size over the protocol's (derive, latency, proxies)."""
+    parser.add_argument("--channels", type=int, help="channels of the network (default: the protocol's)")
+    parser.add_argument("--cells", type=int, help="DARTS: cells in all; NB201: cells per stage (N) (default: the "
+                                                  "protocol's)")
 
 
 def _datasets_help(default: str) -> str:
