@@ -30,6 +30,14 @@ def tiny_config(**changes) -> SearchConfig:
     return SearchConfig(**base)
 
 
+def own_spaces() -> tuple[str, ...]:
+    """The spaces with code of their own: not the variants that run another's with other ops (RobustDARTS' S1-S4
+    run the DARTS space's; tests/test_parts.py covers them)."""
+    from drnas.spaces import get_space, space_names
+
+    return tuple(name for name in space_names() if getattr(get_space(name), "variant_of", None) is None)
+
+
 def digits(n: int = 128) -> ImageArrays:
     """The first ``n`` training images of the embedded digits dataset (8x8 grey, 10 classes; no download)."""
     arrays = load_dataset("digits", None)

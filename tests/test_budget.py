@@ -19,9 +19,9 @@ from drnas.config.search import Stage
 from drnas.errors import ConfigError
 from drnas.engine.runs import RunError
 from drnas.search import Search
-from drnas.spaces import NB201Arch, NetworkSpec, get_space, space_names
+from drnas.spaces import NB201Arch, NetworkSpec, get_space
 from drnas.spaces.nb201 import NB201_OPS
-from helpers import pattern_images, tiny_config
+from helpers import pattern_images, tiny_config, own_spaces
 
 QUIET = dict(progress=False, log=lambda m: None)
 #: per space, a tiny search whose second stage prunes every edge to fewer ops
@@ -101,7 +101,7 @@ def test_latency_and_its_batch_are_parsed():
 
 
 # ------------------------------------------------------------------------------------------------ derivation
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_without_a_budget_it_is_the_spaces_own_derivation(space, searched):
     learned = LearnedDistribution.from_run(searched(space))
     found = derive_within_budget(learned, Budget(), *NETWORKS[space])
@@ -119,7 +119,7 @@ def test_without_a_budget_it_is_the_spaces_own_derivation(space, searched):
         assert found.search == "beam" and found.rank is None
 
 
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_each_choice_is_a_distribution_over_what_the_derivation_may_pick(space, searched):
     learned = LearnedDistribution.from_run(searched(space))
     found = choices(learned.space, learned.weights, learned.allowed)
@@ -166,7 +166,7 @@ def test_nb201_search_is_exact_against_brute_force(searched):
         assert found.checked == 1  # the per-op sums are exact in this space
 
 
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_the_per_op_costs_add_up_to_the_exact_count(space, searched):
     learned = LearnedDistribution.from_run(searched(space))
     spec, shape = NETWORKS[space]
@@ -180,7 +180,7 @@ def test_the_per_op_costs_add_up_to_the_exact_count(space, searched):
         assert tuple(int(v) for v in estimate) == _exact(learned.space, arch, spec, shape)
 
 
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_a_budget_below_the_unconstrained_network_is_respected_by_exact_count(space, searched):
     learned = LearnedDistribution.from_run(searched(space))
     spec, shape = NETWORKS[space]
@@ -193,7 +193,7 @@ def test_a_budget_below_the_unconstrained_network_is_respected_by_exact_count(sp
     assert found.estimate == {"params": params, "macs": macs}
 
 
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_an_unsatisfiable_budget_names_the_smallest_network(space, searched):
     learned = LearnedDistribution.from_run(searched(space))
     with pytest.raises(ConfigError, match=r"the smallest achievable network has [0-9.]+k? parameters and "):
@@ -239,7 +239,7 @@ def test_an_earlier_epoch_of_the_run(searched):
 
 
 # ------------------------------------------------------------------------------------------------ commands
-@pytest.mark.parametrize("space", space_names())
+@pytest.mark.parametrize("space", own_spaces())
 def test_derive_command_json(space, searched, capsys):
     run = searched(space)
     free = derive_within_budget(LearnedDistribution.from_run(run), Budget(), *NETWORKS[space])

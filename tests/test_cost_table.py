@@ -18,10 +18,10 @@ from drnas.cli import main
 from drnas.config.search import Stage
 from drnas.errors import ConfigError
 from drnas.search import Search
-from drnas.spaces import NB201Arch, get_space, space_names
+from drnas.spaces import NB201Arch, get_space
 from drnas.spaces.nb201 import NB201_OPS
 from conftest import SHARED
-from helpers import pattern_images, tiny_config
+from helpers import pattern_images, tiny_config, own_spaces
 
 LATENCY_FILE = SHARED / "hw" / "nb201-latency.csv"
 #: the networks of the command-line tests: small enough to time in a second
@@ -86,7 +86,7 @@ def test_the_fit_recovers_an_additive_nb201_table_exactly():
         assert fitted.of_architecture(space, arch) == pytest.approx(truth.of_architecture(space, arch))
 
 
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_the_fit_predicts_every_space_exactly_from_random_architectures(space_name):
     space = get_space(space_name)
     truth = _random_costs(space, seed=1)
@@ -123,7 +123,7 @@ def test_the_penalty_is_differentiable_in_the_weights():
 
 
 # ------------------------------------------------------------------------------------------------ files
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_the_op_level_table_reads_back_exactly(space_name, tmp_path):
     space = get_space(space_name)
     first, second = _random_costs(space, 2, "a_ms"), _random_costs(space, 3, "energy_mj")

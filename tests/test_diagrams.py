@@ -17,8 +17,8 @@ from drnas.config.search import ConfigError, Stage
 from drnas.analysis.plots import distribution_heatmap, distribution_label
 from drnas.spaces.resolve import architecture_from_json
 from drnas.search import Search
-from drnas.spaces import get_space, space_names
-from helpers import digits, tiny_config
+from drnas.spaces import get_space
+from helpers import digits, tiny_config, own_spaces
 
 QUIET = dict(progress=False, log=lambda m: None)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -57,7 +57,7 @@ def _run_dir_tmp_files(path: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------------ the graphs
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_every_space_draws_its_architecture_as_labelled_cells(space_name):
     space = get_space(space_name)
     arch = _derived(space_name)
@@ -114,7 +114,7 @@ def test_every_named_architecture_draws_as_svg_and_png(name, backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_every_space_draws_derived_architectures(space_name, backend):
     for seed in range(3):
         arch = _derived(space_name, seed)
@@ -193,7 +193,7 @@ def _architecture(run: Path) -> dict:
     return json.loads((run / "architecture.json").read_text())
 
 
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_show_plots_writes_every_picture_of_a_run(space_name, runs, capsys):
     run = runs[space_name]
     assert main(["show", str(run), "--plots"]) == 0
@@ -219,7 +219,7 @@ def test_show_plots_into_a_directory_of_choice(runs, tmp_path, capsys):
                                                      "hessian.png"]
 
 
-@pytest.mark.parametrize("space_name", space_names())
+@pytest.mark.parametrize("space_name", own_spaces())
 def test_heatmap_of_the_learned_distribution(space_name, runs):
     architecture = _architecture(runs[space_name])
     _check_png(distribution_heatmap(architecture))

@@ -37,11 +37,17 @@ def _resolve(argv: list[str]) -> SearchConfig:
     return search_config(build_parser().parse_args(["search", *argv]))
 
 
+#: a --set fix, quoted for the shell: --set 'stages=[...]'
+SET_FIX = re.compile(r"--set '([^']+)'")
+
+
 def _fixes(message: str, table: Path) -> list[str]:
     """The flags an error tells the user to type, with FILE (a benchmark table) filled in."""
     flags = []
     for flag, value in FIX.findall(message):
         flags += [flag, str(table) if value == "FILE" else value]
+    for value in SET_FIX.findall(message):
+        flags += ["--set", value]
     return flags
 
 

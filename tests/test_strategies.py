@@ -102,7 +102,8 @@ def test_every_method_searches_derives_and_resumes_bit_identically(method, space
 def test_the_registry_lists_every_method_of_table_4():
     table_4 = {"drnas", "drnas-2nd", "drnas-point", "darts", "darts-2nd", "snas", "gdas", "dsnas", "pc-darts", "rsps",
                "enas", "random", "reinforce"}
-    assert set(method_names()) == table_4 | {"naswot", "zc-random"}  # and the training-free searches
+    # and the training-free searches, and FairDARTS' sigmoid relaxation
+    assert set(method_names()) == table_4 | {"naswot", "zc-random", "darts-sigmoid"}
     for name in method_names():
         assert get_method(name).name == name and METHODS.docs()[name]
 

@@ -38,6 +38,7 @@ from drnas.engine.job import Job, NonFiniteLossError, lr_at
 from drnas.engine.passes import SupernetPasses, accuracy_counts
 from drnas.engine.runs import RunError, atomic_write_json
 from drnas.errors import reraise_interrupt
+from drnas.method.parts import Stop
 from drnas.method.strategies import Strategy, check_method, get_method
 from drnas.method.strategies.base import Batch
 from drnas.result import SearchResult
@@ -47,10 +48,6 @@ from drnas.table_search import TableSearch
 CHECKPOINT_FORMAT = 1
 #: validation batches the curvature (``hessian_every``) is measured on
 HESSIAN_BATCHES = 2
-
-
-def _stats(t: torch.Tensor) -> dict[str, float]:
-    return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
 
 
 class Search(SupernetPasses, Job):
@@ -102,7 +99,9 @@ class Search(SupernetPasses, Job):
         self._validation_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._seed_rank_streams(config.seed)
         if not _resuming:  # every setting of the method as it runs, also for a config made without with_method
-            self.config = config = dataclasses.replace(config, method_settings=settings_json(self.strategy.settings))
+            self.config = config = dataclasses.replace(
+                config, method_settings=settings_json(self.strategy.settings),
+                part_settings={part.name: settings_json(part.settings) for part in self.strategy.parts})
             self._start_run_dir(config.to_json())
 
     @property
@@ -184,6 +183,7 @@ class Search(SupernetPasses, Job):
         """One SGD step on the network weights with a fresh (non-differentiated) sample of the mixing weights."""
         with torch.no_grad():
             mixing = self.strategy.sample()
+        mixing = self.strategy.mix(mixing, "weight", self, (x, y))  # the parts' perturbation (SDARTS), if any
         tensors = mixing.tensors()
         with self._running(mixing.active):
             loss, correct = self.runner.checked(
@@ -207,7 +207,7 @@ class Search(SupernetPasses, Job):
         in eval mode."""
         loader = loader or self.valid_loader
         self.net.eval()
-        mixing = self.strategy.eval_mixing()
+        mixing = self.strategy.mix(self.strategy.eval_mixing(), "eval")
         sums = torch.zeros(3, device=self.device)  # loss, correct, count (summed over ranks)
         with self._running(mixing.active):
             for x, y in loader.epoch(0):
@@ -303,11 +303,6 @@ class Search(SupernetPasses, Job):
 
     def _epoch_record(self, sums: list[float], seen: int, arch_on: bool, lr: float, valid_loss: float,
                       valid_acc: float, seconds: float) -> dict[str, Any]:
-        with torch.no_grad():
-            beta = self.relax.scores().cpu() if hasattr(self.relax, "beta") else None
-            mean = self.relax.expected_weights().cpu()
-            eta = self.relax.eta.detach().cpu()
-        entropy = -(mean.clamp_min(1e-12).log() * mean).sum(-1)
         arch = self.derived
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
@@ -320,14 +315,10 @@ class Search(SupernetPasses, Job):
             "valid_loss": valid_loss,
             "valid_acc": valid_acc,
             "arch": str(arch),
-            "dirichlet_mean": [[round(v, 6) for v in row] for row in mean.tolist()],
-            "entropy": [round(v, 6) for v in entropy.tolist()],
-            "eta": _stats(eta),
-            # the learned distribution of this epoch, whole (edges x ops): `drnas sample` draws from it
-            "architecture_parameters": {"eta": eta.tolist(), "kept": self.strategy.kept_ops()},
-            "beta": _stats(beta) if beta is not None else None,
+            **self.strategy.distribution_record(),
             "seconds": round(seconds, 3),
             **self.strategy.record(),
+            **self.strategy.parts_record(),
         }
         if self.table is not None:
             try:
@@ -337,6 +328,16 @@ class Search(SupernetPasses, Job):
         if self.costs is not None:
             record.update(_cost_fields(self.costs, self.strategy, self.space, arch))
         return record
+
+    def _stop_after(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The parts' stopping rules (DARTS+, DARTS-ES) after every epoch (:func:`_stop_record`)."""
+        stop = self.strategy.stop(self.metrics, self.space.graph(self.derived)[0].ops())
+        if stop is None:
+            return None
+        self.derived = _stop_record(stop, record, self.metrics, self.space, self.table)
+        self.log(f"stopped after epoch {record['epoch']}: {stop.reason}; the search returns the cell of epoch "
+                 f"{stop.keep_epoch}")
+        return record["stopped"]
 
     def epoch_line(self, record: dict[str, Any]) -> str:
         line = (f"epoch {record['epoch']}/{self.config.epochs} stage {record['stage'] + 1} lr {record['lr']:.4g} "
@@ -361,6 +362,7 @@ class Search(SupernetPasses, Job):
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.arch_optimizer.state_dict() if self.arch_optimizer is not None else None,
             "derived": self.derived.to_json(),
+            "stopped": self.stopped,
             **self._rng_checkpoint(),
         }
         return state
@@ -377,6 +379,7 @@ class Search(SupernetPasses, Job):
         if self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.epoch, self.stage_index = int(state["epoch"]), int(state["stage_index"])
+        self.stopped = state.get("stopped")
         self.derived = (self.space.from_json(state["derived"]) if "derived" in state
                         else self.strategy.derive(self.space, None, self.epoch))
         self._restore_rng(state)
@@ -414,8 +417,10 @@ class Search(SupernetPasses, Job):
                           "kept": [self.space.ops[i] for i in kept[e]],
                           "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
         method = {} if self.config.method == SearchConfig.method else {"method": self.config.method}
+        method.update({k: v for k, v in (("parts", list(self.config.parts)), ("stopped", self.stopped)) if v})
         return {**method, "space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
-                "epochs_done": self.epoch, "epochs": self.config.epochs, "final": self.epoch >= self.config.epochs,
+                "epochs_done": self.epoch, "epochs": self.config.epochs,
+                "final": self.epoch >= self.config.epochs or self.stopped is not None,
                 "edges": edges}
 
     def result(self) -> SearchResult:
@@ -457,6 +462,23 @@ def _check_costs(costs: Any, strategy: Strategy, relax: dict[str, Any], run_dir:
     if any(a is None or b is None or not torch.equal(a.cpu(), b.cpu()) for a, b in zip(saved, now)):
         raise RunError(f"the cost table {costs.source} holds other costs than when this run started (the checkpoint "
                        f"keeps those): restore the file it started with, or start a new run")
+
+
+def _stop_record(stop: Stop, record: dict[str, Any], metrics: list[dict[str, Any]], space: Any,
+                 table: Any) -> Architecture:
+    """An early stop written into the epoch's ``record`` (``stopped``: why, when, the epoch whose cell is kept);
+    returns the architecture the search ends with. A rule that looks back (DARTS-ES) keeps an earlier epoch's cell,
+    which the record then names (``arch``, ``nb201``), the cell at the stop kept as ``arch_at_stop``."""
+    stopped: dict[str, Any] = {"reason": stop.reason, "epoch": record["epoch"], "kept_epoch": stop.keep_epoch}
+    arch = space.parse(str(record["arch"]))
+    if stop.keep_epoch != record["epoch"]:
+        stopped["arch_at_stop"] = record["arch"]
+        arch = space.parse(str(metrics[stop.keep_epoch - 1]["arch"]))
+        record["arch"] = str(arch)
+        if table is not None and record.get("nb201") is not None:
+            record["nb201"] = table.accuracies(arch)
+    record["stopped"] = stopped
+    return arch
 
 
 def search_from_config(config: SearchConfig, out: str | Path | None = None, **kwargs: Any) -> SearchResult:

@@ -6,22 +6,56 @@ import argparse
 
 
 def methods(args: argparse.Namespace) -> int:
-    """The search methods (``--method NAME``) and their papers; with a name, that method and its settings."""
+    """The search methods (``--method NAME``), the recipes (published combinations of a method with parts) and
+    the parts (``--with NAME``), each with its paper; with a name, that method, recipe or part and its settings."""
+    from drnas.method.parts import PARTS, RECIPES
     from drnas.method.strategies import METHODS, method_names
 
-    if getattr(args, "name", None):
-        print("\n".join(method_details(args.name)))
+    name = getattr(args, "name", None)
+    if name:
+        lines = (recipe_details(name) if name in RECIPES and name not in METHODS
+                 else part_details(name) if name in PARTS and name not in METHODS else method_details(name))
+        print("\n".join(lines))
         return 0
     print("search methods (drnas search --method NAME; drnas methods NAME shows one and its settings):")
     for name in method_names():
-        print(f"  {name:<12} {METHODS.docs()[name]}")
+        print(f"  {name:<14} {METHODS.docs()[name]}")
+    print("recipes (--method NAME: a method with parts, as published):")
+    for name in RECIPES:
+        recipe = RECIPES.get(name)
+        print(f"  {name:<14} {RECIPES.docs()[name]}: --method {recipe.method} "
+              + " ".join(f"--with {p}" for p in recipe.parts))
+    print("parts (drnas search --method METHOD --with PART; drnas methods PART shows its settings):")
+    for name in PARTS:
+        print(f"  {name:<14} {PARTS.docs()[name]}")
     return 0
+
+
+def recipe_details(name: str) -> list[str]:
+    """What ``drnas methods RECIPE`` prints: the recipe's method and parts, its paper and the parts' settings."""
+    from drnas.method.parts import RECIPES
+
+    recipe = RECIPES.get(name)
+    lines = [f"{name}: {RECIPES.docs()[name]}", f"paper: {recipe.paper}",
+             f"runs: --method {recipe.method} " + " ".join(f"--with {p}" for p in recipe.parts)
+             + "".join(f" --set {k}={v}" for k, v in recipe.fields.items())]
+    for part in recipe.parts:
+        lines += ["", *part_details(part)]
+    return lines
+
+
+def part_details(name: str) -> list[str]:
+    """What ``drnas methods PART`` prints: the part's description, paper and settings."""
+    from drnas.method.parts import PARTS
+
+    part = PARTS.get(name)
+    lines = [f"part {name}: {PARTS.docs()[name]}", f"paper: {part.paper}"]
+    return lines + _settings_table(part.Settings, f"--set part.{name}.SETTING=VALUE")
 
 
 def method_details(name: str) -> list[str]:
     """What ``drnas methods NAME`` prints: the method's description and paper, what it does with the supernet
     (the class attributes the engine reads), and its own settings as a table. An unknown name is one error line."""
-    from drnas.config.options import describe_settings
     from drnas.method.strategies import METHODS, get_method
 
     method = get_method(name)
@@ -40,15 +74,21 @@ def method_details(name: str) -> list[str]:
                                                      if method.prunable else
                                                      " (no op strengths: a progressive preset's stages run without "
                                                      "pruning, their ops_kept left out)")]
-    rows = describe_settings(method.Settings)
+    return lines + _settings_table(method.Settings, "--set method.SETTING=VALUE; a config file's [method] table")
+
+
+def _settings_table(settings: type, how: str) -> list[str]:
+    """The rows of a settings dataclass as a table, under a line saying ``how`` they are set."""
+    from drnas.config.options import describe_settings
+
+    rows = describe_settings(settings)
     if not rows:
-        return [*lines, "settings: none"]
+        return ["settings: none"]
     table = [("setting", "type", "default", "range", "what it is")]
     table += [(n, t, str(d), r or "any", doc) for n, t, d, r, doc in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines.append("settings (--set method.SETTING=VALUE; a config file's [method] table):")
-    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4] for row in table]
-    return lines
+    return [f"settings ({how}):",
+            *("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4] for row in table)]
 
 
 def plugins(args: argparse.Namespace) -> int:

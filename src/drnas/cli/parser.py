@@ -346,7 +346,11 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field, e.g. --set lr=0.05 or "
                              "--set 'stages=[{\"epochs\": 10, \"partial_k\": 2}]', or set one of the method's own "
-                             "settings, e.g. --set method.tau_min=0.5 (`drnas methods NAME` lists them) (repeatable)")
+                             "settings, e.g. --set method.tau_min=0.5 (`drnas methods NAME` lists them) or a part's, e.g. --set "
+                             "part.sdarts-adv.epsilon=0.05 (repeatable)")
+    parser.add_argument("--with", action="append", default=[], dest="with_parts", metavar="PART",
+                        help="add a part to the method, e.g. --with sdarts-adv (a perturbation, a regulariser, "
+                             "an optimizer, an early stop: `drnas methods` lists them) (repeatable)")
 
 
 __all__ = ["BUDGET_FLAGS", "WRITER_FLAGS", "build_parser"]

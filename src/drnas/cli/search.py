@@ -7,11 +7,17 @@ import time
 from drnas.cli.job import INTERRUPTED, is_main_process, print_summary, start_or_resume, writer_flags
 from drnas.config.resolve import parse_sets, resolve_search_config
 from drnas.config.search import SearchConfig
+from drnas.method.parts import with_parts
 from drnas.method.strategies import check_method, with_method
 from drnas.spaces import get_space
 
 #: flags of ``drnas search`` that map one-to-one onto config fields
 FIELD_FLAGS = ("space", "dataset", "data", "seed", "device", "benchmark", "batch_size", "threads", "train_images")
+
+
+def split_names(given: list[str] | None) -> list[str]:
+    """``--with a --with b,c`` -> ``[a, b, c]``."""
+    return [name.strip() for item in given or () for name in item.split(",") if name.strip()]
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
@@ -23,7 +29,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
         flags["download"] = True
     flags.update(writer_flags(args))
     config = resolve_search_config(apply_method=with_method, preset=args.preset, method=args.method,
-                                   config_file=args.config, flags=flags, sets=parse_sets(args.set), epochs=args.epochs)
+                                   config_file=args.config, flags=flags, sets=parse_sets(args.set), epochs=args.epochs,
+                                   apply_parts=with_parts, parts=split_names(args.with_parts))
     check_method(config, get_space(config.space, config.ops))
     return config
 

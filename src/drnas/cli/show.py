@@ -42,6 +42,14 @@ def command(args: argparse.Namespace) -> int:
     config = saved_config(run)
     print(f"{'search:':<14}preset {config.preset}, method {config.method}, space {config.space}, dataset "
           f"{config.dataset}, seed {config.seed}")
+    if config.parts:
+        settings = {name: ", ".join(f"{k}={v}" for k, v in config.part_settings.get(name, {}).items())
+                    for name in config.parts}
+        print(f"{'parts:':<14}" + ", ".join(f"{name} ({text})" if text else name for name, text in settings.items()))
+    stopped = metrics[-1].get("stopped") if metrics else None
+    if isinstance(stopped, dict):
+        print(f"{'stopped:':<14}after epoch {stopped.get('epoch')}: {stopped.get('reason')} (keeps the cell of epoch "
+              f"{stopped.get('kept_epoch')})")
     print(f"{'stages:':<14}" + ", ".join(f"{s.epochs} ep K={s.partial_k} ops={s.ops_kept or 'all'} "
                                           f"warm-up={s.arch_warmup}" for s in config.stages))
     if metrics and "train_loss" in metrics[-1]:

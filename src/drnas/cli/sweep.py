@@ -22,7 +22,8 @@ def sweep_plan(args: argparse.Namespace) -> tuple[Any, str | None]:
     from drnas.sweep.plan import SEARCH_OPTIONS, plan_sweep
 
     return plan_sweep(file=args.file, methods=args.method, seeds=args.seeds, datasets=args.dataset, grid=args.grid,
-                      data=args.data, search={name: getattr(args, name) for name in SEARCH_OPTIONS}, sets=args.set,
+                      data=args.data, search={name: getattr(args, name) for name in SEARCH_OPTIONS},
+                      sets=[*args.set, *([f"parts={','.join(args.with_parts)}"] if args.with_parts else [])],
                       jobs=args.jobs, threads=args.threads, ray=args.ray, out=args.out, command=sys.argv[1:])
 
 

@@ -49,6 +49,14 @@ def _nb201_progressive() -> dict[str, Any]:
                                          Stage(epochs=50, partial_k=2, ops_kept=3, arch_warmup=10)]}
 
 
+@register_preset("nb201-reduced", "NB201 space at a budget a 2-core CPU runs in about 10 minutes and where DARTS "
+                                  "collapses: CIFAR-10's first 5,000 training images, 8 channels, 1 cell per stage, "
+                                  "60 epochs, the Hessian's eigenvalue every 5 (benchmarks/results: the collapse runs)")
+def _nb201_reduced() -> dict[str, Any]:
+    return {"space": "nb201", "dataset": "cifar10", "train_images": 5000, "channels": 8, "cells_per_stage": 1,
+            "hessian_every": 5, "stages": [Stage(epochs=60, partial_k=1)]}
+
+
 @register_preset("demo", "offline demo: NB201 space on the embedded digits data, small supernet, about a minute on 2 CPU cores")
 def _demo() -> dict[str, Any]:
     return {"space": "nb201", "dataset": "digits", "channels": 8, "cells_per_stage": 1, "batch_size": 64,

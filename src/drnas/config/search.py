@@ -86,6 +86,11 @@ class SearchConfig(RunSettings):
     # method_settings, every one of them once resolved (``--set method.NAME=VALUE``; {}: the method's defaults)
     method: str = "drnas"
     method_settings: dict[str, Any] = field(default_factory=dict)
+    # parts added to the method (``drnas methods --parts``: SDARTS' perturbations, beta-decay, GAEA, early
+    # stopping...), in order (``--with NAME``), and every part's settings once resolved (part -> field -> value,
+    # ``--set part.NAME.FIELD=VALUE``)
+    parts: list[str] = field(default_factory=list)
+    part_settings: dict[str, Any] = field(default_factory=dict)
     # architecture: Adam on eta, with weight decay reg_scale on it (DrNAS' L2 anchor on beta, eq. 4; the KL
     # anchor is DrNAS' setting regulariser=kl)
     arch_lr: float = 3e-4

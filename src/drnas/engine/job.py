@@ -90,7 +90,8 @@ def progress_bar(enabled: bool, total: int, desc: str):
 #: runs hold the fields that moved into the methods' settings instead of ``method_settings``: reading their
 #: config.json moves them there (:func:`drnas.config.search.apply_overrides`)
 ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "method_settings", "hessian_every", "tensorboard",
-                                    "test_images", "wandb", "cost_table", "cost_weight", "cost_target"})
+                                    "test_images", "wandb", "cost_table", "cost_weight", "cost_target",
+                                    "parts", "part_settings"})
 
 #: fields of a metrics record that measure the machine rather than the run's computation: they differ between a
 #: run and its resumed or repeated self (compare records without them)
@@ -156,6 +157,8 @@ class Job:
 
     kind = "job"
     config_class: type = object
+    #: set when a rule of the job ended it early (:meth:`_stop_after`): why and when; the checkpoint keeps it
+    stopped: dict[str, Any] | None = None
 
     def _init_job(self, config: Any, out: Any, progress: bool, log: Callable[[str], None] | None,
                   resuming: bool) -> None:
@@ -307,7 +310,7 @@ class Job:
         writers = self._open_writers()
         started, done_here = time.perf_counter(), 0
         try:
-            while self.epoch < stop:
+            while self.epoch < stop and self.stopped is None:
                 record = self._run_epoch()
                 now = time.perf_counter()
                 record["elapsed_seconds"] = round(self._elapsed_before() + now - self._clock, 3)
@@ -316,7 +319,8 @@ class Job:
                 self.epoch += 1
                 done_here += 1
                 self.metrics.append(record)
-                left = self.total_epochs - self.epoch
+                self.stopped = self._stop_after(record)
+                left = 0 if self.stopped else self.total_epochs - self.epoch
                 eta = f", about {format_duration(left * (now - started) / done_here)} left" if left else ""
                 self.log(f"{self.epoch_line(record)}  [{self.epoch}/{self.total_epochs} epochs{eta}]")
                 self.log(f"peak memory {record.get('peak_memory_mb')} MiB resident"
@@ -331,12 +335,17 @@ class Job:
                         self._write_outputs()
                         for writer in writers:
                             writer.write([record])
-            if self.epoch >= self.total_epochs:
+            if self.epoch >= self.total_epochs or self.stopped:
                 self._add_final_images(writers)
         finally:
             for writer in writers:
                 writer.close()
         return self.result()
+
+    def _stop_after(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """After an epoch (its ``record`` the last of ``self.metrics``): whether the job's own rule ends it early,
+        as what the record and the checkpoint keep (``stopped``), or None to go on. Default: never."""
+        return None
 
     def _elapsed_before(self) -> float:
         """The run's wall time up to its last recorded epoch (older records lack it: their epoch seconds)."""

@@ -31,7 +31,7 @@ import stat
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -82,6 +82,12 @@ RUN_KEYS = ("drnas_version", "kind", "changes", "plugins", "run_id")
 #: the format of ``checkpoint.pt``'s envelope: {"envelope": 1, "sha256": hex digest, "payload": torch.save bytes,
 #: "run_id": the run's identity (from its config.json; absent in checkpoints written before runs had one)}
 CHECKPOINT_ENVELOPE = 1
+
+
+def finished(metrics: Sequence[Mapping[str, Any]], epochs: int) -> bool:
+    """Whether a run with these metrics lines is over: all ``epochs`` done, or stopped early by a rule of its
+    method (its last line says ``stopped``)."""
+    return len(metrics) >= epochs or bool(metrics and metrics[-1].get("stopped"))
 
 
 def new_run_id() -> str:

@@ -156,6 +156,13 @@ class Relaxation(torch.nn.Module):
         return 0.0
 
     @torch.no_grad()
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Search only the ``allowed`` ops (bool ``[edges, ops]``, the same number on every edge) from the start:
+        a space whose edges have ops of their own (RobustDARTS' S1)."""
+        self.mask.copy_(allowed.to(self.mask.device))
+        self._refresh_mask_cache()
+
+    @torch.no_grad()
     def prune(self, keep: int) -> None:
         """Keep the ``keep`` strongest ops of each edge among those still kept (paper §2.4)."""
         if not 1 <= keep <= self.num_kept:

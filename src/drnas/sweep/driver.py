@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from drnas.config.limits import read_bounded
-from drnas.engine.runs import RunDir, atomic_write_json
+from drnas.engine.runs import RunDir, atomic_write_json, finished
 from drnas.registry import plugins
 from drnas.sweep.plan import Plan, PlannedRun, SweepError
 
@@ -122,6 +122,11 @@ class SweepDir:
     def epochs_done(self, name: str) -> int:
         run = RunDir(self.run_dir(name))
         return len(run.read_metrics()) if run.config.is_file() else 0
+
+    def finished(self, name: str, epochs: int) -> bool:
+        """Whether run ``name`` is over: its ``epochs`` done, or stopped early by its method's rule."""
+        run = RunDir(self.run_dir(name))
+        return run.config.is_file() and finished(run.read_metrics(), epochs)
 
     def driver_alive(self) -> bool:
         """Whether the process that last held the sweep's lock is still running (on this host)."""
@@ -238,7 +243,7 @@ class Driver:
         out = []
         for run in self.plan.runs:
             outcome = self.outcomes[run.name]
-            if self.sweep.epochs_done(run.name) >= run.epochs:
+            if self.sweep.finished(run.name, run.epochs):
                 if outcome.state != "done":
                     outcome.state, outcome.error = "done", None
                 continue
@@ -265,7 +270,7 @@ class Driver:
             outcome.wall_seconds = round(outcome.wall_seconds + result["wall_seconds"], 3)
             if result.get("peak_memory_mb") is not None:
                 outcome.peak_memory_mb = max(outcome.peak_memory_mb or 0.0, result["peak_memory_mb"])
-            done = result["code"] == 0 and self.sweep.epochs_done(run.name) >= run.epochs
+            done = result["code"] == 0 and self.sweep.finished(run.name, run.epochs)
             outcome.state = "done" if done else "interrupted" if interrupted else "failed"
             if done:
                 outcome.error = None

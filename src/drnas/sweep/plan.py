@@ -29,7 +29,8 @@ from drnas.config.search import (
 )
 from drnas.data.formats import dataset_entry
 from drnas.errors import ConfigError, DrnasError, shown
-from drnas.method.strategies import check_method, get_method, with_method
+from drnas.method.parts import with_parts
+from drnas.method.strategies import base_method, check_method, get_method, with_method
 from drnas.registry import plugins
 from drnas.spaces import get_space
 
@@ -108,7 +109,7 @@ def setting_name(key: str) -> str | None:
 
 def declared_settings(method: str) -> set[str]:
     """The names of method ``method``'s own settings (``drnas methods NAME``)."""
-    return {f.name for f in dataclasses.fields(get_method(method).Settings)}
+    return {f.name for f in dataclasses.fields(get_method(base_method(method)).Settings)}
 
 
 def check_axis(name: str) -> None:
@@ -339,7 +340,7 @@ def _point_config(point: Mapping[str, Any], options: Mapping[str, Any], paths: M
     sets = {k: v for k, v in sets.items() if setting_name(k) is None or setting_name(k) in declared}
     config = resolve_search_config(apply_method=with_method, preset=options["preset"], method=str(point["method"]),
                                    config_file=options["config"], flags=flags, sets={**sets, **direct},
-                                   epochs=options["epochs"])
+                                   epochs=options["epochs"], apply_parts=with_parts)
     config = with_axis_values(config, point)
     check_method(config, get_space(config.space, config.ops))
     dataset_entry(config.dataset)  # an unknown dataset fails here, before any run is written

@@ -22,14 +22,18 @@ from drnas.bench.nb201 import ACCURACY_COLUMNS
 from drnas.bench.paper import TABLE1, TABLE4, TABLE4_OPTIMAL
 from drnas.config.limits import read_bounded
 from drnas.config.search import SearchConfig
-from drnas.engine.runs import RunDir, atomic_write_bytes
+from drnas.engine.runs import RunDir, atomic_write_bytes, finished
 from drnas.errors import DrnasError
 from drnas.spaces import get_space
 from drnas.sweep.driver import Outcome, SweepDir
 from drnas.sweep.plan import Plan
 
 #: per-run numbers a summary aggregates, in report order (those no run has are left out)
-METRICS = (*ACCURACY_COLUMNS, "valid_acc", "train_acc", "best_valid_acc", "search_seconds", "peak_memory_mb")
+METRICS = (*ACCURACY_COLUMNS, "valid_acc", "train_acc", "best_valid_acc", "skip_edges", "skip_none_edges", "collapsed",
+           "eigenvalue", "stopped_epoch", "search_seconds", "peak_memory_mb")
+#: a derived cell with this many skip_connect or none edges (of NB201's 6, of a DARTS normal cell's 8) counts as
+#: collapsed: DARTS' failure, the parameter-free cell (``collapsed`` is 1 or 0, its mean the share of such cells)
+COLLAPSED_EDGES = 4
 #: the benchmark of the paper's tables; the test column of the dataset a search ran on is the plot's main number
 _BENCHMARK = BENCHMARKS.get("NAS-Bench-201")
 
@@ -63,6 +67,7 @@ def collect(sweep: SweepDir, plan: Plan | None = None) -> list[RunRow]:
                             if isinstance(last.get(k), (int, float))})
             numbers.update({k: float(v) for k, v in (last.get("nb201") or {}).items() if k in ACCURACY_COLUMNS})
             numbers["search_seconds"] = round(sum(float(m.get("seconds", 0.0)) for m in metrics), 3)
+            numbers.update(cell_numbers(run.config, metrics))
         if outcome.peak_memory_mb is not None:
             numbers["peak_memory_mb"] = outcome.peak_memory_mb
         arch = None
@@ -72,7 +77,7 @@ def collect(sweep: SweepDir, plan: Plan | None = None) -> list[RunRow]:
                 arch = str(data["architecture"].get("arch", data["architecture"]))
             except (OSError, ValueError, KeyError, AttributeError, RecursionError, DrnasError):
                 arch = None
-        done = len(metrics) >= run.epochs
+        done = finished(metrics, run.epochs)
         state = "done" if done else ("failed" if outcome.state == "failed" else
                                      "pending" if outcome.state == "pending" else "unfinished")
         entropy = [sum(m["entropy"]) / len(m["entropy"]) for m in metrics if m.get("entropy")]
@@ -101,6 +106,29 @@ class Group:
     @property
     def label(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.values.items()) or "all runs"
+
+
+def cell_numbers(config: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """What says whether a search collapsed: the skip_connect and none edges of its last derived cell (the first
+    cell: NB201's, a DARTS genotype's normal cell), ``collapsed`` (1 with :data:`COLLAPSED_EDGES` or more of them),
+    the last measured dominant eigenvalue of the Hessian (``hessian_every``) and the epoch an early stop kept."""
+    out: dict[str, float] = {}
+    try:
+        space = get_space(str(config.get("space")), config.get("ops"))
+        ops = space.graph(space.parse(str(metrics[-1]["arch"])))[0].ops()
+    except (DrnasError, KeyError, ValueError, TypeError):
+        ops = None
+    if ops is not None:
+        free = sum(op in ("skip_connect", "none") for op in ops)
+        out.update(skip_edges=float(ops.count("skip_connect")), skip_none_edges=float(free),
+                   collapsed=float(free >= COLLAPSED_EDGES))
+    eigen = [m["hessian"].get("eigenvalue") for m in metrics if isinstance(m.get("hessian"), dict)]
+    if eigen and isinstance(eigen[-1], (int, float)):
+        out["eigenvalue"] = float(eigen[-1])
+    stopped = metrics[-1].get("stopped")
+    if isinstance(stopped, dict) and isinstance(stopped.get("kept_epoch"), int):
+        out["stopped_epoch"] = float(stopped["kept_epoch"])
+    return out
 
 
 def group_fields(plan: Plan) -> list[str]:
@@ -163,7 +191,7 @@ def summary_markdown(plan: Plan, rows: Sequence[RunRow], grouped: Sequence[Group
               "|" + "---|" * (len(fields or ["group"]) + 1 + len(metrics))]
     for g in grouped:
         cells = [str(g.values[f]) for f in fields] or ["all runs"]
-        digits = {"search_seconds": 0, "peak_memory_mb": 0}
+        digits = {"search_seconds": 0, "peak_memory_mb": 0, "skip_edges": 1, "skip_none_edges": 1, "stopped_epoch": 1}
         lines.append("| " + " | ".join([*cells, str(len(g.done)),
                                         *(_pm(g.stat(m), digits.get(m, 2)) for m in metrics)]) + " |")
     failed = [r for r in rows if r.state == "failed"]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from drnas.config.options import make_settings
 from drnas.config.search import MOVED_TO_METHOD, ConfigError, SearchConfig
+from drnas.method.parts import Stop, build_parts, check_parts
 from drnas.method.relax import Relaxation
 from drnas.method.strategies.unrolled import unrolled_mixing_gradients
 from drnas.registry import Registry
@@ -117,6 +118,10 @@ def discrete_mixing(weights: torch.Tensor, device: torch.device) -> Mixing:
     return Mixing(weights.to(device=device, dtype=torch.float32), None, active)
 
 
+def _stats(t: torch.Tensor) -> dict[str, float]:
+    return {"min": float(t.min()), "max": float(t.max()), "mean": float(t.mean()), "std": float(t.std())}
+
+
 @dataclass
 class NoSettings:
     """The settings of a method that has none of its own."""
@@ -148,6 +153,12 @@ class Strategy(Relaxation):
     * ``uses_supernet``: False for methods that query a benchmark table instead of training a network.
     * ``arch_gradient``: the architecture step follows the gradient of an objective (:meth:`arch_step`), which a
       cost penalty can join (:meth:`cost_penalty`); False for REINFORCE-like steps (ENAS).
+    * ``softmax_parametrised``: the weights are softmax(logits) (:meth:`simplex_parameters`), which GAEA's
+      mirror descent updates.
+
+The search's **parts** (:mod:`drnas.method.parts`: perturbations, regularisers, an optimizer, stopping rules)
+are built with the strategy from the config and called from here: :meth:`mix` on the mixing weights of each
+phase, their penalties in :meth:`arch_step`, their optimizer in :meth:`make_arch_optimizer`.
 
     Two more name its expected weights where people read them: ``mean_label`` (plots, ``drnas show``: DrNAS'
     are a Dirichlet mean) and ``mean_plot``, the run's picture of them over the epochs.
@@ -170,6 +181,7 @@ class Strategy(Relaxation):
     second_order = False
     uses_supernet = True
     arch_gradient = True
+    softmax_parametrised = False
     mean_label = "expected weight"
     mean_plot = "op_weights.png"
 
@@ -178,6 +190,10 @@ class Strategy(Relaxation):
         self.config = config
         self.settings = self.settings_of(config)
         self.epoch_fraction = 0.0
+        self.parts = build_parts(config, space)
+        allowed = getattr(space, "allowed_ops", None)  # a space whose edges search ops of their own (S1)
+        if allowed is not None:
+            self.restrict(allowed())
         # the cost of every op of every edge [edges, ops] and of the network's fixed parts (float64), set by the
         # job from the config's cost table (:meth:`set_costs`); in the checkpoint with the parameters
         self.register_buffer("cost", None)
@@ -224,6 +240,7 @@ class Strategy(Relaxation):
             raise ConfigError(f"method {cls.name} has no architecture gradient for a cost penalty to join: search under "
                               f"a cost with --method {able[0]} (or {', '.join(able[1:])}), or drop cost_table, "
                               f"cost_weight and cost_target")
+        check_parts(cls, config, space)
 
     @classmethod
     def takes_cost_penalty(cls) -> bool:
@@ -265,8 +282,44 @@ class Strategy(Relaxation):
         return Mixing(F.softmax(masked_logits(logits, self.mask), dim=-1), None if scale is None else scale.detach())
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before every epoch (0-based) of ``epochs``: temperature schedules live here."""
+        """Called before every epoch (0-based) of ``epochs``: temperature schedules live here (and the parts')."""
         self.epoch_fraction = epoch / max(1, epochs - 1)
+        for part in self.parts:
+            part.start_epoch(epoch, epochs)
+
+    def mix(self, mixing: Mixing, phase: str, engine: Engine | None = None, batch: Batch | None = None) -> Mixing:
+        """The mixing weights of ``phase`` (weight, arch or eval) as the search's parts change them, in their
+        order (SDARTS' perturbation of the weight step, DARTS-' auxiliary skip...); ``batch``: the step's."""
+        for part in self.parts:
+            mixing = part.mix(mixing, phase, self, engine, batch)
+        return mixing
+
+    def stop(self, history: Sequence[Mapping[str, Any]], cell_ops: Sequence[str]) -> Stop | None:
+        """After an epoch: the first of the parts' stopping rules that ends the search (None: go on)."""
+        return next((stop for part in self.parts if (stop := part.stop(history, cell_ops)) is not None), None)
+
+    @torch.no_grad()
+    def distribution_record(self) -> dict[str, Any]:
+        """The learned distribution in an epoch's metrics line: the expected weights (``dirichlet_mean``, as runs
+        have always named them) and their entropy per edge, statistics of eta (and of DrNAS' beta), and the raw
+        parameters with the kept ops, whole: what ``drnas sample`` draws from."""
+        beta = self.scores().cpu() if hasattr(self, "beta") else None
+        mean = self.expected_weights().cpu()
+        eta = self.eta.detach().cpu()
+        entropy = -(mean.clamp_min(1e-12).log() * mean).sum(-1)
+        return {"dirichlet_mean": [[round(v, 6) for v in row] for row in mean.tolist()],
+                "entropy": [round(v, 6) for v in entropy.tolist()], "eta": _stats(eta),
+                "architecture_parameters": {"eta": eta.tolist(), "kept": self.kept_ops()},
+                "beta": _stats(beta) if beta is not None else None}
+
+    def parts_record(self) -> dict[str, Any]:
+        """The parts' fields of the epoch's metrics line (their schedules)."""
+        return {k: v for part in self.parts for k, v in part.record().items()}
+
+    def simplex_parameters(self) -> list[tuple[torch.nn.Parameter, Callable[[], torch.Tensor]]]:
+        """For ``softmax_parametrised`` methods: each architecture parameter with the function returning its
+        softmax weights (what GAEA's exponentiated gradient divides by)."""
+        raise NotImplementedError(f"method {self.name} has no softmax-parametrised weights")
 
     def record(self) -> dict[str, Any]:
         """Extra fields of the epoch's metrics line (e.g. the temperature)."""
@@ -306,6 +359,10 @@ class Strategy(Relaxation):
     def make_arch_optimizer(self) -> torch.optim.Optimizer | None:
         """Adam on the architecture parameters, with the method's weight decay (None: no architecture step)."""
         cfg = self.config
+        for part in self.parts:  # a part may bring its own (GAEA's mirror descent); check_parts allows one
+            optimizer = part.arch_optimizer(self)
+            if optimizer is not None:
+                return optimizer
         return torch.optim.Adam(self.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
                                 weight_decay=self.adam_weight_decay)
 
@@ -320,15 +377,16 @@ class Strategy(Relaxation):
 
         First order: dL_val/dθ from one network pass, chained to the parameters through the sample. Second
         order: θ's hypergradient of DARTS' unrolled step (eq. 7-8 of Liu et al., 2019) instead. The method's
-        :meth:`penalty` and the :meth:`cost_penalty` add their own gradients.
+        :meth:`penalty`, the :meth:`cost_penalty` and the parts' penalties add their own gradients.
         """
-        mixing = self.sample()
+        mixing = self.mix(self.sample(), "arch")
         if self.second_order:
             loss, correct, grads = unrolled_mixing_gradients(engine, mixing.detached(), arch_batch, weight_batch)
         else:
             loss, correct, grads, _ = engine.gradients(mixing.detached(), *arch_batch)
         tensors, outer = list(mixing.tensors()), list(grads)
-        for penalty in (self.penalty(), self.cost_penalty()):  # the regulariser, the cost: d/d(params) of each
+        penalties = [self.penalty(), self.cost_penalty(), *(part.penalty(self) for part in self.parts)]
+        for penalty in penalties:  # the regulariser, the cost, the parts': d/d(params) of each
             if penalty is not None:
                 tensors.append(penalty)
                 outer.append(torch.ones_like(penalty))
@@ -355,8 +413,13 @@ class SoftmaxStrategy(Strategy):
     def scores(self) -> torch.Tensor:
         return self.probabilities()
 
+    softmax_parametrised = True
+
     def hessian_logits(self) -> torch.Tensor:
         return self.eta.detach().float()  # DARTS' alpha, through the softmax
+
+    def simplex_parameters(self) -> list[tuple[torch.nn.Parameter, Callable[[], torch.Tensor]]]:
+        return [(self.eta, self.probabilities)]
 
     def expected_weights(self) -> torch.Tensor:
         return self.probabilities()

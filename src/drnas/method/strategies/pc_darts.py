@@ -52,6 +52,9 @@ class PCDARTS(SoftmaxStrategy):
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         return [self.eta, self.edge_eta]
 
+    def simplex_parameters(self) -> list[tuple[torch.nn.Parameter, Any]]:
+        return [(self.eta, self.probabilities), (self.edge_eta, self.edge_weights)]
+
     def edge_weights(self) -> torch.Tensor:
         """softmax(β) over the edges entering each node, ``[edges]``."""
         out = torch.zeros_like(self.edge_eta)

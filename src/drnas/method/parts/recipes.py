@@ -1,0 +1,27 @@
+"""The published combinations of a method and parts, named where methods are (``--method sdarts-adv``) and listed
+by ``drnas methods`` with their papers."""
+from __future__ import annotations
+
+from drnas.method.parts.aux_skip import AuxSkip
+from drnas.method.parts.base import Recipe, register_recipe
+from drnas.method.parts.early_stop import DartsES, DartsPlus
+from drnas.method.parts.gaea import GAEA
+from drnas.method.parts.regularisers import BetaDecay, ZeroOne
+from drnas.method.parts.smoothing import RandomSmoothing
+
+register_recipe("sdarts-rs", Recipe("darts", ("sdarts-rs",), RandomSmoothing.paper),
+                doc="DARTS with random smoothing of the weight step (SDARTS-RS)")
+register_recipe("sdarts-adv", Recipe("darts", ("sdarts-adv",), RandomSmoothing.paper),
+                doc="DARTS with adversarial smoothing of the weight step (SDARTS-ADV)")
+register_recipe("beta-darts", Recipe("darts", ("beta-decay",), BetaDecay.paper),
+                doc="DARTS with beta-decay regularisation (beta-DARTS)")
+register_recipe("fair-darts", Recipe("darts-sigmoid", ("zero-one",), ZeroOne.paper),
+                doc="sigmoid mixing weights with the zero-one loss (FairDARTS)")
+register_recipe("darts-minus", Recipe("darts", ("aux-skip",), AuxSkip.paper),
+                doc="DARTS with a decaying auxiliary skip connection (DARTS-)")
+register_recipe("gaea-pc-darts", Recipe("pc-darts", ("gaea",), GAEA.paper),
+                doc="PC-DARTS with exponentiated-gradient architecture updates (GAEA PC-DARTS)")
+register_recipe("darts-plus", Recipe("darts", ("darts-plus",), DartsPlus.paper),
+                doc="DARTS stopped once its cell holds 2 skip connections (DARTS+)")
+register_recipe("darts-es", Recipe("darts", ("darts-es",), DartsES.paper, {"hessian_every": 1}),
+                doc="DARTS stopped when the Hessian's dominant eigenvalue grows (RobustDARTS' DARTS-ES)")

@@ -1,0 +1,346 @@
+"""The parts that compose with a method (parametrised over the part registry) and the recipes, RobustDARTS'
+spaces S1-S4, and each part's math against a direct computation on a tiny real problem."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from drnas.cli import main
+from drnas.config.resolve import resolve_search_config
+from drnas.config.search import ConfigError, Stage
+from drnas.engine.job import MEASURED_FIELDS
+from drnas.engine.runs import RunDir, finished
+from drnas.method.parts import PARTS, RECIPES, Part, Stop, part_names, register_part, with_parts
+from drnas.method.parts.early_stop import DartsES, DartsPlus
+from drnas.method.parts.gaea import ExponentiatedGradient
+from drnas.method.parts.smoothing import AdversarialSettings, AdversarialSmoothing, project
+from drnas.method.strategies import METHODS, Mixing, check_method, get_method, with_method
+from drnas.search import Search
+from drnas.spaces import get_space
+from drnas.spaces.robust_darts import S1_NORMAL, S1_REDUCE, Noise
+from drnas.sweep.report import cell_numbers
+from helpers import digits, tiny_config
+
+QUIET = dict(progress=False, log=lambda m: None)
+#: the methods every part is tried with: DARTS, the method the robust methods were written for, and DrNAS (GAEA
+#: with PC-DARTS runs in the DARTS-space test below)
+WITH_METHODS = ("darts", "drnas")
+
+
+def _config(method: str, parts: list[str], space: str = "nb201", epochs: int = 2, **changes):
+    base = tiny_config(dataset="digits", stages=[Stage(epochs=epochs, partial_k=1)], batch_size=32, **changes)
+    if space != "nb201":
+        base = dataclasses.replace(base, space=space, cells=2)
+    config = with_method(base, method)
+    if "darts-es" in parts:
+        config = dataclasses.replace(config, hessian_every=1)
+    return with_parts(config, parts)
+
+
+def _fits(method: str, part: str) -> bool:
+    config = _config(method, [part])
+    try:
+        check_method(config, get_space(config.space, config.ops))
+    except ConfigError:
+        return False
+    return True
+
+
+#: every part with each method it fits: the first one runs, resumes and is compared bit for bit, the others run
+#: one epoch (the suite's time)
+FITS = {p: [m for m in WITH_METHODS if _fits(m, p)] for p in part_names()}
+
+
+def _strip(metrics):
+    return [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in metrics]
+
+
+def _same_run(a, b) -> None:
+    assert _strip(a.metrics) == _strip(b.metrics) and str(a.architecture) == str(b.architecture)
+    ca, cb = RunDir(a.run_dir).load_checkpoint(), RunDir(b.run_dir).load_checkpoint()
+    for key in ("net", "relax"):
+        assert all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key]), key
+    assert ca["arch_optimizer"]["state"].keys() == cb["arch_optimizer"]["state"].keys()
+
+
+def test_every_part_fits_at_least_one_method_and_every_recipe_names_registered_ones():
+    assert all(FITS.values()) and FITS["gaea"] == ["darts"]
+    for name in RECIPES:
+        recipe = RECIPES.get(name)
+        assert recipe.method in METHODS and all(p in PARTS for p in recipe.parts)
+        assert recipe.paper and PARTS.docs() and RECIPES.docs()[name]
+
+
+@pytest.mark.parametrize("part", part_names())
+def test_every_part_searches_and_resumes_bit_identically_and_runs_with_every_method_it_fits(part, tmp_path):
+    data = digits(64)
+    for method in FITS[part][1:]:
+        other = Search(_config(method, [part], epochs=1), data=data, **QUIET).run()
+        assert other.epochs_done == 1 and other.metrics[-1]["valid_loss"] > 0
+    if part == "darts-es":  # its curvature every epoch takes seconds: one epoch of its own method
+        assert Search(_config("darts", [part], epochs=1), data=data, **QUIET).run().metrics[-1]["hessian"]
+        return
+    config = _config(FITS[part][0], [part])
+    full = Search(config, tmp_path / "full", data=data, **QUIET).run()
+    saved = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert saved["parts"] == [part] and set(saved["part_settings"]) == {part}  # every setting, recorded whole
+    assert json.loads((tmp_path / "full" / "architecture.json").read_text())["parts"] == [part]
+    Search(config, tmp_path / "half", data=data, **QUIET).run(max_epochs=1)
+    _same_run(full, Search.resume(tmp_path / "half", data=data, **QUIET).run())
+
+
+def test_parts_compose_on_the_darts_space_and_resume_bit_identically(tmp_path):
+    """Six parts at once, one of each slot, on PC-DARTS (whose edge weights GAEA also updates) in the DARTS space."""
+    parts = ["sdarts-adv", "beta-decay", "zero-one", "aux-skip", "gaea", "darts-plus"]
+    config = with_parts(_config("pc-darts", [], space="darts"), parts,
+                        {"sdarts-adv": {"steps": 2}, "darts-plus": {"max_skips": 100}})
+    data = digits(128)
+    full = Search(config, tmp_path / "full", data=data, **QUIET).run()
+    assert full.metrics[-1]["aux_skip_beta"] == 0.0 and full.metrics[-1]["beta_decay_weight"] == 1.0
+    Search(config, tmp_path / "half", data=data, **QUIET).run(max_epochs=1)
+    _same_run(full, Search.resume(tmp_path / "half", data=data, **QUIET).run())
+
+
+# ------------------------------------------------------------------------------------------ early stopping
+class _StopAtTwo(Part):
+    """A stopping rule as a plugin would register one: after epoch 2, keep the cell of epoch 1."""
+
+    def stop(self, history, cell_ops):
+        return Stop("test: epoch 2", 1) if len(history) == 2 else None
+
+
+@pytest.fixture
+def stop_at_two():
+    register_part("test-stop-at-two", doc="stops after epoch 2")(_StopAtTwo)
+    yield "test-stop-at-two"
+    PARTS._entries.pop("test-stop-at-two")
+    PARTS._docs.pop("test-stop-at-two")
+
+
+def test_a_stopped_search_records_why_keeps_the_cell_it_names_and_resumes_to_no_more_epochs(stop_at_two, tmp_path):
+    config = _config("darts", [stop_at_two], epochs=4)
+    data = digits(128)
+    result = Search(config, tmp_path / "run", data=data, **QUIET).run()
+    assert result.epochs_done == 2 and len(result.metrics) == 2
+    last = result.metrics[-1]
+    assert last["stopped"]["reason"] == "test: epoch 2" and last["stopped"]["kept_epoch"] == 1
+    assert last["arch"] == result.metrics[0]["arch"] == str(result.architecture)
+    assert last["stopped"]["arch_at_stop"]
+    saved = json.loads((tmp_path / "run" / "architecture.json").read_text())
+    assert saved["final"] and saved["stopped"]["epoch"] == 2
+    metrics = RunDir(tmp_path / "run").read_metrics()
+    assert finished(metrics, 4) and not finished(metrics[:1], 4)
+    assert cell_numbers(config.to_json(), metrics)["stopped_epoch"] == 1.0
+    again = Search.resume(tmp_path / "run", data=data, **QUIET).run()
+    assert again.epochs_done == 2 and str(again.architecture) == str(result.architecture)
+
+
+def _history(eigenvalues):
+    return [{"epoch": i + 1, "hessian": {"eigenvalue": v}} for i, v in enumerate(eigenvalues)]
+
+
+def test_darts_es_stops_when_the_mean_eigenvalue_grows_past_its_ratio_and_keeps_the_cell_k_epochs_back():
+    rule = DartsES(DartsES.Settings(lookback=2, window=2, ratio=0.75), _config("darts", []), None)
+    assert rule.stop(_history([1.0, 1.0, 1.0]), []) is None  # too few measurements for a window k epochs back
+    assert rule.stop(_history([1.0, 1.0, 1.1, 1.2]), []) is None  # mean(1, 1) / mean(1.1, 1.2) = 0.87
+    stop = rule.stop(_history([1.0, 1.0, 2.0, 3.0]), [])  # mean(1, 1) / mean(2, 3) = 0.4
+    assert stop is not None and stop.keep_epoch == 2 and "0.400" in stop.reason
+    flat = _history([1.0, 1.0, 2.0, 3.0])
+    flat[2]["hessian"] = None  # an epoch without a measurement is passed over
+    assert rule.stop(flat, []) is None
+
+
+def test_darts_plus_stops_at_its_skip_count():
+    rule = DartsPlus(DartsPlus.Settings(max_skips=2), _config("darts", []), None)
+    history = [{"epoch": 7}]
+    assert rule.stop(history, ["skip_connect", "nor_conv_3x3", "none"]) is None
+    stop = rule.stop(history, ["skip_connect", "nor_conv_3x3", "skip_connect"])
+    assert stop == Stop("darts-plus: the derived cell holds 2 skip connections (limit 2)", 7)
+
+
+# ------------------------------------------------------------------------------------------ the math
+def _strategy(method: str, parts=(), space: str = "nb201"):
+    config = with_parts(_config(method, [], space=space), list(parts))
+    torch.manual_seed(0)
+    return get_method(method)(get_space(config.space, config.ops), config)
+
+
+def test_sdarts_projection_and_random_smoothing_keep_weights_on_the_simplex_with_pruned_ops_at_zero():
+    strategy = _strategy("darts", ["sdarts-rs"])
+    strategy.mask[0, 1] = False
+    theta = F.softmax(torch.randn(strategy.eta.shape), -1).masked_fill(~strategy.mask, 0.0)
+    noisy = strategy.mix(Mixing(theta), "weight").theta
+    assert torch.allclose(noisy.sum(-1), torch.ones(len(theta))) and noisy[0, 1] == 0 and (noisy >= 0).all()
+    assert 0 < (noisy - theta).abs().max() < 0.1  # within a few epsilon of the unperturbed weights
+    assert strategy.mix(Mixing(theta), "arch").theta is theta  # only the weight step is perturbed
+    start = torch.tensor([[0.5, 0.5, 0.0]])
+    assert torch.equal(project(torch.tensor([[-0.2, -0.1, 0.0]]), start, torch.ones(1, 3, dtype=torch.bool)),
+                       torch.tensor([[1.0, 0.0, 0.0]]))  # an edge clipped to nothing keeps its strongest op
+
+
+class _QuadraticEngine:
+    """A real tiny objective in place of a network pass: loss(θ) = (Σ A ⊙ θ)², its gradient by autograd."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        self.a = a
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        return (self.a * theta).sum() ** 2
+
+    def gradients(self, mixing, x, y, weights=False):
+        theta = mixing.theta.detach().requires_grad_(True)
+        loss = self.loss(theta)
+        return loss.detach(), torch.tensor(0), [torch.autograd.grad(loss, theta)[0]], []
+
+
+def test_sdarts_adv_takes_signed_gradient_ascent_steps_projected_to_the_epsilon_ball():
+    torch.manual_seed(1)
+    theta = F.softmax(torch.randn(6, 5), -1)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    engine = _QuadraticEngine(torch.randn(6, 5))
+    settings = AdversarialSettings(epsilon=0.05, steps=3, random_start=False)
+    attacked = AdversarialSmoothing(settings, _config("darts", []), None).attack(Mixing(theta), mask, engine, (None, None))
+    expected = theta.clone()
+    for _ in range(3):  # the PGD steps written out with autograd
+        x = expected.clone().requires_grad_(True)
+        grad = torch.autograd.grad(engine.loss(x), x)[0]
+        expected = project(theta + (expected + 2 * 0.05 / 3 * grad.sign() - theta).clamp(-0.05, 0.05), theta, mask)
+    assert torch.allclose(attacked, expected)
+    assert engine.loss(attacked) > engine.loss(theta)
+
+
+def test_beta_decay_gradient_is_its_weight_times_the_softmax_over_the_edges():
+    strategy = _strategy("darts", ["beta-decay"])
+    part = strategy.parts[0]
+    part.start_epoch(0, 5)
+    assert part.penalty(strategy) is None  # lambda ramps from 0 at the first epoch
+    part.start_epoch(4, 5)
+    strategy.eta.data = torch.randn(strategy.eta.shape)
+    grad = torch.autograd.grad(part.penalty(strategy), strategy.eta)[0]
+    assert torch.allclose(grad, F.softmax(strategy.eta, -1) / strategy.eta.shape[0], atol=1e-6)
+
+
+def test_zero_one_gradient_on_sigmoid_weights():
+    strategy = _strategy("darts-sigmoid", ["zero-one"])
+    strategy.eta.data = torch.randn(strategy.eta.shape)
+    grad = torch.autograd.grad(strategy.parts[0].penalty(strategy), strategy.eta)[0]
+    s = torch.sigmoid(strategy.eta.detach())
+    assert torch.allclose(grad, -10.0 * 2 * (s - 0.5) * s * (1 - s) / s.numel(), atol=1e-6)
+    assert torch.equal(strategy.sample().theta, s)  # FairDARTS' independent sigmoids
+
+
+def test_gaea_step_is_the_exponentiated_gradient_on_the_softmax_weights():
+    strategy = _strategy("darts", ["gaea"])
+    strategy.eta.data = torch.randn(strategy.eta.shape)
+    optimizer = strategy.make_arch_optimizer()
+    assert isinstance(optimizer, ExponentiatedGradient)
+    a = torch.randn(strategy.eta.shape)
+    theta = strategy.probabilities().detach().clone().requires_grad_(True)
+    grad_theta = torch.autograd.grad((a * theta).sum() ** 2, theta)[0]  # dL/dtheta, theta a leaf
+    optimizer.zero_grad()
+    ((a * strategy.probabilities()).sum() ** 2).backward()
+    optimizer.step()
+    expected = theta.detach() * torch.exp(-0.1 * grad_theta)
+    assert torch.allclose(strategy.probabilities(), expected / expected.sum(-1, keepdim=True), atol=1e-6)
+
+
+def test_aux_skip_adds_a_linearly_decaying_skip_weight_in_every_phase_and_no_gradient():
+    strategy = _strategy("darts", ["aux-skip"])
+    skip = get_space("nb201").ops.index("skip_connect")
+    part = strategy.parts[0]
+    for epoch, beta in ((0, 1.0), (2, 0.5), (4, 0.0)):
+        part.start_epoch(epoch, 5)
+        assert part.beta == pytest.approx(beta)
+    part.start_epoch(0, 5)
+    theta = strategy.sample().theta
+    for phase in ("weight", "arch", "eval"):
+        mixed = strategy.mix(Mixing(theta), phase).theta
+        assert torch.allclose(mixed - theta, F.one_hot(torch.tensor(skip), theta.shape[1]).float().expand_as(theta))
+    grad = torch.autograd.grad(strategy.mix(Mixing(strategy.sample().theta), "arch").theta.sum(), strategy.eta)[0]
+    assert torch.allclose(grad, torch.autograd.grad(strategy.sample().theta.sum(), strategy.eta)[0])
+
+
+# ------------------------------------------------------------------------------------------ the command line
+def _resolve(**levels):
+    return resolve_search_config(apply_method=with_method, apply_parts=with_parts, preset="demo", **levels)
+
+
+def test_recipes_with_and_part_settings_resolve_and_add_up():
+    config = _resolve(method="sdarts-adv")
+    assert config.method == "darts" and config.parts == ["sdarts-adv"]
+    assert config.part_settings == {"sdarts-adv": {"epsilon": 0.03, "steps": 7, "random_start": True}}
+    config = _resolve(method="darts-es", parts=["beta-decay"], sets={"part.beta-decay.weight": "2"})
+    assert config.parts == ["darts-es", "beta-decay"] and config.hessian_every == 1
+    assert config.part_settings["beta-decay"] == {"weight": 2.0}
+    assert _resolve(method="fair-darts").method == "darts-sigmoid"
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--method", "drnas", "--with", "gaea"], "softmax-parametrised"),
+    (["--method", "gdas", "--with", "sdarts-rs"], "one op per edge"),
+    (["--method", "darts", "--with", "sdarts-rs", "--with", "sdarts-adv"], "keep one of them"),
+    (["--method", "darts", "--with", "darts-es"], "--set hessian_every=1"),
+    (["--method", "darts", "--set", "part.zero-one.weight=1"], "--with zero-one"),
+    (["--method", "darts", "--with", "nope"], "unknown part 'nope'"),
+    (["--method", "random", "--with", "beta-decay"], "drop --with beta-decay"),
+    (["--method", "darts", "--with", "aux-skip", "--set", "ops=none,nor_conv_3x3"], "lack"),
+])
+def test_parts_that_do_not_fit_are_refused_in_one_line_before_anything_is_written(argv, words, capsys, tmp_path):
+    assert main(["search", "--preset", "demo", *argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("drnas: error:") and words in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_drnas_methods_lists_the_recipes_and_parts_and_shows_their_settings(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in [*RECIPES, *PARTS])
+    assert main(["methods", "sdarts-adv"]) == 0
+    out = capsys.readouterr().out
+    assert "runs: --method darts --with sdarts-adv" in out and "part.sdarts-adv.SETTING" in out and "steps" in out
+
+
+# ------------------------------------------------------------------------------------------ RobustDARTS' spaces
+def test_s1_searches_each_edges_own_pair_and_derives_only_from_it():
+    space = get_space("darts-s1")
+    strategy = _strategy("darts", space="darts-s1")
+    allowed = space.allowed_ops()
+    assert torch.equal(strategy.mask, allowed) and strategy.num_kept == 2
+    strategy.eta.data = torch.randn(strategy.eta.shape)
+    genotype = space.derive(strategy.expected_weights().detach())
+    pairs = S1_NORMAL + S1_REDUCE
+    edges = [(i, j) for i in range(4) for j in range(2 + i)]
+    for offset, cell in ((0, genotype.normal), (14, genotype.reduce)):
+        for k, (op, source) in enumerate(cell):
+            assert op in pairs[offset + edges.index((k // 2, source))]
+
+
+def test_s2_s4_have_their_ops_and_the_noise_op_passes_nothing_of_its_input():
+    assert get_space("darts-s2").ops == ("skip_connect", "sep_conv_3x3")
+    assert get_space("darts-s3").ops == ("none", "skip_connect", "sep_conv_3x3")
+    assert get_space("darts-s4").ops == ("noise", "sep_conv_3x3")
+    with pytest.raises(Exception, match="its own ops"):
+        get_space("darts-s2", ["none", "sep_conv_3x3"])
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    out = Noise(stride=2)(x)
+    assert out.shape == (2, 4, 4, 4) and not out.requires_grad
+    torch.manual_seed(0)
+    first = Noise(1)(x)
+    torch.manual_seed(0)
+    assert torch.equal(first, Noise(1)(torch.zeros_like(x)))  # the same draw whatever the input
+
+
+@pytest.mark.parametrize("space", ["darts-s1", "darts-s2", "darts-s3", "darts-s4"])
+def test_every_robust_darts_space_searches_and_its_cell_retrains_as_a_darts_genotype(space, tmp_path):
+    result = Search(_config("darts", [], space=space, epochs=1), tmp_path, data=digits(64), **QUIET).run()
+    genotype = result.architecture
+    assert genotype.space == "darts" and str(get_space("darts").parse(str(genotype))) == str(genotype)
+    assert {op for op, _ in genotype.normal + genotype.reduce} <= set(get_space(space).ops)
+    if space == "darts-s1":  # the masked edges through a budget-constrained derivation and `drnas show`
+        assert main(["derive", str(tmp_path), "--max-params", "200k", "--channels", "4", "--cells", "5", "--json"]) == 0
+        assert main(["show", str(tmp_path)]) == 0
