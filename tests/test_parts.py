@@ -344,3 +344,66 @@ def test_every_robust_darts_space_searches_and_its_cell_retrains_as_a_darts_geno
     if space == "darts-s1":  # the masked edges through a budget-constrained derivation and `drnas show`
         assert main(["derive", str(tmp_path), "--max-params", "200k", "--channels", "4", "--cells", "5", "--json"]) == 0
         assert main(["show", str(tmp_path)]) == 0
+
+
+# ------------------------------------------------------------------------------------------ DARTS-PT
+class _OneBatch:
+    """A loader of one batch of 10 images per epoch."""
+
+    def epoch(self, index):
+        yield torch.zeros(10, 1), torch.zeros(10, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return 1
+
+
+class _KnownSupernet:
+    """A search whose supernet's accuracy is known: each edge has one op it needs (``needed``) and the supernet
+    is right on a validation image as often as the share of edges whose needed op still has weight."""
+
+    def __init__(self, needed: list[int]) -> None:
+        from drnas.config.search import SearchConfig
+
+        self.space = get_space("nb201")
+        self.strategy = _strategy("darts")
+        self.needed, self.config, self.epoch, self.steps = needed, SearchConfig(lr_min=0.001), 0, 0
+        self.weight_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        self.net = torch.nn.Identity()
+        self.valid_loader = self.weight_loader = _OneBatch()
+
+    def evaluate_batch(self, mixing, x, y):
+        alive = sum(bool(mixing.theta[e, op] > 0) for e, op in enumerate(self.needed)) / len(self.needed)
+        return 0.0, round(alive * len(y))
+
+    def weight_step(self, x, y):
+        self.steps += 1
+        theta = self.strategy.mix(self.strategy.sample(), "weight").theta
+        assert all(theta[e].tolist() == F.one_hot(torch.tensor(op), 5).float().tolist()
+                   for e, op in self._fixed().items())
+
+    def _fixed(self):
+        return next(p for p in self.strategy.parts if hasattr(p, "fixed")).fixed
+
+
+def test_darts_pt_keeps_on_every_edge_the_op_whose_removal_costs_the_most_and_tunes_with_decided_edges_fixed():
+    from drnas.analysis.perturbation import perturbation_select
+    from drnas.method.parts.selection import PerturbationSettings
+
+    needed = [3, 1, 4, 2, 0, 3]
+    search = _KnownSupernet(needed)
+    selection = perturbation_select(search, PerturbationSettings(batches=1, tune_steps=2, seed=3))
+    ops = get_space("nb201").ops
+    assert str(selection.architecture) == str(get_space("nb201").arch_type(tuple(ops[i] for i in needed)))
+    assert len(selection.choices) == 6 and search.steps == 12 and not any(hasattr(p, "fixed") for p in search.strategy.parts)
+    assert search.weight_optimizer.param_groups[0]["lr"] == 0.001  # tuned at the schedule's last rate
+
+
+def test_derive_select_pt_on_a_finished_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    Search(_config("darts", [], epochs=1), run, data=digits(64), **QUIET).run()
+    assert main(["derive", str(run), "--select", "pt", "--pt-batches", "1", "--pt-tune-steps", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["selection"] == "pt" and len(out["choices"]) == 6
+    assert get_space("nb201").from_json(out["architecture"])
+    assert main(["derive", str(run), "--select", "pt", "--max-params", "1M"]) == 2
+    assert "without a budget" in capsys.readouterr().err

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from drnas import fast
 from drnas.analysis import hessian
 from drnas.analysis.cost_table import OpCosts, load_costs
+from drnas.analysis.perturbation import perturbation_select
 from drnas.bench import BenchmarkError, open_table
 from drnas.config.options import settings_json
 from drnas.config.search import ConfigError, SearchConfig, with_absolute_paths
@@ -38,7 +39,6 @@ from drnas.engine.job import Job, NonFiniteLossError, lr_at
 from drnas.engine.passes import SupernetPasses, accuracy_counts
 from drnas.engine.runs import RunError, atomic_write_json
 from drnas.errors import reraise_interrupt
-from drnas.method.parts import Stop
 from drnas.method.strategies import Strategy, check_method, get_method
 from drnas.method.strategies.base import Batch
 from drnas.result import SearchResult
@@ -48,6 +48,8 @@ from drnas.table_search import TableSearch
 CHECKPOINT_FORMAT = 1
 #: validation batches the curvature (``hessian_every``) is measured on
 HESSIAN_BATCHES = 2
+#: the run's plot of the expected weights over the epochs is redrawn every this many epochs, and at the end
+PLOT_EVERY = 5
 
 
 class Search(SupernetPasses, Job):
@@ -258,6 +260,8 @@ class Search(SupernetPasses, Job):
         values = self._epoch_steps(zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch)), steps,
                                    f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index + 1})", 5, 4, step, self.net)
         self.derived = self.strategy.derive(self.space, self, epoch)
+        if epoch + 1 == cfg.epochs and any(getattr(p, "selects", False) for p in self.strategy.parts):
+            self.derived = _selected(self)  # DARTS-PT: the architecture selected by perturbation
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
             self._fail_non_finite(steps)
@@ -331,13 +335,7 @@ class Search(SupernetPasses, Job):
 
     def _stop_after(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """The parts' stopping rules (DARTS+, DARTS-ES) after every epoch (:func:`_stop_record`)."""
-        stop = self.strategy.stop(self.metrics, self.space.graph(self.derived)[0].ops())
-        if stop is None:
-            return None
-        self.derived = _stop_record(stop, record, self.metrics, self.space, self.table)
-        self.log(f"stopped after epoch {record['epoch']}: {stop.reason}; the search returns the cell of epoch "
-                 f"{stop.keep_epoch}")
-        return record["stopped"]
+        return _stop_record(self, record)
 
     def epoch_line(self, record: dict[str, Any]) -> str:
         line = (f"epoch {record['epoch']}/{self.config.epochs} stage {record['stage'] + 1} lr {record['lr']:.4g} "
@@ -387,6 +385,8 @@ class Search(SupernetPasses, Job):
     def _write_outputs(self) -> None:
         assert self.run_dir is not None
         atomic_write_json(self.run_dir.architecture, self.architecture_json())
+        if self.epoch % PLOT_EVERY and self.epoch < self.config.epochs and self.stopped is None:
+            return  # a plot takes a second or more to draw: every few epochs and at the end
         try:
             from drnas.analysis.plots import plot_dirichlet_means
 
@@ -464,21 +464,32 @@ def _check_costs(costs: Any, strategy: Strategy, relax: dict[str, Any], run_dir:
                        f"keeps those): restore the file it started with, or start a new run")
 
 
-def _stop_record(stop: Stop, record: dict[str, Any], metrics: list[dict[str, Any]], space: Any,
-                 table: Any) -> Architecture:
-    """An early stop written into the epoch's ``record`` (``stopped``: why, when, the epoch whose cell is kept);
-    returns the architecture the search ends with. A rule that looks back (DARTS-ES) keeps an earlier epoch's cell,
-    which the record then names (``arch``, ``nb201``), the cell at the stop kept as ``arch_at_stop``."""
+def _stop_record(search: Search, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether a stopping rule of ``search``'s parts ends it after the epoch of ``record``, written into the record
+    (``stopped``: why, when, the epoch whose cell is kept), or None. A rule that looks back (DARTS-ES) keeps an
+    earlier epoch's cell: the search's derived architecture, which the record then names (``arch``, ``nb201``),
+    the cell at the stop kept as ``arch_at_stop``."""
+    stop = search.strategy.stop(search.metrics, search.space.graph(search.derived)[0].ops())
+    if stop is None:
+        return None
     stopped: dict[str, Any] = {"reason": stop.reason, "epoch": record["epoch"], "kept_epoch": stop.keep_epoch}
-    arch = space.parse(str(record["arch"]))
     if stop.keep_epoch != record["epoch"]:
         stopped["arch_at_stop"] = record["arch"]
-        arch = space.parse(str(metrics[stop.keep_epoch - 1]["arch"]))
-        record["arch"] = str(arch)
-        if table is not None and record.get("nb201") is not None:
-            record["nb201"] = table.accuracies(arch)
+        search.derived = search.space.parse(str(search.metrics[stop.keep_epoch - 1]["arch"]))
+        record["arch"] = str(search.derived)
+        if search.table is not None and record.get("nb201") is not None:
+            record["nb201"] = search.table.accuracies(search.derived)
     record["stopped"] = stopped
-    return arch
+    search.log(f"stopped after epoch {record['epoch']}: {stop.reason}; the search returns the cell of epoch "
+               f"{stop.keep_epoch}")
+    return stopped
+
+
+def _selected(search: Search) -> Architecture:
+    """At the end of a search with the ``darts-pt`` part: the architecture its perturbation selects
+    (:func:`drnas.analysis.perturbation.perturbation_select`, which fine-tunes the supernet on the way)."""
+    part = next(p for p in search.strategy.parts if getattr(p, "selects", False))
+    return perturbation_select(search, part.settings, search.log).architecture
 
 
 def search_from_config(config: SearchConfig, out: str | Path | None = None, **kwargs: Any) -> SearchResult:

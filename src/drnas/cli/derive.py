@@ -11,6 +11,37 @@ from drnas.config.train import PROTOCOLS
 from drnas.errors import ConfigError
 
 
+def _select_pt(args: argparse.Namespace) -> int:
+    """``--select pt``: DARTS-PT's selection on the run's supernet, reopened from its checkpoint with its data."""
+    from drnas.analysis.perturbation import perturbation_select
+    from drnas.config.options import make_settings
+    from drnas.method.parts.selection import PerturbationSelection
+    from drnas.method.strategies import get_method
+    from drnas.search import Search
+
+    given = [flag for flag, value in (("--max-params", args.max_params), ("--max-macs", args.max_macs),
+                                      ("--max-latency-ms", args.max_latency_ms), ("--max-cost", args.max_cost),
+                                      ("--epoch", args.epoch)) if value is not None]
+    if given:
+        raise ConfigError(f"--select pt selects on the run's last supernet, without a budget: drop {given[0]}")
+    values = {k: v for k, v in (("batches", args.pt_batches), ("tune_steps", args.pt_tune_steps)) if v is not None}
+    settings = make_settings(PerturbationSelection.Settings, values, "--select pt")
+    search = Search.resume(args.run_dir, progress=False, log=lambda m: None)
+    method = get_method(search.config.method)
+    if method.single_path or not method.uses_supernet:
+        raise ConfigError(f"--select pt removes one op of an edge from a supernet that runs them all; method "
+                          f"{method.name} trains no such supernet: derive its run by its weights")
+    selection = perturbation_select(search, settings)
+    if args.json:
+        print(json.dumps(selection.to_json(), indent=2))
+        return 0
+    print(f"architecture: {selection.architecture}")
+    for choice in selection.choices:
+        without = ", ".join(f"{op} {acc:.2f}%" for op, acc in choice.without.items())
+        print(f"  {choice.edge}: {choice.op} (supernet accuracy without each op: {without})")
+    return 0
+
+
 def command(args: argparse.Namespace) -> int:
     """Derive within the budget at the network size of the protocol (and --channels, --cells) and print the
     architecture, its counts, and how it was found (``--json``: as JSON)."""
@@ -21,6 +52,8 @@ def command(args: argparse.Namespace) -> int:
     from drnas.data.formats import dataset_shape, shaped_datasets
     from drnas.engine.distributed import resolve_device
 
+    if args.select == "pt":
+        return _select_pt(args)
     budget = Budget.parse(*(getattr(args, name) for name in BUDGET_FLAGS), max_cost=args.max_cost)
     if args.cost_table is not None and (budget.latency_ms is None) == (budget.cost is None):
         raise ConfigError("--cost-table prices one bound: give either --max-latency-ms MS (a *_ms column) or "

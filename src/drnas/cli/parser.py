@@ -238,6 +238,13 @@ def _derive(commands: argparse._SubParsersAction) -> None:
     derive.add_argument("--device", default="auto",
                         help="where latency is measured: auto (default), cpu, cuda or cuda:N")
     derive.add_argument("--json", action="store_true", help="print the architecture, its counts and the budget as JSON")
+    derive.add_argument("--select", choices=("weights", "pt"), default="weights",
+                        help="weights (default): by the learned weights; pt: DARTS-PT's perturbation-based selection "
+                             "on the run's trained supernet (needs its data; no budget)")
+    derive.add_argument("--pt-batches", dest="pt_batches", type=int, metavar="N",
+                        help="--select pt: validation batches per removal's accuracy (default 8)")
+    derive.add_argument("--pt-tune-steps", dest="pt_tune_steps", type=int, metavar="N",
+                        help="--select pt: weight steps of fine-tuning after each edge (default: one pass)")
 
 
 def _latency(commands: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ from drnas.method.parts.base import Recipe, register_recipe
 from drnas.method.parts.early_stop import DartsES, DartsPlus
 from drnas.method.parts.gaea import GAEA
 from drnas.method.parts.regularisers import BetaDecay, ZeroOne
+from drnas.method.parts.selection import PerturbationSelection
 from drnas.method.parts.smoothing import RandomSmoothing
 
 register_recipe("sdarts-rs", Recipe("darts", ("sdarts-rs",), RandomSmoothing.paper),
@@ -25,3 +26,5 @@ register_recipe("darts-plus", Recipe("darts", ("darts-plus",), DartsPlus.paper),
                 doc="DARTS stopped once its cell holds 2 skip connections (DARTS+)")
 register_recipe("darts-es", Recipe("darts", ("darts-es",), DartsES.paper, {"hessian_every": 1}),
                 doc="DARTS stopped when the Hessian's dominant eigenvalue grows (RobustDARTS' DARTS-ES)")
+register_recipe("darts-pt", Recipe("darts", ("darts-pt",), PerturbationSelection.paper),
+                doc="DARTS with the architecture selected by perturbation (DARTS-PT)")
