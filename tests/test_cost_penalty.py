@@ -45,10 +45,14 @@ def _costs(space, seed: int = 0) -> tuple[torch.Tensor, float]:
 
 def _direct_expected_weights(strategy, eta: torch.Tensor) -> torch.Tensor:
     """The expected weights written out from eta in float64, pruned ops at 0: DrNAS' Dirichlet mean
-    (beta = ELU(eta) + 1, eq. 6), or the softmax of the DARTS-like methods (alpha)."""
+    (beta = ELU(eta) + 1, eq. 6), the normalised sigmoids of darts-sigmoid, or the softmax of the DARTS-like methods
+    (alpha)."""
     if isinstance(strategy, DrNAS):
         beta = (F.elu(eta) + 1.0) * strategy.mask
         return beta / beta.sum(-1, keepdim=True)
+    if strategy.name == "darts-sigmoid":  # FairDARTS' independent sigmoids, each edge's divided by their sum
+        weights = torch.sigmoid(eta) * strategy.mask
+        return weights / weights.sum(-1, keepdim=True)
     assert isinstance(strategy, SoftmaxStrategy), f"write the expected weights of {strategy.name} here"
     return torch.softmax(eta.masked_fill(~strategy.mask, float("-inf")), -1)
 

@@ -407,3 +407,29 @@ def test_derive_select_pt_on_a_finished_run(tmp_path, capsys):
     assert get_space("nb201").from_json(out["architecture"])
     assert main(["derive", str(run), "--select", "pt", "--max-params", "1M"]) == 2
     assert "without a budget" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ P-DARTS
+def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically_across_the_change(tmp_path):
+    stages = [Stage(epochs=1, cells=1), Stage(epochs=2, ops_kept=3, cells=2, arch_warmup=1)]
+    config = dataclasses.replace(_config("darts", []), stages=stages, eta_init_std=1e-3)
+    data = digits(64)
+    search = Search(config, tmp_path / "full", data=data, **QUIET)
+    cells = sum(1 for m in search.net.modules() if type(m).__name__ == "NB201Cell")
+    assert cells == 3  # N = 1 cell per stage, 3 stages
+    full = search.run()
+    assert sum(1 for m in search.net.modules() if type(m).__name__ == "NB201Cell") == 2 * cells
+    assert search.relax.num_kept == 3 and [m["stage"] for m in full.metrics] == [0, 1, 1]
+    second = json.loads(json.dumps(full.metrics[1]["architecture_parameters"]["eta"]))
+    fresh = 1e-3 * torch.randn(search.relax.eta.shape, generator=torch.Generator().manual_seed(0 * 1013 + 1))
+    assert torch.allclose(torch.tensor(second), fresh, atol=1e-6)  # new parameters; the arch was warming up
+    Search(config, tmp_path / "half", data=data, **QUIET).run(max_epochs=1)
+    _same_run(full, Search.resume(tmp_path / "half", data=data, **QUIET).run())
+
+
+def test_the_p_darts_recipe_is_three_stages_of_growing_depth_over_fewer_ops():
+    config = resolve_search_config(apply_method=with_method, apply_parts=with_parts, preset="darts-cifar10-proxy",
+                                   method="p-darts")
+    assert config.method == "darts" and config.parts == []
+    assert [(s.epochs, s.cells, s.ops_kept, s.arch_warmup) for s in config.stages] == \
+        [(25, 5, None, 10), (25, 11, 5, 10), (25, 17, 3, 10)]

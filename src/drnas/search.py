@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from drnas import fast
 from drnas.analysis import hessian
-from drnas.analysis.cost_table import OpCosts, load_costs
+from drnas.analysis.cost_table import OpCosts, check_costs, cost_fields, load_costs
 from drnas.analysis.perturbation import perturbation_select
 from drnas.bench import BenchmarkError, open_table
 from drnas.config.options import settings_json
@@ -127,11 +127,14 @@ class Search(SupernetPasses, Job):
     def _use(self, loaders: SearchLoaders) -> None:
         self.weight_loader, self.arch_loader, self.valid_loader, self.info = loaders
 
-    def _build_network(self, partial_k: int) -> None:
+    def _build_network(self, partial_k: int, stage: int = 0) -> None:
+        """The supernet at ``partial_k`` and the depth of stage ``stage`` (its ``cells``, else the config's)."""
         cfg = self.config
         spec = SupernetSpec(channels=cfg.channels, cells_per_stage=cfg.cells_per_stage, cells=cfg.cells,
                             partial_k=partial_k, in_channels=self.info.channels, num_classes=self.info.num_classes,
                             imagenet_stem=self.info.image_size > 64)
+        if cfg.stages[stage].cells is not None:
+            spec = dataclasses.replace(spec, **{self.space.depth_field: cfg.stages[stage].cells})
         self.net = self.space.build_supernet(spec).to(self.device)
         self.net.set_kept(self.relax.kept_ops())
         self.weight_optimizer = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -160,9 +163,12 @@ class Search(SupernetPasses, Job):
         raise IndexError(f"epoch {epoch} is past the {self.config.epochs} epochs of this search")
 
     def _enter_stage(self, index: int) -> None:
-        """Widen (eq. 8-9) then prune by beta, as paper §2.4 orders them; optimizer state carries over."""
-        stage = self.config.stages[index]
-        if stage.partial_k != self.net.partial_k:
+        """Widen (eq. 8-9) then prune by beta, as paper §2.4 orders them; optimizer state carries over. A stage of
+        another depth (P-DARTS) instead prunes, then starts a new supernet and new architecture parameters."""
+        stage, depth = self.config.stages[index], self.config.stages[self.stage_index].cells
+        if stage.cells is not None and stage.cells != (depth or getattr(self.config, self.space.depth_field)):
+            self._deepen(index)
+        elif stage.partial_k != self.net.partial_k:
             generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
             self.net.widen(stage.partial_k, generator, self.weight_optimizer)  # the same on every rank
         if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
@@ -172,6 +178,16 @@ class Search(SupernetPasses, Job):
         self.stage_index = index
         self.log(f"stage {index + 1}/{len(self.config.stages)}: partial_k={stage.partial_k}, "
                  f"ops kept per edge={self.relax.num_kept}")
+
+    def _deepen(self, index: int) -> None:
+        """P-DARTS' stage transition: prune by the last stage's scores, then a new supernet at this stage's depth and
+        K, and new architecture parameters over the kept ops (drawn from a generator of the seed and stage)."""
+        stage = self.config.stages[index]
+        if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
+            self.relax.prune(stage.ops_kept)
+        self.relax.reinitialise(self.config.eta_init_std, torch.Generator().manual_seed(self.config.seed * 1013 + index))
+        self.arch_optimizer = self.strategy.make_arch_optimizer()
+        self._build_network(stage.partial_k, index)
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor,
@@ -330,7 +346,7 @@ class Search(SupernetPasses, Job):
             except BenchmarkError:
                 record["nb201"] = None
         if self.costs is not None:
-            record.update(_cost_fields(self.costs, self.strategy, self.space, arch))
+            record.update(cost_fields(self.costs, self.strategy, self.space, arch))
         return record
 
     def _stop_after(self, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -369,9 +385,9 @@ class Search(SupernetPasses, Job):
         if state.get("format") != CHECKPOINT_FORMAT:
             raise RunError(f"checkpoint format {state.get('format')} is not supported by this drnas "
                            f"(expects {CHECKPOINT_FORMAT})")
-        _check_costs(self.costs, self.strategy, state["relax"], self.run_dir)
+        check_costs(self.costs, self.strategy, state["relax"], self.run_dir)
         self.relax.load_state_dict(state["relax"])
-        self._build_network(int(state["partial_k"]))
+        self._build_network(int(state["partial_k"]), int(state["stage_index"]))
         self.net.load_state_dict(state["net"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         if self.arch_optimizer is not None:
@@ -404,24 +420,8 @@ class Search(SupernetPasses, Job):
         return search_images(self.architecture_json())
 
     def architecture_json(self) -> dict[str, Any]:
-        """The derived architecture plus eta, beta and the Dirichlet mean of every edge."""
-        with torch.no_grad():
-            mean = self.relax.expected_weights().cpu()
-            eta = self.relax.eta.detach().cpu()
-            beta = self.relax.scores().cpu()
-        arch = self.derived
-        edges = []
-        kept = self.relax.kept_ops()
-        for e, name in enumerate(self.space.edge_names()):
-            edges.append({"edge": name, "op": self.space.ops[int(mean[e].argmax())],
-                          "kept": [self.space.ops[i] for i in kept[e]],
-                          "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
-        method = {} if self.config.method == SearchConfig.method else {"method": self.config.method}
-        method.update({k: v for k, v in (("parts", list(self.config.parts)), ("stopped", self.stopped)) if v})
-        return {**method, "space": self.space.name, "ops": list(self.space.ops), "architecture": arch.to_json(),
-                "epochs_done": self.epoch, "epochs": self.config.epochs,
-                "final": self.epoch >= self.config.epochs or self.stopped is not None,
-                "edges": edges}
+        """The derived architecture plus eta, beta and the Dirichlet mean of every edge (:func:`_architecture_json`)."""
+        return _architecture_json(self)
 
     def result(self) -> SearchResult:
         with torch.no_grad():
@@ -437,31 +437,26 @@ def _cost_table(config: SearchConfig, space: Any) -> OpCosts | None:
     return load_costs(config.cost_table, space) if config.cost_table else None
 
 
-def _cost_fields(costs: OpCosts, strategy: Strategy, space: Any, arch: Architecture) -> dict[str, Any]:
-    """An epoch's record of a search under a cost: ``expected_cost`` (E[cost] under the distribution) and
-    ``arch_cost``, the derived architecture's table cost (None in a space that cannot list an architecture's
-    (edge, op) choices, as DARTS' cells, which pick two inputs per node)."""
+def _architecture_json(search: Search) -> dict[str, Any]:
+    """What ``architecture.json`` holds: the derived architecture, and per edge eta, beta, the expected weights and
+    the kept ops; the method, parts and early stop where there are."""
     with torch.no_grad():
-        expected = strategy.expected_cost()
-    try:
-        arch_cost: float | None = costs.of_architecture(space, arch)
-    except ConfigError:
-        arch_cost = None
-    return {"expected_cost": float(expected) if expected is not None else None, "arch_cost": arch_cost}
-
-
-def _check_costs(costs: Any, strategy: Strategy, relax: dict[str, Any], run_dir: Any) -> None:
-    """A run searches under the costs it started with, which its checkpoint holds (``relax``, the strategy's
-    state): a cost table whose file changed since, or a config.json that lost it, refuses the resume in one line."""
-    if costs is None:
-        if relax.get("cost") is not None:
-            raise RunError(f"this run searched under a cost table its config.json no longer names (cost_table): "
-                           f"restore {run_dir.config if run_dir else 'config.json'}, or start a new run")
-        return
-    saved, now = [relax.get("cost"), relax.get("cost_constant")], [strategy.cost, strategy.cost_constant]
-    if any(a is None or b is None or not torch.equal(a.cpu(), b.cpu()) for a, b in zip(saved, now)):
-        raise RunError(f"the cost table {costs.source} holds other costs than when this run started (the checkpoint "
-                       f"keeps those): restore the file it started with, or start a new run")
+        mean = search.relax.expected_weights().cpu()
+        eta = search.relax.eta.detach().cpu()
+        beta = search.relax.scores().cpu()
+    arch = search.derived
+    edges = []
+    kept = search.relax.kept_ops()
+    for e, name in enumerate(search.space.edge_names()):
+        edges.append({"edge": name, "op": search.space.ops[int(mean[e].argmax())],
+                      "kept": [search.space.ops[i] for i in kept[e]],
+                      "eta": eta[e].tolist(), "beta": beta[e].tolist(), "mean": mean[e].tolist()})
+    method = {} if search.config.method == SearchConfig.method else {"method": search.config.method}
+    method.update({k: v for k, v in (("parts", list(search.config.parts)), ("stopped", search.stopped)) if v})
+    return {**method, "space": search.space.name, "ops": list(search.space.ops), "architecture": arch.to_json(),
+            "epochs_done": search.epoch, "epochs": search.config.epochs,
+            "final": search.epoch >= search.config.epochs or search.stopped is not None,
+            "edges": edges}
 
 
 def _stop_record(search: Search, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from drnas.config.limits import read_bounded
-from drnas.engine.runs import atomic_write_bytes
+from drnas.engine.runs import RunError, atomic_write_bytes
 from drnas.errors import ConfigError, shown
 from drnas.spaces import ArchitectureError, SearchSpace
 from drnas.spaces.ops import is_zero_op
@@ -347,5 +347,32 @@ def write_op_table(path: str | os.PathLike, space: SearchSpace, costs: Sequence[
     atomic_write_bytes(Path(path), op_table_text(space, costs).encode("utf-8"))
 
 
-__all__ = ["CONSTANT", "Fit", "OpCosts", "fit_op_costs", "load_costs", "one_hot", "one_hots", "op_table_text",
-           "split_spec", "write_op_table"]
+def cost_fields(costs: OpCosts, strategy: Any, space: Any, arch: Any) -> dict[str, Any]:
+    """An epoch's record of a search under a cost: ``expected_cost`` (E[cost] under the distribution) and
+    ``arch_cost``, the derived architecture's table cost (None in a space that cannot list an architecture's
+    (edge, op) choices, as DARTS' cells, which pick two inputs per node)."""
+    with torch.no_grad():
+        expected = strategy.expected_cost()
+    try:
+        arch_cost: float | None = costs.of_architecture(space, arch)
+    except ConfigError:
+        arch_cost = None
+    return {"expected_cost": float(expected) if expected is not None else None, "arch_cost": arch_cost}
+
+
+def check_costs(costs: Any, strategy: Any, relax: dict[str, Any], run_dir: Any) -> None:
+    """A run searches under the costs it started with, which its checkpoint holds (``relax``, the strategy's
+    state): a cost table whose file changed since, or a config.json that lost it, refuses the resume in one line."""
+    if costs is None:
+        if relax.get("cost") is not None:
+            raise RunError(f"this run searched under a cost table its config.json no longer names (cost_table): "
+                           f"restore {run_dir.config if run_dir else 'config.json'}, or start a new run")
+        return
+    saved, now = [relax.get("cost"), relax.get("cost_constant")], [strategy.cost, strategy.cost_constant]
+    if any(a is None or b is None or not torch.equal(a.cpu(), b.cpu()) for a, b in zip(saved, now)):
+        raise RunError(f"the cost table {costs.source} holds other costs than when this run started (the checkpoint "
+                       f"keeps those): restore the file it started with, or start a new run")
+
+
+__all__ = ["CONSTANT", "Fit", "OpCosts", "check_costs", "cost_fields", "fit_op_costs", "load_costs", "one_hot",
+           "one_hots", "op_table_text", "split_spec", "write_op_table"]

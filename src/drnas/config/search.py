@@ -31,13 +31,16 @@ class Stage:
 
     ``partial_k``: 1/K of the channels go through the mixed ops. ``ops_kept``: ops per edge after pruning at
     the start of the stage (None keeps all). ``arch_warmup``: epochs at the start of the stage during which
-    only the network weights are trained.
+    only the network weights are trained. ``cells``: the supernet's depth in this stage, in the space's depth
+    field (the DARTS space's cells, NB201's cells per stage; None: the config's), P-DARTS' progressive depth: a
+    stage of another depth starts a new supernet and new architecture parameters over the ops kept.
     """
 
     epochs: int
     partial_k: int = 1
     ops_kept: int | None = None
     arch_warmup: int = 0
+    cells: int | None = None
 
     def validate(self, index: int) -> None:
         where = f"stage {index + 1}"  # 1-based in messages, as `drnas show` and the plots count
@@ -48,6 +51,8 @@ class Stage:
             raise ConfigError(f"{where}: ops_kept must be >= 1 or null, got {shown(self.ops_kept)}")
         if not 0 <= self.arch_warmup <= self.epochs:
             raise ConfigError(f"{where}: arch_warmup must be between 0 and its {self.epochs} epochs")
+        if self.cells is not None:
+            check_limit("cells", self.cells, f"{where}: cells")
 
 
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
@@ -337,18 +342,18 @@ def _coerce_stages(value: Any) -> list[Stage]:
             raise ConfigError(f"stages must be a JSON list of stage objects ({type(err).__name__}: "
                               f"{str(err)[:80]})") from None
     if not isinstance(value, list):
-        raise ConfigError("stages must be a list of {epochs, partial_k, ops_kept, arch_warmup} objects")
+        raise ConfigError("stages must be a list of {epochs, partial_k, ops_kept, arch_warmup, cells} objects")
     stages = []
     for item in value:
         if isinstance(item, Stage):
             stages.append(item)
             continue
         if not isinstance(item, Mapping):
-            raise ConfigError(f"stage {item!r} must be an object with epochs, partial_k, ops_kept, arch_warmup")
+            raise ConfigError(f"stage {item!r} must be an object with epochs, partial_k, ops_kept, arch_warmup, cells")
         unknown = set(item) - {f.name for f in dataclasses.fields(Stage)}
         if unknown:
             raise ConfigError(f"unknown stage field(s) {shown(sorted(unknown))}: use epochs, partial_k, ops_kept, "
-                              "arch_warmup")
+                              "arch_warmup, cells")
         try:
             stages.append(Stage(**{key: coerce_field(Stage, key, v) for key, v in item.items()}))
         except TypeError as err:

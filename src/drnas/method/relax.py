@@ -156,6 +156,11 @@ class Relaxation(torch.nn.Module):
         return 0.0
 
     @torch.no_grad()
+    def reinitialise(self, init_std: float, generator: torch.Generator) -> None:
+        """New ``eta`` ~ N(0, init_std²) from ``generator`` (P-DARTS' stages start afresh); the mask stays."""
+        self.eta.copy_((init_std * torch.randn(self.eta.shape, generator=generator)).to(self.eta))
+
+    @torch.no_grad()
     def restrict(self, allowed: torch.Tensor) -> None:
         """Search only the ``allowed`` ops (bool ``[edges, ops]``, the same number on every edge) from the start:
         a space whose edges have ops of their own (RobustDARTS' S1)."""

@@ -2,6 +2,7 @@
 by ``drnas methods`` with their papers."""
 from __future__ import annotations
 
+from drnas.config.search import Stage
 from drnas.method.parts.aux_skip import AuxSkip
 from drnas.method.parts.base import Recipe, register_recipe
 from drnas.method.parts.early_stop import DartsES, DartsPlus
@@ -28,3 +29,11 @@ register_recipe("darts-es", Recipe("darts", ("darts-es",), DartsES.paper, {"hess
                 doc="DARTS stopped when the Hessian's dominant eigenvalue grows (RobustDARTS' DARTS-ES)")
 register_recipe("darts-pt", Recipe("darts", ("darts-pt",), PerturbationSelection.paper),
                 doc="DARTS with the architecture selected by perturbation (DARTS-PT)")
+#: P-DARTS (Chen et al., "Progressive Differentiable Architecture Search", ICCV 2019, §3.2 and §4.1): three stages
+#: of 25 epochs (10 warm-up), 5, 11 and 17 cells, the 8 ops cut to 5 then 3 per edge, for the DARTS space
+P_DARTS_STAGES = [Stage(25, 1, None, 10, 5), Stage(25, 1, 5, 10, 11), Stage(25, 1, 3, 10, 17)]
+register_recipe("p-darts", Recipe("darts", (), "Chen et al., Progressive Differentiable Architecture Search: Bridging "
+                                               "the Depth Gap between Search and Evaluation, ICCV 2019",
+                                  {"stages": P_DARTS_STAGES}),
+                doc="DARTS with progressive depth, 5 then 11 then 17 cells, and search-space approximation (P-DARTS; "
+                    "the DARTS space)")

@@ -132,7 +132,8 @@ def stages_text(stages: Sequence[Any], ops_kept: Callable[[Any], int | None]) ->
     ``ops_kept(stage)`` (left out where None), for the fix an error message gives."""
     out = []
     for stage in stages:
-        fields = {k: v for k, v in dataclasses.asdict(stage).items() if k != "ops_kept"}
+        fields = {k: v for k, v in dataclasses.asdict(stage).items()
+                  if k != "ops_kept" and not (k == "cells" and v is None)}
         if ops_kept(stage) is not None:
             fields["ops_kept"] = ops_kept(stage)
         out.append(fields)
