@@ -296,6 +296,16 @@ def test_parts_that_do_not_fit_are_refused_in_one_line_before_anything_is_writte
     assert not (tmp_path / "run").exists()
 
 
+def test_a_sweep_adds_its_parts_and_part_settings_to_every_run_recipes_included():
+    from drnas.sweep.plan import plan_sweep
+
+    plan, _ = plan_sweep(methods="darts,sdarts-adv", search={"preset": "demo"},
+                         sets=["parts=beta-decay", "part.beta-decay.weight=3"])
+    assert [(r.config["method"], r.config["parts"]) for r in plan.runs] == \
+        [("darts", ["beta-decay"]), ("darts", ["sdarts-adv", "beta-decay"])]
+    assert all(r.config["part_settings"]["beta-decay"] == {"weight": 3.0} for r in plan.runs)
+
+
 def test_drnas_methods_lists_the_recipes_and_parts_and_shows_their_settings(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out

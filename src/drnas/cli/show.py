@@ -51,7 +51,8 @@ def command(args: argparse.Namespace) -> int:
         print(f"{'stopped:':<14}after epoch {stopped.get('epoch')}: {stopped.get('reason')} (keeps the cell of epoch "
               f"{stopped.get('kept_epoch')})")
     print(f"{'stages:':<14}" + ", ".join(f"{s.epochs} ep K={s.partial_k} ops={s.ops_kept or 'all'} "
-                                          f"warm-up={s.arch_warmup}" for s in config.stages))
+                                          f"warm-up={s.arch_warmup}" + (f" cells={s.cells}" if s.cells else "")
+                                          for s in config.stages))
     if metrics and "train_loss" in metrics[-1]:
         m = metrics[-1]
         print(f"{'last epoch:':<14}train {_number(m, 'train_loss', '.3f')}/{_number(m, 'train_acc', '.1f')}%  valid "

@@ -157,9 +157,9 @@ class Strategy(Relaxation):
     * ``softmax_parametrised``: the weights are softmax(logits) (:meth:`simplex_parameters`), which GAEA's
       mirror descent updates.
 
-The search's **parts** (:mod:`drnas.method.parts`: perturbations, regularisers, an optimizer, stopping rules)
-are built with the strategy from the config and called from here: :meth:`mix` on the mixing weights of each
-phase, their penalties in :meth:`arch_step`, their optimizer in :meth:`make_arch_optimizer`.
+    The search's **parts** (:mod:`drnas.method.parts`: perturbations, regularisers, an optimizer, stopping rules)
+    are built with the strategy from the config and called from here: :meth:`mix` on the mixing weights of each
+    phase, their penalties in :meth:`arch_step`, their optimizer in :meth:`make_arch_optimizer`.
 
     Two more name its expected weights where people read them: ``mean_label`` (plots, ``drnas show``: DrNAS'
     are a Dirichlet mean) and ``mean_plot``, the run's picture of them over the epochs.
