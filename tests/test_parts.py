@@ -443,3 +443,29 @@ def test_the_p_darts_recipe_is_three_stages_of_growing_depth_over_fewer_ops():
     assert config.method == "darts" and config.parts == []
     assert [(s.epochs, s.cells, s.ops_kept, s.arch_warmup) for s in config.stages] == \
         [(25, 5, None, 10), (25, 11, 5, 10), (25, 17, 3, 10)]
+
+
+# ------------------------------------------------------------------------------------------ the loop's exactness
+def test_random_arch_batches_are_drawn_afresh_every_step_and_resume_bit_identically(tmp_path):
+    from drnas.data import DeviceLoader
+
+    arrays = digits(64)
+    loader = DeviceLoader(arrays.x_train, arrays.y_train, arrays.info, batch_size=16, device="cpu", augment=False,
+                          redraw=True)
+    labels = [y for _, y in loader.epoch(0)]
+    assert len(labels) == 4 and all(len(y) == 16 for y in labels)
+    assert [y.tolist() for _, y in loader.epoch(0)] == [y.tolist() for y in labels]  # a function of (seed, epoch)
+    assert [y.tolist() for _, y in loader.epoch(0, start=2)] == [y.tolist() for y in labels[2:]]
+    images = [x[i].flatten().tolist() for x, _ in loader.epoch(0) for i in range(len(x))]
+    assert len({tuple(v) for v in images}) < 64  # batches drawn afresh share images (with replacement over steps)
+    assert len({tuple(x.flatten().tolist()) for x, _ in
+                DeviceLoader(arrays.x_train, arrays.y_train, arrays.info, batch_size=16, device="cpu",
+                             augment=False).epoch(0) for x in x}) == 64  # an epoch: each image once
+    config = dataclasses.replace(_config("drnas", []), arch_batches="random")
+    full = Search(config, tmp_path / "full", data=arrays, **QUIET).run()
+    Search(config, tmp_path / "half", data=arrays, **QUIET).run(max_epochs=1)
+    _same_run(full, Search.resume(tmp_path / "half", data=arrays, **QUIET).run())
+    plain = Search(_config("drnas", []), data=arrays, **QUIET).run()
+    assert plain.metrics[-1]["arch_loss"] != full.metrics[-1]["arch_loss"]
+    with pytest.raises(ConfigError, match="arch_batches must be epoch"):
+        dataclasses.replace(config, arch_batches="each").validate()

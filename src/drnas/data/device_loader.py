@@ -53,7 +53,8 @@ class DeviceLoader:
 
     ``x`` is uint8 NHWC (an NCHW tensor is also accepted when its shape is unambiguous).
     With ``drop_last`` and fewer images than ``batch_size``, one batch of all images is
-    still yielded, never zero batches.
+    still yielded, never zero batches. ``redraw``: every batch is drawn afresh from all images (the first of a
+    new permutation, as a fresh ``iter()`` of a shuffling DataLoader gives), so batches may share images.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class DeviceLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        redraw: bool = False,
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch size {batch_size} must be at least 1")
@@ -104,6 +106,7 @@ class DeviceLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
+        self.redraw = bool(redraw)
         self.rank, self.world_size = rank, world_size
         self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(info.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -128,7 +131,7 @@ class DeviceLoader:
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         s, p, aug = self.info.image_size, self.info.crop_padding, self.augment
         for i, (lo, hi) in enumerate(self._bounds()):
-            idx = order[lo:hi]
+            idx = torch.randperm(n, generator=gen)[:hi - lo] if self.redraw else order[lo:hi]
             b = len(idx)
             # Draw every random parameter for this batch before deciding to skip it.
             if aug:

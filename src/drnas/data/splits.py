@@ -141,7 +141,8 @@ def search_loaders(arrays: ImageArrays, config: SearchConfig, device: torch.devi
                   world_size=world_size)
     weight = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=config.cutout, seed=config.seed,
                           **common)
-    arch = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=config.cutout, seed=config.seed + 1, **common)
+    arch = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=config.cutout, seed=config.seed + 1,
+                        redraw=config.arch_batches == "random", **common)
     valid = DeviceLoader(arch.x, arch.y, augment=False, shuffle=False, drop_last=False, **common)
     return SearchLoaders(weight, arch, valid, arrays.info)
 
@@ -151,6 +152,9 @@ def search_folder_loaders(index: ImageFolderIndex, config: SearchConfig, device:
     """A training folder (``imagenet``, ``folder``): a per-class sample for each half (``subset_fractions``, else
     ``train_portion`` and the rest), images decoded by ``workers`` processes at ``image_size`` (None: the dataset's
     own size)."""
+    if config.arch_batches != "epoch":
+        raise ConfigError("arch_batches=random draws arch batches from images held in memory; an image folder is "
+                          "read in epochs: drop arch_batches")
     fractions = config.subset_fractions or [config.train_portion, 1.0 - config.train_portion]
     weight_idx, arch_idx = sample_per_class(index.labels, fractions, config.seed)
     common = dict(batch_size=config.batch_size, device=device, image_size=config.image_size,
