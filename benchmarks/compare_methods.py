@@ -1,8 +1,10 @@
 """Seconds per search iteration of several methods, their steps taken in turn in one process.
 
     python benchmarks/compare_methods.py [--only drnas,darts,gdas] [--rounds N] [--set FIELD=VALUE ...]
+    python benchmarks/compare_methods.py --only darts,sdarts-rs,sdarts-adv,beta-darts   # recipes too
 
-Each method searches run.py's ``nb201`` case (the nb201 preset, that method's defaults applied) on the same
+Each method (or recipe: a method with its parts) searches run.py's ``nb201`` case (the nb201 preset, that
+method's defaults applied) on the same
 data; one iteration is an architecture step (where the method takes one) and a weight step. The steps of all
 methods alternate (a, b, c, a, b, c, ...), so the machine's drift hits them alike, and each method's median is
 printed with its ratio to the first method's and the range of the per-round ratios. Peak memory cannot be told
@@ -17,11 +19,17 @@ from pathlib import Path
 
 import torch
 
+import run
 from compare import alternate
 from run import CASE_METHODS, _search_case, machine, parse_overrides
+from drnas.method.parts import RECIPES
 from drnas.method.strategies import get_method, method_names
 
-#: the methods that train a supernet, and the run.py case of each
+# every recipe as a run.py case of its own: the nb201 preset with the recipe's method and parts
+for _recipe in RECIPES:
+    CASE_METHODS[f"nb201-{_recipe}"] = _recipe
+    run.CASES[f"nb201-{_recipe}"] = ("nb201", 0)
+#: the methods that train a supernet and the recipes, and the run.py case of each
 CASES = {"drnas": "nb201", **{method: case for case, method in CASE_METHODS.items()}}
 
 
