@@ -30,12 +30,17 @@ from run import machine  # noqa: E402
 
 
 def replay(metrics: list[dict[str, Any]], space_name: str, es_lookback: int, es_window: int) -> dict[str, Any]:
-    """Where DARTS+ and DARTS-ES would have stopped this trajectory, the cell each keeps and its NB201 test
-    accuracy on the searched dataset (None where the rule never fires)."""
+    """The cell's skip/none edges over the epochs, and where DARTS+ and DARTS-ES would have stopped this trajectory,
+    the cell each keeps and its NB201 accuracies (None where the rule never fires)."""
     space, config = get_space(space_name), SearchConfig()
     rules = {"darts-plus": DartsPlus(DartsPlus.Settings(), config, space),
              "darts-es": DartsES(DartsES.Settings(lookback=es_lookback, window=es_window), config, space)}
-    out: dict[str, Any] = {}
+    free = [sum(op in ("skip_connect", "none") for op in space.graph(space.parse(m["arch"]))[0].ops()) for m in metrics]
+    collapsed = [m["epoch"] for m, f in zip(metrics, free) if f >= 4]
+    # the trajectory of the cell: its skip/none edges per epoch, and from when on it stayed collapsed (4 or more)
+    out: dict[str, Any] = {"skip_none_edges": free, "first_collapsed_epoch": collapsed[0] if collapsed else None,
+                           "collapsed_from": next((m["epoch"] for i, m in enumerate(metrics)
+                                                   if all(f >= 4 for f in free[i:])), None)}
     for name, rule in rules.items():
         out[name] = None
         for i in range(len(metrics)):
@@ -74,8 +79,10 @@ def main() -> None:
             "summary_md": (Path(args.sweep) / "summary.md").read_text()}
     Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
     for name, found in replays.items():
-        print(name, {rule: (None if v is None else (v["kept_epoch"], (v["nb201"] or {}).get("cifar10_test_acc")))
-                     for rule, v in found.items()})
+        print(name, f"collapsed from epoch {found['collapsed_from']}",
+              {rule: (None if found[rule] is None else (found[rule]["kept_epoch"],
+                                                        (found[rule]["nb201"] or {}).get("cifar10_test_acc")))
+               for rule in ("darts-plus", "darts-es")})
 
 
 if __name__ == "__main__":

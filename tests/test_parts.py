@@ -121,7 +121,8 @@ def stop_at_two():
     PARTS._docs.pop("test-stop-at-two")
 
 
-def test_a_stopped_search_records_why_keeps_the_cell_it_names_and_resumes_to_no_more_epochs(stop_at_two, tmp_path):
+def test_a_stopped_search_records_why_keeps_the_cell_it_names_and_resumes_to_no_more_epochs(stop_at_two, tmp_path,
+                                                                                           capsys):
     config = _config("darts", [stop_at_two], epochs=4)
     data = digits(128)
     result = Search(config, tmp_path / "run", data=data, **QUIET).run()
@@ -137,6 +138,10 @@ def test_a_stopped_search_records_why_keeps_the_cell_it_names_and_resumes_to_no_
     assert cell_numbers(config.to_json(), metrics)["stopped_epoch"] == 1.0
     again = Search.resume(tmp_path / "run", data=data, **QUIET).run()
     assert again.epochs_done == 2 and str(again.architecture) == str(result.architecture)
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "parts:        test-stop-at-two" in out
+    assert "stopped:      after epoch 2: test: epoch 2 (keeps the cell of epoch 1)" in out
 
 
 def _history(eigenvalues):
