@@ -98,7 +98,7 @@ def test_parts_compose_on_the_darts_space_and_resume_bit_identically(tmp_path):
     parts = ["sdarts-adv", "beta-decay", "zero-one", "aux-skip", "gaea", "darts-plus"]
     config = with_parts(_config("pc-darts", [], space="darts"), parts,
                         {"sdarts-adv": {"steps": 2}, "darts-plus": {"max_skips": 100}})
-    data = digits(128)
+    data = digits(64)
     full = Search(config, tmp_path / "full", data=data, **QUIET).run()
     assert full.metrics[-1]["aux_skip_beta"] == 0.0 and full.metrics[-1]["beta_decay_weight"] == 1.0
     Search(config, tmp_path / "half", data=data, **QUIET).run(max_epochs=1)
@@ -124,7 +124,7 @@ def stop_at_two():
 def test_a_stopped_search_records_why_keeps_the_cell_it_names_and_resumes_to_no_more_epochs(stop_at_two, tmp_path,
                                                                                            capsys):
     config = _config("darts", [stop_at_two], epochs=4)
-    data = digits(128)
+    data = digits(64)
     result = Search(config, tmp_path / "run", data=data, **QUIET).run()
     assert result.epochs_done == 2 and len(result.metrics) == 2
     last = result.metrics[-1]
