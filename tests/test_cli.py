@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from drnas.cli import main
+from drnas.search import PLOT_EVERY
 
 DRNAS_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -53,7 +54,7 @@ def test_overrides_reach_the_saved_config(tmp_path, capsys):
                  "--quiet"]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["lr"] == 0.07 and saved["seed"] == 5 and saved["arch_lr"] == 0.002
-    assert saved["stages"] == [{"epochs": 1, "partial_k": 2, "ops_kept": None, "arch_warmup": 0}]
+    assert saved["stages"] == [{"epochs": 1, "partial_k": 2, "ops_kept": None, "arch_warmup": 0, "cells": None}]
 
 
 def test_search_with_benchmark_logs_nb201_accuracies(tmp_path, capsys, nb201_csv):
@@ -250,10 +251,10 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(tmp_
         "            for _ in range(10): pass\n"
         "    class Owner:\n"
         "        field = Descriptor()\n"
-        "drnas.analysis.plots.plot_dirichlet_means = plot\n"), epochs=4)
-    assert proc.returncode == 130, proc.stderr[-2000:]
-    assert "interrupted; the last checkpoint (after epoch 1)" in proc.stderr
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+        "drnas.analysis.plots.plot_dirichlet_means = plot\n"), epochs=PLOT_EVERY + 1)
+    assert proc.returncode == 130, proc.stderr[-2000:]  # the first plot, after epoch PLOT_EVERY, stopped it
+    assert f"interrupted; the last checkpoint (after epoch {PLOT_EVERY})" in proc.stderr
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == PLOT_EVERY
 
 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, sigint_reaches_children):

@@ -466,7 +466,7 @@ def test_random_arch_batches_are_drawn_afresh_every_step_and_resume_bit_identica
     assert len({tuple(x.flatten().tolist()) for x, _ in
                 DeviceLoader(arrays.x_train, arrays.y_train, arrays.info, batch_size=16, device="cpu",
                              augment=False).epoch(0) for x in x}) == 64  # an epoch: each image once
-    config = dataclasses.replace(_config("drnas", []), arch_batches="random")
+    config = dataclasses.replace(_config("drnas", []), arch_batches="fresh")
     full = Search(config, tmp_path / "full", data=arrays, **QUIET).run()
     Search(config, tmp_path / "half", data=arrays, **QUIET).run(max_epochs=1)
     _same_run(full, Search.resume(tmp_path / "half", data=arrays, **QUIET).run())

@@ -56,7 +56,7 @@ class Stage:
 
 
 #: values of ``SearchConfig.arch_batches``
-ARCH_BATCHES = ("epoch", "random")
+ARCH_BATCHES = ("epoch", "fresh")
 #: config fields that decide how a step runs, not what it computes (beyond float rounding): ``--resume`` may change
 #: them with ``--set``, e.g. ``compile=none`` when compiling fails on a machine the run moved to; and
 #: ``tensorboard`` and ``wandb``, which only add a view of the run's metrics
@@ -105,7 +105,7 @@ class SearchConfig(RunSettings):
     reg_scale: float = 1e-3
     eta_init_std: float = 1e-3
     # the architecture step's batches: "epoch" (each image of the arch half once per epoch, in a random order) or
-    # "random" (each step a batch drawn afresh from the whole arch half, as the authors' released code does)
+    # "fresh" (each step a batch drawn afresh from the whole arch half, as the authors' released code does)
     arch_batches: str = "epoch"
     # data: train_portion splits the training set by position into weight and arch halves; subset_fractions
     # instead samples these fractions of every class (seeded) for the two halves (ImageNet: [0.1, 0.025])
@@ -173,7 +173,7 @@ class SearchConfig(RunSettings):
             raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} (cells: torch.compile every "
                               f"search cell; auto: only where that pays), got {shown(self.compile)}")
         if self.arch_batches not in ARCH_BATCHES:
-            raise ConfigError(f"arch_batches must be epoch (every arch image once per epoch) or random (each step a "
+            raise ConfigError(f"arch_batches must be epoch (every arch image once per epoch) or fresh (each step a "
                               f"batch drawn afresh, as the authors' code), got {shown(self.arch_batches)}")
         if self.fast_paths not in FAST_PATH_SETTINGS:
             raise ConfigError(f"fast_paths must be 'default' or 'plain' (every speed path off), got {shown(self.fast_paths)}")

@@ -142,7 +142,7 @@ def search_loaders(arrays: ImageArrays, config: SearchConfig, device: torch.devi
     weight = DeviceLoader(x[weight_idx], y[weight_idx], augment=True, cutout=config.cutout, seed=config.seed,
                           **common)
     arch = DeviceLoader(x[arch_idx], y[arch_idx], augment=True, cutout=config.cutout, seed=config.seed + 1,
-                        redraw=config.arch_batches == "random", **common)
+                        redraw=config.arch_batches == "fresh", **common)
     valid = DeviceLoader(arch.x, arch.y, augment=False, shuffle=False, drop_last=False, **common)
     return SearchLoaders(weight, arch, valid, arrays.info)
 
@@ -153,7 +153,7 @@ def search_folder_loaders(index: ImageFolderIndex, config: SearchConfig, device:
     ``train_portion`` and the rest), images decoded by ``workers`` processes at ``image_size`` (None: the dataset's
     own size)."""
     if config.arch_batches != "epoch":
-        raise ConfigError("arch_batches=random draws arch batches from images held in memory; an image folder is "
+        raise ConfigError("arch_batches=fresh draws arch batches from images held in memory; an image folder is "
                           "read in epochs: drop arch_batches")
     fractions = config.subset_fractions or [config.train_portion, 1.0 - config.train_portion]
     weight_idx, arch_idx = sample_per_class(index.labels, fractions, config.seed)
