@@ -24,6 +24,7 @@ from drnas.engine.runs import RunDir
 from drnas.method.parts.early_stop import DartsES, DartsPlus
 from drnas.spaces import get_space
 from drnas.sweep.driver import SweepDir
+from drnas.sweep.report import COLLAPSED_EDGES, skip_none_edges
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run import machine  # noqa: E402
@@ -35,12 +36,12 @@ def replay(metrics: list[dict[str, Any]], space_name: str, es_lookback: int, es_
     space, config = get_space(space_name), SearchConfig()
     rules = {"darts-plus": DartsPlus(DartsPlus.Settings(), config, space),
              "darts-es": DartsES(DartsES.Settings(lookback=es_lookback, window=es_window), config, space)}
-    free = [sum(op in ("skip_connect", "none") for op in space.graph(space.parse(m["arch"]))[0].ops()) for m in metrics]
-    collapsed = [m["epoch"] for m, f in zip(metrics, free) if f >= 4]
-    # the trajectory of the cell: its skip/none edges per epoch, and from when on it stayed collapsed (4 or more)
+    free = [skip_none_edges(space.graph(space.parse(m["arch"]))[0].ops()) for m in metrics]
+    collapsed = [m["epoch"] for m, f in zip(metrics, free) if f >= COLLAPSED_EDGES]
+    # the trajectory of the cell: its skip/none edges per epoch, and from when on it stayed collapsed
     out: dict[str, Any] = {"skip_none_edges": free, "first_collapsed_epoch": collapsed[0] if collapsed else None,
                            "collapsed_from": next((m["epoch"] for i, m in enumerate(metrics)
-                                                   if all(f >= 4 for f in free[i:])), None)}
+                                                   if all(f >= COLLAPSED_EDGES for f in free[i:])), None)}
     for name, rule in rules.items():
         out[name] = None
         for i in range(len(metrics)):

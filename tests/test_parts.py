@@ -72,7 +72,7 @@ def test_every_part_fits_at_least_one_method_and_every_recipe_names_registered_o
     for name in RECIPES:
         recipe = RECIPES.get(name)
         assert recipe.method in METHODS and all(p in PARTS for p in recipe.parts)
-        assert recipe.paper and PARTS.docs() and RECIPES.docs()[name]
+        assert recipe.paper and RECIPES.docs()[name] and all(PARTS.docs()[p] for p in recipe.parts)
 
 
 @pytest.mark.parametrize("part", part_names())
@@ -309,6 +309,23 @@ def test_a_sweep_adds_its_parts_and_part_settings_to_every_run_recipes_included(
     assert [(r.config["method"], r.config["parts"]) for r in plan.runs] == \
         [("darts", ["beta-decay"]), ("darts", ["sdarts-adv", "beta-decay"])]
     assert all(r.config["part_settings"]["beta-decay"] == {"weight": 3.0} for r in plan.runs)
+    from drnas.cli.parser import build_parser
+    from drnas.cli.sweep import sweep_plan
+
+    args = build_parser().parse_args(["sweep", "--method", "drnas", "--preset", "demo", "--with", "darts-plus",
+                                      "--with", "beta-decay"])
+    assert sweep_plan(args)[0].runs[0].config["parts"] == ["darts-plus", "beta-decay"]
+
+
+def test_a_config_files_parts_and_part_tables_add_to_the_recipe_and_flags(tmp_path):
+    file = tmp_path / "search.toml"
+    file.write_text('parts = ["darts-plus"]\n[part.darts-plus]\nmax_skips = 3\n')
+    config = _resolve(method="beta-darts", config_file=str(file), parts=["zero-one"],
+                      sets={"part.zero-one.weight": "5"})
+    assert config.parts == ["beta-decay", "darts-plus", "zero-one"]
+    assert config.part_settings["darts-plus"] == {"max_skips": 3} and config.part_settings["zero-one"] == {"weight": 5.0}
+    with pytest.raises(ConfigError, match="part.NAME.FIELD"):
+        _resolve(sets={"part.weight": "5"})
 
 
 def test_drnas_methods_lists_the_recipes_and_parts_and_shows_their_settings(capsys):

@@ -166,28 +166,27 @@ class Search(SupernetPasses, Job):
         """Widen (eq. 8-9) then prune by beta, as paper §2.4 orders them; optimizer state carries over. A stage of
         another depth (P-DARTS) instead prunes, then starts a new supernet and new architecture parameters."""
         stage, depth = self.config.stages[index], self.config.stages[self.stage_index].cells
-        if stage.cells is not None and stage.cells != (depth or getattr(self.config, self.space.depth_field)):
-            self._deepen(index)
-        elif stage.partial_k != self.net.partial_k:
+        deeper = stage.cells is not None and stage.cells != (depth or getattr(self.config, self.space.depth_field))
+        if stage.partial_k != self.net.partial_k and not deeper:
             generator = torch.Generator().manual_seed(self.config.seed * 1009 + index)
             self.net.widen(stage.partial_k, generator, self.weight_optimizer)  # the same on every rank
         if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
             self.relax.prune(stage.ops_kept)  # eta is identical on every rank, so is the pruning
             self.net.set_kept(self.relax.kept_ops())
-        self._wrap_network()
+        if deeper:
+            self._deepen(index)  # builds (and wraps) the new supernet over the ops just kept
+        else:
+            self._wrap_network()
         self.stage_index = index
         self.log(f"stage {index + 1}/{len(self.config.stages)}: partial_k={stage.partial_k}, "
                  f"ops kept per edge={self.relax.num_kept}")
 
     def _deepen(self, index: int) -> None:
-        """P-DARTS' stage transition: prune by the last stage's scores, then a new supernet at this stage's depth and
-        K, and new architecture parameters over the kept ops (drawn from a generator of the seed and stage)."""
-        stage = self.config.stages[index]
-        if stage.ops_kept is not None and stage.ops_kept < self.relax.num_kept:
-            self.relax.prune(stage.ops_kept)
+        """P-DARTS' stage transition, after the pruning by the last stage's scores: a new supernet at this stage's
+        depth and K, and new architecture parameters over the kept ops (from a generator of the seed and stage)."""
         self.relax.reinitialise(self.config.eta_init_std, torch.Generator().manual_seed(self.config.seed * 1013 + index))
         self.arch_optimizer = self.strategy.make_arch_optimizer()
-        self._build_network(stage.partial_k, index)
+        self._build_network(self.config.stages[index].partial_k, index)
 
     # ------------------------------------------------------------------------------------------ steps
     def arch_step(self, x: torch.Tensor, y: torch.Tensor,
@@ -276,7 +275,7 @@ class Search(SupernetPasses, Job):
         values = self._epoch_steps(zip(self.weight_loader.epoch(epoch), self.arch_loader.epoch(epoch)), steps,
                                    f"epoch {epoch + 1}/{cfg.epochs} (stage {self.stage_index + 1})", 5, 4, step, self.net)
         self.derived = self.strategy.derive(self.space, self, epoch)
-        if epoch + 1 == cfg.epochs and any(getattr(p, "selects", False) for p in self.strategy.parts):
+        if epoch + 1 == cfg.epochs and any(p.selects for p in self.strategy.parts):
             self.derived = _selected(self)  # DARTS-PT: the architecture selected by perturbation
         valid_loss, valid_acc = self.evaluate()
         if not math.isfinite(valid_loss):
@@ -464,6 +463,8 @@ def _stop_record(search: Search, record: dict[str, Any]) -> dict[str, Any] | Non
     (``stopped``: why, when, the epoch whose cell is kept), or None. A rule that looks back (DARTS-ES) keeps an
     earlier epoch's cell: the search's derived architecture, which the record then names (``arch``, ``nb201``),
     the cell at the stop kept as ``arch_at_stop``."""
+    if not search.strategy.parts:  # no rule to ask: no cell graph to build
+        return None
     stop = search.strategy.stop(search.metrics, search.space.graph(search.derived)[0].ops())
     if stop is None:
         return None
@@ -483,7 +484,7 @@ def _stop_record(search: Search, record: dict[str, Any]) -> dict[str, Any] | Non
 def _selected(search: Search) -> Architecture:
     """At the end of a search with the ``darts-pt`` part: the architecture its perturbation selects
     (:func:`drnas.analysis.perturbation.perturbation_select`, which fine-tunes the supernet on the way)."""
-    part = next(p for p in search.strategy.parts if getattr(p, "selects", False))
+    part = next(p for p in search.strategy.parts if p.selects)
     return perturbation_select(search, part.settings, search.log).architecture
 
 

@@ -38,6 +38,7 @@ class _FixedEdges:
     """A part-like hook the weight steps call (``Strategy.mix``): decided edges run their op alone."""
 
     name = "darts-pt (fixing decided edges)"
+    selects = False
 
     def __init__(self) -> None:
         self.fixed: dict[int, int] = {}

@@ -108,6 +108,11 @@ class Group:
         return ",".join(f"{k}={v}" for k, v in self.values.items()) or "all runs"
 
 
+def skip_none_edges(ops: Sequence[str]) -> int:
+    """The edges of a cell (its ops' labels) that are skip_connect or none: what a collapse is counted in."""
+    return sum(op in ("skip_connect", "none") for op in ops)
+
+
 def cell_numbers(config: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> dict[str, float]:
     """What says whether a search collapsed: the skip_connect and none edges of its last derived cell (the first
     cell: NB201's, a DARTS genotype's normal cell), ``collapsed`` (1 with :data:`COLLAPSED_EDGES` or more of them),
@@ -119,7 +124,7 @@ def cell_numbers(config: dict[str, Any], metrics: Sequence[dict[str, Any]]) -> d
     except (DrnasError, KeyError, ValueError, TypeError):
         ops = None
     if ops is not None:
-        free = sum(op in ("skip_connect", "none") for op in ops)
+        free = skip_none_edges(ops)
         out.update(skip_edges=float(ops.count("skip_connect")), skip_none_edges=float(free),
                    collapsed=float(free >= COLLAPSED_EDGES))
     eigen = [m["hessian"].get("eigenvalue") for m in metrics if isinstance(m.get("hessian"), dict)]

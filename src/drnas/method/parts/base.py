@@ -49,13 +49,16 @@ class Stop:
 class Part:
     """Base of every part. ``slot``: parts that fill the same slot cannot go together (two perturbations of the
     weight step, two architecture optimizers, two mixings that add a path). ``multi_path_only``: the part changes
-    continuous mixing weights, which single-path methods (GDAS, DSNAS...) do not have."""
+    continuous mixing weights, which single-path methods (GDAS, DSNAS...) do not have. ``selects``: the search ends
+    with the part's selection of the architecture (DARTS-PT)."""
 
     name = "base"
     paper = ""
     Settings: ClassVar[type] = NoPartSettings
     slot: ClassVar[str | None] = None
     multi_path_only: ClassVar[bool] = False
+    #: the part selects the architecture at the end of the search (DARTS-PT)
+    selects: ClassVar[bool] = False
 
     def __init__(self, settings: Any, config: SearchConfig, space: Any) -> None:
         self.settings, self.config = settings, config
