@@ -228,7 +228,7 @@ def workspace(tmp_path_factory):
            "cells=3", "--set", "auxiliary_weight=0", "--out", str(root / "runs/darts-train"))
     sweep = ["sweep", "--method", "drnas,darts", "--preset", "demo", "--epochs", "2"]
     plan, _ = sweep_plan(build_parser().parse_args(sweep))  # planned, not run: what --status and --summary read
-    for name in ("table4", "t4"):
+    for name in ("table4", "t4", "collapse"):
         SweepDir(root / "sweeps" / name).create(plan)
     (root / "genotype.txt").write_text(str(get_architecture("DrNAS_cifar10").arch) + "\n")
     if NB201_CSV.is_file():
