@@ -57,3 +57,13 @@ def write_synthetic_nb201_table(path) -> None:
         acc = 50.0 + sum(score[o] * (1 + 0.1 * i) for i, o in enumerate(ops))
         lines.append(f"{NB201Arch(ops)},{acc:.4f},{acc + 1:.4f},{acc - 20:.4f},{acc - 19:.4f}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_conv_cost_table(path, space) -> None:
+    """An op-level cost table (``edge,op,<column>``, the constant on the ``*,*`` row): a convolution costs 1 (the
+    unit) on every edge, the other ops nothing, the network's fixed parts 0.25."""
+    lines = ["edge,op,energy_mj"]
+    for edge in space.edge_names():
+        lines += [f"{edge},{op},{1.0 if 'conv' in op else 0.0}" for op in space.ops]
+    lines.append("*,*,0.25")
+    path.write_text("\n".join(lines) + "\n")

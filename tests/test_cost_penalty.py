@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import pattern_images, tiny_config
+from helpers import pattern_images, tiny_config, write_conv_cost_table
 
 from drnas.analysis.diagrams import run_pictures
 from drnas.cli import main
@@ -35,7 +35,8 @@ DATA = pattern_images(128)
 #: every method whose architecture step is a gradient on a supernet: the ones a cost can steer
 DIFFERENTIABLE = [name for name in METHODS if get_method(name).takes_cost_penalty()]
 #: the others, refused at parse time
-NOT_DIFFERENTIABLE = [name for name in METHODS if not get_method(name).takes_cost_penalty()]
+NOT_DIFFERENTIABLE = [name for name in METHODS
+                      if not get_method(name).takes_cost_penalty() and not get_method(name).cost_bound]
 
 
 def _costs(space, seed: int = 0) -> tuple[torch.Tensor, float]:
@@ -135,16 +136,6 @@ def test_the_arch_step_adds_the_penalty_gradient_first_and_second_order(method, 
     assert penalty_grad.abs().sum() > 0
 
 
-def _write_conv_table(path, space) -> None:
-    """An op-level cost table (``edge,op,<column>``, the constant on the ``*,*`` row): a convolution costs 1 (the
-    unit) on every edge, the other ops nothing, the network's fixed parts 0.25."""
-    lines = ["edge,op,energy_mj"]
-    for edge in space.edge_names():
-        lines += [f"{edge},{op},{1.0 if 'conv' in op else 0.0}" for op in space.ops]
-    lines.append("*,*,0.25")
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _cost_config(table, **changes) -> SearchConfig:
     return tiny_config(stages=[Stage(epochs=3, partial_k=1)], channels=4, arch_lr=0.03,
                        cost_table=f"{table}:energy_mj", **changes)
@@ -152,7 +143,7 @@ def _cost_config(table, **changes) -> SearchConfig:
 
 def test_a_tiny_search_under_a_tight_target_ends_within_it(tmp_path):
     table = tmp_path / "costs.csv"
-    _write_conv_table(table, get_space("nb201"))
+    write_conv_cost_table(table, get_space("nb201"))
     free = Search(_cost_config(table), tmp_path / "free", data=DATA, **QUIET).run()  # logged, no penalty
     lines: list[str] = []
     tight = Search(_cost_config(table, cost_weight=20.0, cost_target=1.0), tmp_path / "tight", data=DATA,
@@ -177,7 +168,7 @@ def test_a_darts_space_search_logs_its_expected_cost(tmp_path):
     """DARTS' cells pick two inputs per node, which an (edge, op) table cannot price: the expected cost is logged
     and steers the search, the derived cell's cost is null."""
     table = tmp_path / "costs.csv"
-    _write_conv_table(table, get_space("darts"))
+    write_conv_cost_table(table, get_space("darts"))
     config = tiny_config(space="darts", cells=2, channels=4, stages=[Stage(epochs=1)], cost_weight=1.0,
                          cost_table=f"{table}:energy_mj")
     (record,) = Search(with_method(config, "darts"), tmp_path / "run", data=DATA, **QUIET).run().metrics
@@ -192,7 +183,7 @@ def _strip(metrics):
 
 def test_a_stopped_and_resumed_search_under_a_cost_is_bit_identical(tmp_path):
     table = tmp_path / "costs.csv"
-    _write_conv_table(table, get_space("nb201"))
+    write_conv_cost_table(table, get_space("nb201"))
     config = _cost_config(table, cost_weight=0.5)
     full = Search(config, tmp_path / "full", data=DATA, **QUIET).run()
     Search(config, tmp_path / "run", data=DATA, **QUIET).run(max_epochs=1)

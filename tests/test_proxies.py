@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import pattern_images, tiny_config, write_synthetic_nb201_table
+from helpers import pattern_images, tiny_config, write_conv_cost_table, write_synthetic_nb201_table
 from torch import nn
 
+from drnas import table_search
 from drnas.analysis.cost import count_macs, count_parameters
 from drnas.analysis.proxies import (
     PROXIES,
@@ -29,6 +30,7 @@ from drnas.analysis.ranks import kendall, spearman
 from drnas.cli import main
 from drnas.data.formats import dataset_shape
 from drnas.engine.job import MEASURED_FIELDS
+from drnas.errors import ConfigError
 from drnas.method.strategies import with_method
 from drnas.search import Search
 from drnas.spaces import NetworkSpec, get_space
@@ -329,4 +331,69 @@ def test_training_free_search_refuses_an_unknown_proxy(tmp_path, capsys):
                  "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("drnas: error:") and "method.proxy" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def _bounded(tmp_path, space: str, method: str, target: float, **settings):
+    """A training-free search of ``space`` under a cost bound: a convolution costs 1 on every edge, the rest 0."""
+    table = tmp_path / "costs.csv"
+    write_conv_cost_table(table, get_space(space))
+    config = with_method(tiny_config(space=space, channels=4, cells=2, cells_per_stage=1,
+                                     cost_table=f"{table}:energy_mj", cost_target=target),
+                         method, {"queries": 6, "batch": 16, **settings})
+    return dataclasses.replace(config, stages=[dataclasses.replace(config.stages[0], epochs=2)])
+
+
+@pytest.mark.parametrize("space, method, target", [("nb201", "naswot", 2.25), ("darts", "zc-random", 6.25)])
+def test_a_bounded_training_free_search_scores_only_architectures_within_the_target(tmp_path, space, method, target):
+    data = pattern_images(64, size=8, classes=4)
+    config = _bounded(tmp_path, space, method, target)  # at most 2 (NB201) or 6 (DARTS) convolutions
+    whole = Search(config, tmp_path / "whole", data=data, progress=False)
+    drawn: list[float] = []  # the cost of every proposal, scored or dropped
+    propose = whole.strategy.propose
+
+    def recording_propose():
+        choice = propose()
+        drawn.append(whole._cost(choice))
+        return choice
+
+    whole.strategy.propose = recording_propose  # type: ignore[method-assign]
+    result = whole.run()
+    assert len([c for c in drawn if c <= target]) == 6 and drawn[-1] <= target
+    assert result.metrics[-1]["dropped"] == len(drawn) - 6 > 0
+    # the answer's cost, counted by hand: its convolutions (a DARTS cell: on the edges it keeps) and the constant
+    pick = whole._weights(whole.best[1])
+    convs = sum(int(pick[e, o]) for e in range(pick.shape[0]) for o, op in enumerate(whole.space.ops) if "conv" in op)
+    assert result.metrics[-1]["arch_cost"] == pytest.approx(convs + 0.25) and convs + 0.25 <= target
+    assert json.loads((tmp_path / "whole" / "architecture.json").read_text())["arch_cost"] <= target
+    half = Search(config, tmp_path / "half", data=data, progress=False)
+    half.run(max_epochs=1)
+    resumed = Search.resume(tmp_path / "half", data=data, progress=False).run()
+    strip = [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in result.metrics]
+    assert strip == [{k: v for k, v in m.items() if k not in MEASURED_FIELDS} for m in resumed.metrics]
+
+
+def test_a_bound_no_random_draw_meets_gives_up_in_one_line(tmp_path, monkeypatch):
+    # DARTS' cells keep 8 edges of each cell; every one must avoid the 4 convolutions to cost under 1
+    monkeypatch.setattr(table_search, "MAX_MISSES", 50)
+    search = Search(_bounded(tmp_path, "darts", "zc-random", target=0.5), tmp_path / "run",
+                    data=pattern_images(64, size=8, classes=4), progress=False)
+    with pytest.raises(ConfigError, match=r"^50 architectures drawn in a row all cost more than cost_target=0.5 .*"
+                                          r"raise cost_target$"):
+        search.run()
+
+
+@pytest.mark.parametrize("sets, says", [
+    (["cost_target=0.1"], "no architecture of nb201 meets cost_target=0.1: the cheapest costs 0.25"),
+    (["cost_target=1", "cost_weight=2"], "method naswot keeps its queries within a cost bound"),
+    ([], "method naswot keeps its queries within a cost bound"),
+])
+def test_a_bound_that_cannot_apply_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys, sets, says):
+    table = tmp_path / "costs.csv"
+    write_conv_cost_table(table, get_space("nb201"))
+    extra = [a for s in [f"cost_table={table}:energy_mj", *sets] for a in ("--set", s)]
+    assert main(["search", "--method", "naswot", "--preset", "demo", *extra, "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drnas: error:") and says in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()

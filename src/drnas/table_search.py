@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from drnas.analysis.cost_table import OpCosts, check_costs, load_costs
 from drnas.analysis.proxies import ProxyScorer, get_proxy, proxy_batch
 from drnas.bench import BENCHMARKS, BenchmarkError, open_table
 from drnas.config.options import settings_json
@@ -31,6 +32,9 @@ from drnas.result import SearchResult
 from drnas.spaces import NetworkSpec, get_space
 
 CHECKPOINT_FORMAT = 1
+#: architectures drawn in a row that may all miss a cost bound before the run gives up (a bound that fewer than one
+#: random architecture in this many meets is refused rather than searched for ever)
+MAX_MISSES = 100_000
 
 
 class TableSearch(Job):
@@ -49,6 +53,7 @@ class TableSearch(Job):
         self.space = get_space(config.space, config.ops)
         check_method(config, self.space)
         self.scorer: ProxyScorer | None = None
+        self.costs: OpCosts | None = None  # a proxy search's cost bound (cost_table, cost_target)
         if issubclass(self.method, ProxySearch):
             self._init_proxy_search(config, out, data, progress, log, _resuming)
         else:
@@ -56,6 +61,7 @@ class TableSearch(Job):
         self.arch_optimizer = self.strategy.make_arch_optimizer()
         self.strategy.optimizer = self.arch_optimizer  # type: ignore[attr-defined]
         self.queried = 0
+        self.dropped = 0  # proposals over the cost bound, dropped unscored
         self.best: tuple[float, list[Any]] | None = None
         self.simulated_seconds = 0.0
         if not _resuming:  # every setting of the method as it runs, also for a config made without with_method
@@ -94,11 +100,50 @@ class TableSearch(Job):
         torch.manual_seed(config.seed)
         self._load_data(config, data)  # sets self.info and the batch (_build_loaders)
         self.strategy = self.method(self.space, config)  # type: ignore[assignment]
+        self.costs = self._cost_bound(config)
         spec = NetworkSpec(channels=config.channels, cells=config.cells, cells_per_stage=config.cells_per_stage,
                            in_channels=self.info.channels, num_classes=self.info.num_classes, auxiliary=False,
                            imagenet_stem=self.info.image_size > 64)
         x, y = self._batch
         self.scorer = ProxyScorer(self.space, spec, x, y, [self.strategy.proxy], config.seed)
+
+    def _cost_bound(self, config: SearchConfig) -> OpCosts | None:
+        """The cost table a bounded search keeps its queries within ``cost_target`` by (None without one), held by
+        the strategy so that its checkpoint keeps it; a bound no architecture of the space meets is refused."""
+        if not config.cost_table:
+            return None
+        costs = load_costs(config.cost_table, self.space)
+        self.strategy.set_costs(costs.matrix, costs.constant)
+        if self.space.one_op_per_edge:  # the cheapest architecture: each edge's cheapest op it may take
+            allowed = costs.matrix.masked_fill(~self.strategy.mask.cpu().bool(), float("inf"))
+            cheapest = costs.constant + float(allowed.min(-1).values.sum())
+            if costs.lookup:
+                cheapest = min(cheapest, min(costs.lookup.values()))
+            if cheapest > float(config.cost_target):  # type: ignore[arg-type]
+                raise ConfigError(f"no architecture of {self.space.name} meets cost_target={config.cost_target:g}: the "
+                                  f"cheapest costs {cheapest:.4g}{costs.unit} by {costs.describe()}; raise cost_target")
+        return costs
+
+    def _cost(self, choice: list[Any]) -> float:
+        """A proposal's cost by the bound's table: the table's own value where it lists the architecture, else the
+        sum of its ops' costs (a DARTS cell: of the edges it keeps)."""
+        assert self.costs is not None
+        arch = self._architecture(choice)
+        if self.costs.lookup is not None and str(arch) in self.costs.lookup:
+            return self.costs.lookup[str(arch)]
+        return float(self.costs.predict(self._weights(choice).double()))
+
+    def _propose(self) -> list[Any]:
+        """The strategy's next proposal; under a cost bound the next one that meets it (the others are dropped
+        unscored and counted in :attr:`dropped`)."""
+        for _ in range(MAX_MISSES):
+            choice = self.strategy.propose()
+            if self.costs is None or self._cost(choice) <= float(self.config.cost_target):  # type: ignore[arg-type]
+                return choice
+            self.dropped += 1
+        raise ConfigError(f"{MAX_MISSES:,} architectures drawn in a row all cost more than cost_target="
+                          f"{self.config.cost_target:g} by {self.costs.describe()}: fewer than one in {MAX_MISSES:,} "
+                          f"meets it; raise cost_target")
 
     def _build_loaders(self, arrays: Any) -> None:
         """The one batch every architecture is scored on (a proxy search's data), from the run's seed."""
@@ -140,7 +185,7 @@ class TableSearch(Job):
         self.strategy.start_epoch(self.epoch, self.config.epochs)
         rewards = []
         for _ in range(self._queries_by(self.epoch + 1) - self.queried):
-            choice = self.strategy.propose()
+            choice = self._propose()
             value, reward = self._evaluate(choice)
             self.strategy.observe(choice, reward)
             rewards.append(value)
@@ -167,7 +212,15 @@ class TableSearch(Job):
         return {"epoch": self.epoch + 1, "stage": 0, "queries": self.queried, "proxy": self.column,
                 "mean_query_score": sum(finite) / len(finite) if finite else None,
                 "best_score": self.best[0] if self.best else None, "arch": str(arch),
-                "nb201": self._accuracies(arch), "seconds": round(time.perf_counter() - started, 3)}
+                "nb201": self._accuracies(arch), **self._bound_fields(),
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def _bound_fields(self) -> dict[str, Any]:
+        """Under a cost bound: the best architecture's cost (``arch_cost``, in the table's unit) and the proposals
+        dropped so far for missing the bound."""
+        if self.costs is None:
+            return {}
+        return {"arch_cost": self._cost(self.best[1]) if self.best else None, "dropped": self.dropped}
 
     def _accuracies(self, arch: Any) -> dict[str, float] | None:
         if self.table is None:
@@ -199,16 +252,17 @@ class TableSearch(Job):
     def state_dict(self) -> dict[str, Any]:
         return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "strategy": self.strategy.state_dict(),
                 "arch_optimizer": self.arch_optimizer.state_dict() if self.arch_optimizer is not None else None,
-                "queried": self.queried, "best": list(self.best) if self.best else None,
+                "queried": self.queried, "dropped": self.dropped, "best": list(self.best) if self.best else None,
                 "simulated_seconds": self.simulated_seconds, **self._rng_checkpoint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT or "strategy" not in state:
             raise RunError(f"checkpoint format {state.get('format')} is not a table search's")
+        check_costs(self.costs, self.strategy, state["strategy"], self.run_dir)  # a bound resumes under its costs
         self.strategy.load_state_dict(state["strategy"])
         if self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
-        self.epoch, self.queried = int(state["epoch"]), int(state["queried"])
+        self.epoch, self.queried, self.dropped = int(state["epoch"]), int(state["queried"]), int(state.get("dropped", 0))
         self.best = (float(state["best"][0]), _choice(state["best"][1])) if state["best"] else None
         self.simulated_seconds = float(state["simulated_seconds"])
         self._restore_rng(state)
@@ -232,7 +286,8 @@ class TableSearch(Job):
                   "mean": mean[e].tolist()} for e, name in enumerate(self.space.edge_names())]
         return {"method": self.config.method, "space": self.space.name, "ops": list(self.space.ops),
                 "architecture": arch.to_json(), "epochs_done": self.epoch, "epochs": self.config.epochs,
-                "final": self.epoch >= self.config.epochs, "queries": self.queried, "edges": edges}
+                "final": self.epoch >= self.config.epochs, "queries": self.queried, **self._bound_fields(),
+                "edges": edges}
 
     def _edge_op(self, arch: Any, picked: torch.Tensor | None, edge: int) -> str | None:
         """The op the answer has on ``edge`` (None: an edge the architecture leaves out, as DARTS' cells do)."""

@@ -183,6 +183,9 @@ class Strategy(Relaxation):
     uses_supernet = True
     arch_gradient = True
     softmax_parametrised = False
+    #: a search that queries whole architectures and can keep to a cost bound (``cost_target`` by ``cost_table``)
+    #: instead of adding a cost penalty to a gradient
+    cost_bound = False
     mean_label = "expected weight"
     mean_plot = "op_weights.png"
 
@@ -235,7 +238,12 @@ class Strategy(Relaxation):
         if not cls.prunable and any(s.ops_kept is not None for s in config.stages):
             raise ConfigError(f"method {cls.name} has no op strengths to prune by: give the stages without ops_kept, "
                               f"--set 'stages={stages_text(config.stages, lambda s: None)}'")
-        if config.cost_table and not cls.takes_cost_penalty():
+        if config.cost_table and cls.cost_bound:
+            if config.cost_target is None or config.cost_weight:
+                raise ConfigError(f"method {cls.name} keeps its queries within a cost bound, without a gradient for "
+                                  f"cost_weight to weigh: give --set cost_target=X (in the table's unit) and no "
+                                  f"cost_weight")
+        elif config.cost_table and not cls.takes_cost_penalty():
             able = sorted((name for name in METHODS if METHODS.get(name).takes_cost_penalty()),
                           key=lambda name: name != SearchConfig.method)  # the default method first
             raise ConfigError(f"method {cls.name} has no architecture gradient for a cost penalty to join: search under "

@@ -5,7 +5,9 @@ initialisation (no supernet, no training).
 agreement of the ReLU codes of a batch of 128 images, their batch). ``zc-random`` is the same search with any
 registered proxy (setting ``proxy``; ``drnas proxies`` lists them in docs/proxies.md). The architectures are
 drawn uniformly by the space's own rule (one op per NB201 edge; two inputs with one op each per DARTS node), so
-any space with a random sampler works. The proxy itself is computed by the query job
+any space with a random sampler works. With ``cost_table`` and ``cost_target`` the search keeps within a budget:
+a drawn architecture that costs more than the target by the table is dropped unscored, so the answer is the best of
+N architectures that meet it (the bounded baseline of hardware-aware search). The proxy itself is computed by the query job
 (:mod:`drnas.table_search`), which builds each architecture's network at the run's size; the strategy only
 proposes architectures and keeps no state of its own beyond the run's random stream.
 """
@@ -51,6 +53,7 @@ class ProxySearch(Strategy):
     uses_supernet = False
     trains_arch = False
     prunable = False
+    cost_bound = True
     Settings = ZeroCostSettings
     #: what ``drnas methods NAME`` says the method evaluates architectures with
     evaluator = ("none, each architecture's network is scored at initialisation by a zero-cost proxy on one batch "
