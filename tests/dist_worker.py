@@ -32,6 +32,8 @@ def main() -> None:
     quiet = dict(data=data, progress=False, log=lambda m: None)
     if mode == "resume":
         search = Search.resume(out, **quiet)
+    elif mode == "clip":  # the clip that counts eta's gradient (clip_counts_arch), small enough to act every step
+        search = Search(tiny_config(clip_counts_arch=True, grad_clip=0.05), out, **quiet)
     else:
         search = Search(tiny_config(), out, **quiet)
     if mode == "fail":

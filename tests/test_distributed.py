@@ -46,6 +46,15 @@ def test_ranks_stay_bit_identical_through_pruning_and_widening(two_process_run):
     assert a["reduced"] == b["reduced"] == [3.0]  # rank 0 holds 1, rank 1 holds 2: both log the sum
 
 
+def test_ranks_stay_bit_identical_when_the_clip_counts_the_architecture_gradient(tmp_path):
+    # each rank's eta gradient comes from its own sample and shard: unaveraged, the ranks would clip apart
+    done = torchrun(str(WORKER), "clip", str(tmp_path / "run"), "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _ranks(tmp_path / "run")
+    assert a["epoch"] == b["epoch"] == 2 and torch.equal(a["eta"], b["eta"])
+    assert all(torch.equal(a["net"][k], b["net"][k]) for k in a["net"])
+
+
 def test_sync_batchnorm_is_refused_on_the_cpu():
     from drnas.config.search import ConfigError
     from helpers import tiny_config

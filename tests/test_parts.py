@@ -491,3 +491,48 @@ def test_random_arch_batches_are_drawn_afresh_every_step_and_resume_bit_identica
     assert plain.metrics[-1]["arch_loss"] != full.metrics[-1]["arch_loss"]
     with pytest.raises(ConfigError, match="arch_batches must be epoch"):
         dataclasses.replace(config, arch_batches="each").validate()
+
+
+@pytest.mark.parametrize("method", ["drnas", "darts", "gdas"])
+def test_the_clip_that_counts_the_architecture_gradient_is_the_authors_clip(method, tmp_path):
+    arrays = digits(64)
+    # a long step (lr 20), so that float32 holds the steps to compare to 1e-4 of their length
+    config = dataclasses.replace(_config(method, []), clip_counts_arch=True, grad_clip=0.05, lr=20.0)
+    search = Search(config, data=arrays, **QUIET)
+    x, y = next(iter(search.weight_loader.epoch(0)))
+    start = {k: v.clone() for k, v in search.net.state_dict().items()}
+    rng = torch.get_rng_state()
+    search.weight_step(x, y)
+    ours = {k: v.clone() for k, v in search.net.state_dict().items()}
+    params = search.strategy.arch_parameters()
+    assert all(p.grad is None for p in params)  # the architecture's gradient only scaled the clip
+
+    def direct(counted: bool) -> dict[str, torch.Tensor]:
+        """The authors' step: one backward into the weights and eta, the clip over both, SGD on the weights."""
+        search.net.load_state_dict(start)
+        search.weight_optimizer = torch.optim.SGD(search.net.parameters(), lr=config.lr, momentum=config.momentum,
+                                                  weight_decay=config.weight_decay)
+        torch.set_rng_state(rng)
+        mixing = search.strategy.sample()
+        with search._running(mixing.active), search.runner.plain():  # the option steps on the plain path
+            F.cross_entropy(search.train_net(x, *mixing.tensors()), y).backward()
+        torch.nn.utils.clip_grad_norm_(list(search.net.parameters()) + (params if counted else []), 0.05)
+        for p in params:
+            p.grad = None
+        search.weight_optimizer.step()
+        return {k: v.clone() for k, v in search.net.state_dict().items()}
+
+    def gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+        """|step a - step b| / |step a|, over the network's weights."""
+        keys = [k for k, _ in search.net.named_parameters()]
+        step_a = torch.cat([(a[k] - start[k]).flatten() for k in keys])
+        return float((step_a - torch.cat([(b[k] - start[k]).flatten() for k in keys])).norm() / step_a.norm())
+
+    authors, plain = direct(True), direct(False)
+    assert gap(ours, authors) < 1e-4, gap(ours, authors)
+    if method != "gdas":  # GDAS' straight-through gradient is too small at the start to move the clip's norm
+        assert gap(ours, plain) > 4e-4, gap(ours, plain)  # eta's gradient enlarges the norm: the steps are shorter
+    full = Search(config, tmp_path / "full", data=arrays, **QUIET).run()
+    Search(config, tmp_path / "half", data=arrays, **QUIET).run(max_epochs=1)
+    _same_run(full, Search.resume(tmp_path / "half", data=arrays, **QUIET).run())
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["clip_counts_arch"] is True

@@ -14,6 +14,7 @@ bit-for-bit.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -36,7 +37,7 @@ from drnas.data import DeviceLoader, ImageArrays, ImageFolderIndex
 from drnas.data.splits import SearchLoaders, search_folder_loaders, search_loaders
 from drnas.engine.distributed import convert_sync_batchnorm, wrap_ddp
 from drnas.engine.job import Job, NonFiniteLossError, lr_at
-from drnas.engine.passes import SupernetPasses, accuracy_counts
+from drnas.engine.passes import SupernetPasses, accuracy_counts, clip_weight_gradients
 from drnas.engine.runs import RunError, atomic_write_json
 from drnas.errors import reraise_interrupt
 from drnas.method.strategies import Strategy, check_method, get_method
@@ -197,16 +198,18 @@ class Search(SupernetPasses, Job):
         return self.strategy.arch_step(self, self.arch_optimizer, (x, y), weight_batch or (x, y))
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the network weights with a fresh (non-differentiated) sample of the mixing weights."""
-        with torch.no_grad():
+        """One SGD step on the network weights with a fresh (non-differentiated) sample of the mixing weights
+        (differentiated, on the plain path, when the clip counts the architecture's gradient: clip_counts_arch)."""
+        counted = self.config.clip_counts_arch
+        with torch.set_grad_enabled(counted):
             mixing = self.strategy.sample()
         mixing = self.strategy.mix(mixing, "weight", self, (x, y))  # the parts' perturbation (SDARTS), if any
-        tensors = mixing.tensors()
-        with self._running(mixing.active):
+        tensors = [t.detach().requires_grad_(counted) for t in mixing.tensors()]
+        with self._running(mixing.active), self.runner.plain() if counted else contextlib.nullcontext():
             loss, correct = self.runner.checked(
                 "weight", lambda: self.runner.step("weight", self._weight_pass, x, y, *tensors),
                 lambda: self._weight_pass(x, y, *tensors), lambda out: (out[0],), weight_gradients=True)
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        clip_weight_gradients(self.net.parameters(), self.config.grad_clip, self, *((mixing, tensors) if counted else ()))
         self.weight_optimizer.step()
         return loss, correct
 

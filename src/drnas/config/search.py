@@ -107,6 +107,9 @@ class SearchConfig(RunSettings):
     # the architecture step's batches: "epoch" (each image of the arch half once per epoch, in a random order) or
     # "fresh" (each step a batch drawn afresh from the whole arch half, as the authors' released code does)
     arch_batches: str = "epoch"
+    # the weight step's gradient-norm clip also counts the architecture parameters' gradient of the weight loss (the
+    # authors' released code clips model.parameters(), which hold eta); that gradient only sets the clip's scale
+    clip_counts_arch: bool = False
     # data: train_portion splits the training set by position into weight and arch halves; subset_fractions
     # instead samples these fractions of every class (seeded) for the two halves (ImageNet: [0.1, 0.025])
     train_portion: float = 0.5

@@ -91,7 +91,8 @@ def progress_bar(enabled: bool, total: int, desc: str):
 #: config.json moves them there (:func:`drnas.config.search.apply_overrides`)
 ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "method_settings", "hessian_every", "tensorboard",
                                     "test_images", "wandb", "cost_table", "cost_weight", "cost_target",
-                                    "parts", "part_settings", "arch_batches"})
+                                    "parts", "part_settings", "arch_batches",
+                                    "clip_counts_arch"})
 
 #: fields of a metrics record that measure the machine rather than the run's computation: they differ between a
 #: run and its resumed or repeated self (compare records without them)

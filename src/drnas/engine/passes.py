@@ -183,3 +183,30 @@ class SupernetPasses:
         if self._validation_batch is None:
             self._validation_batch = next(iter(self.valid_loader.epoch(0)))
         return self._validation_batch
+
+
+def clip_weight_gradients(weights: Iterable[torch.nn.Parameter], clip: float, engine: Any = None,
+                          mixing: Mixing | None = None, leaves: list[torch.Tensor] | None = None) -> None:
+    """Clip the weight gradients in place to total norm ``clip``, the weight step's clip. Given the ``mixing``
+    the pass ran with and its ``leaves`` (detached copies of the mixing weights the pass ran on, holding dL/dθ),
+    the norm also counts the architecture parameters' gradient of the weight loss, chained through the sample, as
+    the authors' code does by clipping ``model.parameters()``, which hold η. That gradient only sets the scale: the
+    architecture parameters' ``.grad`` is left as it was, and under DDP it is averaged over the ranks first, so
+    every rank scales its weights alike."""
+    weights = list(weights)
+    if mixing is None or leaves is None:
+        torch.nn.utils.clip_grad_norm_(weights, clip)
+        return
+    params = engine.strategy.arch_parameters()
+    sources = [(t, leaf.grad) for t, leaf in zip(mixing.tensors(), leaves) if t.requires_grad and leaf.grad is not None]
+    grads = (torch.autograd.grad([t for t, _ in sources], params, [g for _, g in sources], allow_unused=True)
+             if sources else (None,) * len(params))
+    saved = [p.grad for p in params]
+    try:
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g  # every rank reduces the same list
+        engine.average_gradients(params)
+        torch.nn.utils.clip_grad_norm_(weights + params, clip)
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
