@@ -393,28 +393,28 @@ class _KnownSupernet:
     """A search whose supernet's accuracy is known: each edge has one op it needs (``needed``) and the supernet
     is right on a validation image as often as the share of edges whose needed op still has weight."""
 
-    def __init__(self, needed: list[int]) -> None:
+    def __init__(self, needed: list[int] | dict[int, int], space: str = "nb201") -> None:
         from drnas.config.search import SearchConfig
 
-        self.space = get_space("nb201")
-        self.strategy = _strategy("darts")
-        self.needed, self.config, self.epoch, self.steps = needed, SearchConfig(lr_min=0.001), 0, 0
+        self.space = get_space(space)
+        self.strategy = _strategy("darts", space=space)
+        self.needed = dict(enumerate(needed)) if isinstance(needed, list) else needed
+        self.config, self.epoch, self.steps = SearchConfig(lr_min=0.001), 0, 0
         self.weight_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         self.net = torch.nn.Identity()
         self.valid_loader = self.weight_loader = _OneBatch()
 
     def evaluate_batch(self, mixing, x, y):
-        alive = sum(bool(mixing.theta[e, op] > 0) for e, op in enumerate(self.needed)) / len(self.needed)
+        alive = sum(bool(mixing.theta[e, op] > 0) for e, op in self.needed.items()) / len(self.needed)
         return 0.0, round(alive * len(y))
 
     def weight_step(self, x, y):
         self.steps += 1
         theta = self.strategy.mix(self.strategy.sample(), "weight").theta
-        assert all(theta[e].tolist() == F.one_hot(torch.tensor(op), 5).float().tolist()
-                   for e, op in self._fixed().items())
-
-    def _fixed(self):
-        return next(p for p in self.strategy.parts if hasattr(p, "fixed")).fixed
+        fixing = next(p for p in self.strategy.parts if hasattr(p, "fixed"))
+        assert all(theta[e].tolist() == F.one_hot(torch.tensor(op), theta.shape[1]).float().tolist()
+                   for e, op in fixing.fixed.items() if e not in fixing.removed)
+        assert all(theta[e].sum() == 0 for e in fixing.removed)
 
 
 def test_darts_pt_keeps_on_every_edge_the_op_whose_removal_costs_the_most_and_tunes_with_decided_edges_fixed():
@@ -430,13 +430,37 @@ def test_darts_pt_keeps_on_every_edge_the_op_whose_removal_costs_the_most_and_tu
     assert search.weight_optimizer.param_groups[0]["lr"] == 0.001  # tuned at the schedule's last rate
 
 
-def test_derive_select_pt_on_a_finished_run(tmp_path, capsys):
+def test_darts_pt_keeps_the_two_inputs_of_each_darts_node_whose_removal_costs_the_most():
+    from drnas.analysis.perturbation import perturbation_select
+    from drnas.method.parts.selection import PerturbationSettings
+
+    space = get_space("darts")
+    # each node of both cells needs two of its input edges (a pseudo-random pair), each with one non-none op
+    generator = torch.Generator().manual_seed(5)
+    needed = {}
+    for group in space.edge_groups():
+        for pick in torch.randperm(len(group), generator=generator)[:2].tolist():
+            needed[group[pick]] = 1 + int(torch.randint(len(space.ops) - 1, (1,), generator=generator))
+    search = _KnownSupernet(needed, space="darts")
+    selection = perturbation_select(search, PerturbationSettings(batches=1, tune_steps=1, seed=2))
+    names = space.edge_names()
+    expected = {(names[e].split()[0], space.ops[op], int(names[e].split("<-")[1])) for e, op in needed.items()}
+    arch = selection.architecture
+    assert {(cell, op, j) for cell, pairs in (("normal", arch.normal), ("reduce", arch.reduce))
+            for op, j in pairs} == expected
+    assert len(selection.choices) == 28 and len(selection.nodes) == 8 and search.steps == 28 + 8
+    assert all(len(n.inputs) == 2 and all(i.startswith(n.node + "<-") for i in n.inputs) for n in selection.nodes)
+    assert sorted(len(n.without) for n in selection.nodes) == sorted(len(g) for g in space.edge_groups())
+
+
+@pytest.mark.parametrize("space, edges, nodes", [("nb201", 6, 0), ("darts", 28, 8)])
+def test_derive_select_pt_on_a_finished_run(tmp_path, capsys, space, edges, nodes):
     run = tmp_path / "run"
-    Search(_config("darts", [], epochs=1), run, data=digits(64), **QUIET).run()
+    Search(_config("darts", [], space=space, epochs=1), run, data=digits(64), **QUIET).run()
     assert main(["derive", str(run), "--select", "pt", "--pt-batches", "1", "--pt-tune-steps", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["selection"] == "pt" and len(out["choices"]) == 6
-    assert get_space("nb201").from_json(out["architecture"])
+    assert out["selection"] == "pt" and len(out["choices"]) == edges and len(out["nodes"]) == nodes
+    assert get_space(space).from_json(out["architecture"])
     assert main(["derive", str(run), "--select", "pt", "--max-params", "1M"]) == 2
     assert "without a budget" in capsys.readouterr().err
 

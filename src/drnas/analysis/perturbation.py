@@ -1,5 +1,6 @@
 """DARTS-PT's perturbation-based selection (Wang et al., ICLR 2021; :mod:`drnas.method.parts.selection`) on a
-trained supernet: edge by edge, the op whose removal costs the supernet the most validation accuracy.
+trained supernet: edge by edge, the op whose removal costs the supernet the most validation accuracy; then, in a
+space whose nodes choose their inputs (DARTS'), node by node the two input edges whose removal costs the most.
 
 It works on a search job as :meth:`drnas.search.Search.resume` rebuilds it (or at the end of a search): the
 strategy's expected weights are the starting point, every decided edge is fixed to its op (one-hot) in the
@@ -14,6 +15,8 @@ from typing import Any, Callable
 
 import torch
 
+from drnas.spaces.ops import is_zero_op
+
 
 @dataclass
 class EdgeChoice:
@@ -25,29 +28,44 @@ class EdgeChoice:
 
 
 @dataclass
+class NodeChoice:
+    """One decided node: the accuracy (%) of the supernet without each of its input edges, and the edges kept."""
+
+    node: str
+    inputs: list[str]
+    without: dict[str, float]
+
+
+@dataclass
 class Selection:
     architecture: Any
     choices: list[EdgeChoice]
+    nodes: list[NodeChoice] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"architecture": self.architecture.to_json(), "selection": "pt",
-                "choices": [dataclasses.asdict(c) for c in self.choices]}
+                "choices": [dataclasses.asdict(c) for c in self.choices],
+                "nodes": [dataclasses.asdict(n) for n in self.nodes]}
 
 
 class _FixedEdges:
-    """A part-like hook the weight steps call (``Strategy.mix``): decided edges run their op alone."""
+    """A part-like hook the weight steps call (``Strategy.mix``): decided edges run their op alone, and the
+    input edges a decided node dropped run nothing."""
 
     name = "darts-pt (fixing decided edges)"
     selects = False
 
     def __init__(self) -> None:
         self.fixed: dict[int, int] = {}
+        self.removed: set[int] = set()
 
     def apply(self, theta: torch.Tensor) -> torch.Tensor:
         theta = theta.clone()
         for edge, op in self.fixed.items():
             theta[edge] = 0.0
             theta[edge, op] = 1.0
+        for edge in self.removed:
+            theta[edge] = 0.0
         return theta
 
     def mix(self, mixing: Any, phase: str, strategy: Any, engine: Any = None, batch: Any = None) -> Any:
@@ -78,7 +96,8 @@ def perturbation_select(search: Any, settings: Any, log: Callable[[str], None] =
     names, choices = space.edge_names(), []
     try:
         for edge in order:
-            ops = kept[edge].nonzero().flatten().tolist()
+            ops = [op for op in kept[edge].nonzero().flatten().tolist()  # a cell choosing inputs derives no `none`
+                   if space.one_op_per_edge or not is_zero_op(space.ops[op])]
             without = {}
             for op in ops:
                 weights = fixing.apply(start)
@@ -90,12 +109,41 @@ def perturbation_select(search: Any, settings: Any, log: Callable[[str], None] =
             log(f"darts-pt: edge {names[edge]} keeps {space.ops[chosen]} (accuracy without each op: "
                 + ", ".join(f"{k} {v:.2f}%" for k, v in without.items()) + ")")
             _tune(search, settings.tune_steps)
+        nodes = [] if space.one_op_per_edge else _select_inputs(search, settings, fixing, start, valid, log)
     finally:
         strategy.parts.remove(fixing)
     final = torch.zeros_like(start.cpu())
-    for edge, op in fixing.fixed.items():  # the chosen op at its learned weight: DARTS' inputs rank by it
-        final[edge, op] = max(float(start[edge, op]), 1e-6)
-    return Selection(space.derive(final), choices)
+    for edge, op in fixing.fixed.items():  # the chosen op at its learned weight (a dropped edge stays at 0)
+        if edge not in fixing.removed:
+            final[edge, op] = max(float(start[edge, op]), 1e-6)
+    return Selection(space.derive(final), choices, nodes)
+
+
+def _select_inputs(search: Any, settings: Any, fixing: _FixedEdges, start: torch.Tensor, valid: list[Any],
+                   log: Callable[[str], None]) -> list[NodeChoice]:
+    """DARTS-PT's topology selection, after every edge has its op: node by node (in a random order from the
+    part's seed), each input edge is removed in turn and the node keeps the two whose removal costs the supernet
+    the most accuracy; the others are dropped for good and the supernet is fine-tuned before the next node."""
+    space, names, nodes = search.space, search.space.edge_names(), []
+    mixing = search.strategy.eval_mixing()
+    groups = space.edge_groups()
+    order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(settings.seed + 1)).tolist()
+    for node in order:
+        group = groups[node]
+        without = {}
+        for edge in group:
+            weights = fixing.apply(start)
+            weights[edge] = 0.0
+            without[names[edge]] = _accuracy(search, dataclasses.replace(mixing, theta=weights.to(start.device)),
+                                             valid)
+        kept = sorted(group, key=lambda e: without[names[e]])[:2]
+        fixing.removed.update(e for e in group if e not in kept)
+        name = names[group[0]].split("<-")[0] if "<-" in names[group[0]] else f"node {node}"  # "normal 3"
+        nodes.append(NodeChoice(name, [names[e] for e in sorted(kept)], without))
+        log(f"darts-pt: {name} keeps inputs {', '.join(names[e] for e in sorted(kept))} (accuracy without "
+            "each input: " + ", ".join(f"{k} {v:.2f}%" for k, v in without.items()) + ")")
+        _tune(search, settings.tune_steps)
+    return nodes
 
 
 @torch.no_grad()

@@ -39,6 +39,9 @@ def _select_pt(args: argparse.Namespace) -> int:
     for choice in selection.choices:
         without = ", ".join(f"{op} {acc:.2f}%" for op, acc in choice.without.items())
         print(f"  {choice.edge}: {choice.op} (supernet accuracy without each op: {without})")
+    for node in selection.nodes:
+        without = ", ".join(f"{edge} {acc:.2f}%" for edge, acc in node.without.items())
+        print(f"  {node.node}: inputs {', '.join(node.inputs)} (supernet accuracy without each input: {without})")
     return 0
 
 

@@ -6,8 +6,9 @@ supernet's weights are fine-tuned with the edge so fixed before the next edge is
 
 This part only asks for the selection and holds its settings: the search runs it after its last epoch
 (:func:`drnas.analysis.perturbation.perturbation_select`), and ``drnas derive RUN --select pt`` runs it on a
-finished run. In the DARTS space the op of every edge is chosen so, and the two inputs of each node by the
-space's rule on the chosen ops' weights (the paper also selects the inputs by perturbation).
+finished run. In a space whose nodes choose their inputs (DARTS'), the op of every edge is chosen first, then,
+node by node in a random order, the two input edges whose removal costs the most accuracy (the paper's topology
+selection, §4.2), with fine-tuning after each node as after each edge.
 """
 from __future__ import annotations
 
