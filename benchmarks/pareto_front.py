@@ -1,7 +1,8 @@
 """How far the cells of a search under a latency cost are from NAS-Bench-201's true accuracy/latency front.
 
     python benchmarks/pareto_front.py SWEEP_DIR --column pixel3_ms [--latency hw/nb201-latency.csv]
-        [--nb201 nb201/nb201.csv] [--scores proxies.json] [--queries 100] [--json out.json] [--plot out.png]
+        [--nb201 nb201/nb201.csv] [--scores proxies.json] [--queries 100] [--derive-within SWEEP]
+        [--targets 3,5,8] [--json out.json] [--plot out.png]
 
 For every finished run of the sweep (a ``drnas sweep`` over ``cost_target``, methods and seeds), reads the derived
 cell and looks up its true latency in the latency table's ``--column`` and its NB201 CIFAR-10 test accuracy. The
@@ -10,18 +11,26 @@ true front is, at each latency, the best accuracy of all 15,625 cells no slower.
 front at its latency (``gap``). With ``--scores`` (the JSON of benchmarks/proxies_vs_reference.py, which holds
 each scored cell's proxies), adds the training-free baseline under the same bound: for each target and seed, the
 best-``nwot`` of ``--queries`` cells drawn from the scored ones that meet the target (NASWOT with the table's
-latency as the filter).
+latency as the filter). With ``--derive-within`` (a sweep searched without a cost), adds each of its runs' cell
+derived within each target by ``drnas derive RUN --max-latency-ms T --cost-table LATENCY:COLUMN`` (the most probable
+cell of the learned distribution that the table prices within the budget): searching free and bounding the
+derivation, against searching under the cost. ``--targets`` replaces the targets read from the sweep (for a sweep
+with none, such as one of ``naswot``/``zc-random`` runs bounded by their own ``cost_target``).
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import csv
+import io
 import json
 import os
 import random
 import statistics
 from pathlib import Path
+
+from drnas.cli import main as drnas
 
 SHARED = Path(os.environ.get("DRNAS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ACCURACY = "cifar10_test_acc"
@@ -64,6 +73,14 @@ def runs(sweep: Path) -> list[dict]:
     return found
 
 
+def derived_within(run: Path, target: float, table: str) -> str | None:
+    """The cell ``drnas derive RUN --max-latency-ms TARGET --cost-table TABLE`` gives (None: none fits)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = drnas(["derive", str(run), "--max-latency-ms", str(target), "--cost-table", table, "--json"])
+    return json.loads(out.getvalue())["text"] if code == 0 else None
+
+
 def mean_std(values: list[float]) -> str:
     if not values:
         return "-"
@@ -78,6 +95,8 @@ def main() -> None:
     parser.add_argument("--nb201", default=str(SHARED / "nb201" / "nb201.csv"))
     parser.add_argument("--scores", help="benchmarks/proxies_vs_reference.py's JSON: adds NASWOT under each bound")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--derive-within", help="a sweep searched without a cost: derive its cells within each target")
+    parser.add_argument("--targets", help="comma-separated targets (default: the sweep's cost_target values)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
@@ -88,9 +107,22 @@ def main() -> None:
         lat, acc = latency[run["arch"]], accuracy[run["arch"]]
         rows.append({**run, "latency": lat, "accuracy": acc, "front": front.at(lat), "gap": front.at(lat) - acc,
                      "met": run["target"] is None or lat <= run["target"]})
+    targets = ([float(t) for t in args.targets.split(",")] if args.targets
+               else sorted({r["target"] for r in rows if r["target"] is not None}))
+    if args.derive_within:
+        for run in runs(Path(args.derive_within)):
+            for target in targets:
+                arch = derived_within(Path(args.derive_within) / "runs" / run["run"], target,
+                                      f"{args.latency}:{args.column}")
+                if arch is None:
+                    continue
+                lat, acc = latency[arch], accuracy[arch]
+                rows.append({**run, "run": f"{run['run']},within={target}", "method": f"{run['method']} (derived within)",
+                             "target": target, "arch": arch, "latency": lat, "accuracy": acc, "front": front.at(lat),
+                             "gap": front.at(lat) - acc, "met": lat <= target})
     if args.scores:
         scored = json.loads(Path(args.scores).read_text())["scores"]
-        for target in sorted({r["target"] for r in rows if r["target"] is not None}):
+        for target in targets:
             allowed = [a for a in scored if a in latency and latency[a] <= target]
             for seed in sorted({r["seed"] for r in rows}):
                 if not allowed:
@@ -115,7 +147,7 @@ def main() -> None:
                 "latency": mean_std([r["latency"] for r in group]), "accuracy": mean_std([r["accuracy"] for r in group]),
                 "front": mean_std([r["front"] for r in group]), "gap": mean_std([r["gap"] for r in group])}
         summary.append(line)
-        lam = weight or ("1/target" if target is not None else "-")
+        lam = weight or ("1/target" if target is not None and "(" not in method else "-")  # baselines: no penalty
         met = f"{line['met']}/{line['n']}" if target is not None else "-"
         print(f"| {method} | {target} | {lam} | {line['n']} | {met} | {line['latency']} | "
               f"{line['accuracy']} | {line['front']} | {line['gap']} |")
