@@ -468,7 +468,7 @@ def test_derive_select_pt_on_a_finished_run(tmp_path, capsys, space, edges, node
 # ------------------------------------------------------------------------------------------ P-DARTS
 def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically_across_the_change(tmp_path):
     stages = [Stage(epochs=1, cells=1), Stage(epochs=2, ops_kept=3, cells=2, arch_warmup=1)]
-    config = dataclasses.replace(_config("darts", []), stages=stages, eta_init_std=1e-3)
+    config = dataclasses.replace(_config("darts", []), stages=stages, eta_init_std=1e-3, lr_restart=True)
     data = digits(64)
     search = Search(config, tmp_path / "full", data=data, **QUIET)
     cells = sum(1 for m in search.net.modules() if type(m).__name__ == "NB201Cell")
@@ -476,6 +476,9 @@ def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically
     full = search.run()
     assert sum(1 for m in search.net.modules() if type(m).__name__ == "NB201Cell") == 2 * cells
     assert search.relax.num_kept == 3 and [m["stage"] for m in full.metrics] == [0, 1, 1]
+    # each stage restarts the cosine over its own epochs: 1 epoch at the top, then 2 from the top again
+    half_way = config.lr_min + 0.5 * (config.lr - config.lr_min)
+    assert [m["lr"] for m in full.metrics] == pytest.approx([config.lr, config.lr, half_way])
     second = json.loads(json.dumps(full.metrics[1]["architecture_parameters"]["eta"]))
     fresh = 1e-3 * torch.randn(search.relax.eta.shape, generator=torch.Generator().manual_seed(0 * 1013 + 1))
     assert torch.allclose(torch.tensor(second), fresh, atol=1e-6)  # new parameters; the arch was warming up
@@ -486,7 +489,7 @@ def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically
 def test_the_p_darts_recipe_is_three_stages_of_growing_depth_over_fewer_ops():
     config = resolve_search_config(apply_method=with_method, apply_parts=with_parts, preset="darts-cifar10-proxy",
                                    method="p-darts")
-    assert config.method == "darts" and config.parts == []
+    assert config.method == "darts" and config.parts == [] and config.lr_restart
     assert [(s.epochs, s.cells, s.ops_kept, s.arch_warmup) for s in config.stages] == \
         [(25, 5, None, 10), (25, 11, 5, 10), (25, 17, 3, 10)]
 

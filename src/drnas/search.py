@@ -256,7 +256,7 @@ class Search(SupernetPasses, Job):
     def _train_epoch(self, arch_on: bool) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
         started = time.perf_counter()
-        lr = lr_at(epoch, cfg.epochs, cfg.lr, cfg.lr_min)
+        lr = lr_at(*_schedule_position(cfg, epoch), cfg.lr, cfg.lr_min)
         for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
         self.strategy.start_epoch(epoch, cfg.epochs)
@@ -431,6 +431,17 @@ class Search(SupernetPasses, Job):
             return SearchResult(self.derived, self.relax.eta.detach().cpu().clone(),
                                 self.relax.scores().cpu(), mean, self.epoch, list(self.metrics),
                                 self.run_dir.path if self.run_dir is not None else None)
+
+
+def _schedule_position(config: SearchConfig, epoch: int) -> tuple[int, int]:
+    """(epoch, epochs) the weights' learning rate is scheduled by: the run's, or with ``lr_restart`` the stage's."""
+    if not config.lr_restart:
+        return epoch, config.epochs
+    for stage in config.stages:
+        if epoch < stage.epochs:
+            return epoch, stage.epochs
+        epoch -= stage.epochs
+    raise IndexError(f"epoch past the {config.epochs} epochs of this search")
 
 
 def _cost_table(config: SearchConfig, space: Any) -> OpCosts | None:

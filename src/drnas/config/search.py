@@ -88,6 +88,9 @@ class SearchConfig(RunSettings):
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
+    # the weights' cosine schedule runs once over the whole search, or restarts at each stage over its own epochs
+    # (P-DARTS: each stage trains a new supernet)
+    lr_restart: bool = False
     # the search method (``drnas methods``); its paper's values of the fields below apply over the preset, and
     # its own settings (``drnas methods NAME``: Gumbel temperatures, PC-DARTS' K, RSPS' candidates...) are
     # method_settings, every one of them once resolved (``--set method.NAME=VALUE``; {}: the method's defaults)

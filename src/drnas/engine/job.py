@@ -92,7 +92,7 @@ def progress_bar(enabled: bool, total: int, desc: str):
 ADDED_SINCE_FIRST_RUNS = frozenset({"fast_paths", "method", "method_settings", "hessian_every", "tensorboard",
                                     "test_images", "wandb", "cost_table", "cost_weight", "cost_target",
                                     "parts", "part_settings", "arch_batches",
-                                    "clip_counts_arch"})
+                                    "clip_counts_arch", "lr_restart"})
 
 #: fields of a metrics record that measure the machine rather than the run's computation: they differ between a
 #: run and its resumed or repeated self (compare records without them)

@@ -34,6 +34,6 @@ register_recipe("darts-pt", Recipe("darts", ("darts-pt",), PerturbationSelection
 P_DARTS_STAGES = [Stage(25, 1, None, 10, 5), Stage(25, 1, 5, 10, 11), Stage(25, 1, 3, 10, 17)]
 register_recipe("p-darts", Recipe("darts", (), "Chen et al., Progressive Differentiable Architecture Search: Bridging "
                                                "the Depth Gap between Search and Evaluation, ICCV 2019",
-                                  {"stages": P_DARTS_STAGES}),
+                                  {"stages": P_DARTS_STAGES, "lr_restart": True}),
                 doc="DARTS with progressive depth, 5 then 11 then 17 cells, and search-space approximation (P-DARTS; "
                     "the DARTS space)")
