@@ -489,9 +489,43 @@ def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically
 def test_the_p_darts_recipe_is_three_stages_of_growing_depth_over_fewer_ops():
     config = resolve_search_config(apply_method=with_method, apply_parts=with_parts, preset="darts-cifar10-proxy",
                                    method="p-darts")
-    assert config.method == "darts" and config.parts == [] and config.lr_restart
+    assert config.method == "darts" and config.parts == ["skip-limit"] and config.lr_restart
     assert [(s.epochs, s.cells, s.ops_kept, s.arch_warmup) for s in config.stages] == \
         [(25, 5, None, 10), (25, 11, 5, 10), (25, 17, 3, 10)]
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_the_skip_limit_takes_the_weakest_skips_away_until_the_first_cell_keeps_two(space):
+    from drnas.method.parts.skip_limit import first_cell_skips, limit_skips
+
+    space = get_space(space)
+    skip = space.ops.index("skip_connect")
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(space.num_edges, len(space.ops), generator=generator) * 0.1
+    weights[:, skip] = 0.5 + torch.rand(space.num_edges, generator=generator) * 0.4  # skip is every edge's best
+    before = space.graph(space.derive(weights))[0].ops().count("skip_connect")
+    assert before > 2 and first_cell_skips(space, weights) == before
+    limited = limit_skips(space, weights, 2)
+    assert first_cell_skips(space, limited) == 2
+    taken = (limited != weights).nonzero().tolist()
+    assert all(op == skip and limited[e, op] == 0 for e, op in taken)  # only skip weights changed, set to 0
+    if space.one_op_per_edge:  # every edge is in the cell: the skips kept are the two strongest
+        kept = [e for e in range(space.num_edges) if limited[e, skip] > 0]
+        assert len(kept) == 2 and all(weights[e, skip] > weights[t, skip] for e in kept for t, _ in taken)
+    else:  # only the normal cell's rows (the first 14) lose skips
+        assert all(e < 14 for e, _ in taken)
+    assert first_cell_skips(space, limit_skips(space, weights, 0)) == 0
+    assert torch.equal(limit_skips(space, weights, before), weights)
+
+
+def test_a_search_with_the_skip_limit_derives_every_epoch_within_it(tmp_path):
+    config = with_parts(dataclasses.replace(_config("darts", []), part_settings={"skip-limit": {"max_skips": 0}}),
+                        ["skip-limit"])
+    result = Search(config, tmp_path / "run", data=digits(64), **QUIET).run()
+    assert all("skip_connect" not in m["arch"] for m in result.metrics)
+    assert "skip_connect" not in str(result.architecture)
+    with pytest.raises(ConfigError, match="part skip-limit limits the skip_connect edges"):
+        check_method(dataclasses.replace(config, ops=["none", "nor_conv_3x3"]), get_space("nb201", ["none", "nor_conv_3x3"]))
 
 
 # ------------------------------------------------------------------------------------------ the loop's exactness

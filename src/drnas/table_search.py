@@ -262,7 +262,8 @@ class TableSearch(Job):
         self.strategy.load_state_dict(state["strategy"])
         if self.arch_optimizer is not None:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
-        self.epoch, self.queried, self.dropped = int(state["epoch"]), int(state["queried"]), int(state.get("dropped", 0))
+        self.epoch, self.queried = int(state["epoch"]), int(state["queried"])
+        self.dropped = int(state.get("dropped", 0))
         self.best = (float(state["best"][0]), _choice(state["best"][1])) if state["best"] else None
         self.simulated_seconds = float(state["simulated_seconds"])
         self._restore_rng(state)

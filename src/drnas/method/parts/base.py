@@ -11,6 +11,7 @@ strategies import the parts) and sees the strategy, the mixing weights and the e
 * :meth:`Part.arch_optimizer` replaces the method's architecture optimizer;
 * :meth:`Part.start_epoch` moves a schedule;
 * :meth:`Part.stop` ends a search early, saying why and which epoch's architecture it keeps.
+* :meth:`Part.derive_weights` changes the weights an architecture is derived from (P-DARTS' skip limit).
 
 A **recipe** (:data:`RECIPES`) is a published combination, a method with parts (``sdarts-adv`` = darts with the
 sdarts-adv part), named where methods are named (``--method sdarts-adv``).
@@ -98,6 +99,11 @@ class Part:
         included; ``cell_ops``: the op of every edge of the first cell of the derived architecture (the normal
         cell of a DARTS genotype)."""
         return None
+
+    def derive_weights(self, weights: torch.Tensor, space: Any) -> torch.Tensor:
+        """The ``[edges, ops]`` weights the space derives the architecture from, with this part's change
+        (default: none)."""
+        return weights
 
     def record(self) -> dict[str, Any]:
         """Fields of the epoch's metrics line (a schedule's value)."""

@@ -9,6 +9,7 @@ from drnas.method.parts.early_stop import DartsES, DartsPlus
 from drnas.method.parts.gaea import GAEA
 from drnas.method.parts.regularisers import BetaDecay, ZeroOne
 from drnas.method.parts.selection import PerturbationSelection
+from drnas.method.parts.skip_limit import SkipLimit
 from drnas.method.parts.smoothing import RandomSmoothing
 
 register_recipe("sdarts-rs", Recipe("darts", ("sdarts-rs",), RandomSmoothing.paper),
@@ -32,8 +33,7 @@ register_recipe("darts-pt", Recipe("darts", ("darts-pt",), PerturbationSelection
 #: P-DARTS (Chen et al., "Progressive Differentiable Architecture Search", ICCV 2019, §3.2 and §4.1): three stages
 #: of 25 epochs (10 warm-up), 5, 11 and 17 cells, the 8 ops cut to 5 then 3 per edge, for the DARTS space
 P_DARTS_STAGES = [Stage(25, 1, None, 10, 5), Stage(25, 1, 5, 10, 11), Stage(25, 1, 3, 10, 17)]
-register_recipe("p-darts", Recipe("darts", (), "Chen et al., Progressive Differentiable Architecture Search: Bridging "
-                                               "the Depth Gap between Search and Evaluation, ICCV 2019",
+register_recipe("p-darts", Recipe("darts", ("skip-limit",), SkipLimit.paper,
                                   {"stages": P_DARTS_STAGES, "lr_restart": True}),
-                doc="DARTS with progressive depth, 5 then 11 then 17 cells, and search-space approximation (P-DARTS; "
-                    "the DARTS space)")
+                doc="DARTS with progressive depth, 5 then 11 then 17 cells, search-space approximation and at most 2 "
+                    "skip connections in the normal cell (P-DARTS; the DARTS space)")

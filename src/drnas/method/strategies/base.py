@@ -408,9 +408,16 @@ class Strategy(Relaxation):
 
     # ------------------------------------------------------------------------------------------ derivation
     def derive(self, space: "SearchSpace", engine: Engine | None, epoch: int) -> "Architecture":
-        """The architecture this search points at now (default: the space's rule on the expected weights)."""
+        """The architecture this search points at now (default: the space's rule on the expected weights, as
+        the parts change them: :meth:`derive_weights`)."""
         with torch.no_grad():
-            return space.derive(self.expected_weights().cpu())
+            return space.derive(self.derive_weights(self.expected_weights().cpu(), space))
+
+    def derive_weights(self, weights: torch.Tensor, space: "SearchSpace") -> torch.Tensor:
+        """``weights`` as each part changes them before the space derives from them (P-DARTS' skip limit)."""
+        for part in self.parts:
+            weights = part.derive_weights(weights, space)
+        return weights
 
 
 class SoftmaxStrategy(Strategy):

@@ -71,4 +71,5 @@ class PCDARTS(SoftmaxStrategy):
 
     def derive(self, space: Any, engine: Any, epoch: int) -> Any:
         with torch.no_grad():
-            return space.derive((self.probabilities() * self.edge_weights().unsqueeze(-1)).cpu())
+            return space.derive(self.derive_weights((self.probabilities() * self.edge_weights().unsqueeze(-1)).cpu(),
+                                                    space))
