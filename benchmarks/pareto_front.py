@@ -1,10 +1,10 @@
 """How far the cells of a search under a latency cost are from NAS-Bench-201's true accuracy/latency front.
 
-    python benchmarks/pareto_front.py SWEEP_DIR --column pixel3_ms [--latency hw/nb201-latency.csv]
+    python benchmarks/pareto_front.py SWEEP_DIR [SWEEP_DIR ...] --column pixel3_ms [--latency hw/nb201-latency.csv]
         [--nb201 nb201/nb201.csv] [--scores proxies.json] [--queries 100] [--derive-within SWEEP]
         [--targets 3,5,8] [--json out.json] [--plot out.png]
 
-For every finished run of the sweep (a ``drnas sweep`` over ``cost_target``, methods and seeds), reads the derived
+For every finished run of the sweeps (``drnas sweep``s over ``cost_target``, methods and seeds), reads the derived
 cell and looks up its true latency in the latency table's ``--column`` and its NB201 CIFAR-10 test accuracy. The
 true front is, at each latency, the best accuracy of all 15,625 cells no slower. Reported per run and per
 (method, target): the cell's latency and accuracy, whether it met the target, and the accuracy lost against the
@@ -89,7 +89,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep")
+    parser.add_argument("sweeps", nargs="+")
     parser.add_argument("--column", default="pixel3_ms")
     parser.add_argument("--latency", default=str(SHARED / "hw" / "nb201-latency.csv"))
     parser.add_argument("--nb201", default=str(SHARED / "nb201" / "nb201.csv"))
@@ -103,7 +103,7 @@ def main() -> None:
     latency, accuracy = read_column(args.latency, args.column), read_column(args.nb201, ACCURACY)
     front = Front(latency, accuracy)
     rows = []
-    for run in runs(Path(args.sweep)):
+    for run in [run for sweep in args.sweeps for run in runs(Path(sweep))]:
         lat, acc = latency[run["arch"]], accuracy[run["arch"]]
         rows.append({**run, "latency": lat, "accuracy": acc, "front": front.at(lat), "gap": front.at(lat) - acc,
                      "met": run["target"] is None or lat <= run["target"]})
@@ -147,7 +147,8 @@ def main() -> None:
                 "latency": mean_std([r["latency"] for r in group]), "accuracy": mean_std([r["accuracy"] for r in group]),
                 "front": mean_std([r["front"] for r in group]), "gap": mean_std([r["gap"] for r in group])}
         summary.append(line)
-        lam = weight or ("1/target" if target is not None and "(" not in method else "-")  # baselines: no penalty
+        penalised = target is not None and "(" not in method and method not in ("naswot", "zc-random")
+        lam = weight or ("1/target" if penalised else "-")  # derived within a budget, or bounded: no penalty
         met = f"{line['met']}/{line['n']}" if target is not None else "-"
         print(f"| {method} | {target} | {lam} | {line['n']} | {met} | {line['latency']} | "
               f"{line['accuracy']} | {line['front']} | {line['gap']} |")
