@@ -3,7 +3,7 @@
     python benchmarks/compare_sweeps.py A B [--metric cifar10_test_acc] [--below 90] [--json out.json]
 
 A and B are each a sweep directory (its ``runs.csv``, written by ``drnas sweep``) or a results JSON with a
-``runs`` list (benchmarks/sweep_results.py's). Prints per side: the finished runs, mean ± std (ddof 0), median
+``runs`` list (benchmarks/sweep_results.py's); only finished runs (``state`` done) count. Prints per side: the finished runs, mean ± std (ddof 0), median
 and the runs below ``--below``; then Fisher's exact test on the below/above counts and the Mann-Whitney U test on
 the accuracies, both two-sided (scipy, from the test extras).
 """
@@ -23,7 +23,7 @@ def accuracies(source: str, metric: str) -> list[float]:
             rows = list(csv.DictReader(handle))
     else:
         rows = json.loads(path.read_text())["runs"]
-    return [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
+    return [float(r[metric]) for r in rows if r.get(metric) not in (None, "") and r.get("state", "done") == "done"]
 
 
 def main() -> None:
