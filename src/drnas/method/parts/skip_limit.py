@@ -36,12 +36,6 @@ def first_cell(space: Any, weights: torch.Tensor) -> Any:
         return None
 
 
-def first_cell_skips(space: Any, weights: torch.Tensor) -> int | None:
-    """The skip connections of the first cell derived from ``weights`` (None: no cell)."""
-    cell = first_cell(space, weights)
-    return None if cell is None else cell.ops().count(SKIP)
-
-
 def limit_skips(space: Any, weights: torch.Tensor, max_skips: int) -> torch.Tensor:
     """``weights`` with chosen skip connections removed, the weakest first, until the first cell derived from them
     has at most ``max_skips``. A chosen skip connection is one whose weight, set to 0, changes the first cell (its
