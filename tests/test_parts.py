@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from drnas.method.parts.gaea import ExponentiatedGradient
 from drnas.method.parts.smoothing import AdversarialSettings, AdversarialSmoothing, project
 from drnas.method.strategies import METHODS, Mixing, check_method, get_method, with_method
 from drnas.search import Search
-from drnas.spaces import get_space
+from drnas.spaces import SupernetSpec, get_space
 from drnas.spaces.robust_darts import S1_NORMAL, S1_REDUCE, Noise
 from drnas.sweep.report import cell_numbers
 from helpers import digits, tiny_config
@@ -31,6 +32,11 @@ QUIET = dict(progress=False, log=lambda m: None)
 WITH_METHODS = ("darts", "drnas")
 
 
+#: settings a part needs in the tests' one-stage searches (skip-dropout's default rates are P-DARTS' three stages,
+#: the first of them 0)
+TEST_SETTINGS = {"skip-dropout": {"rates": [0.5]}}
+
+
 def _config(method: str, parts: list[str], space: str = "nb201", epochs: int = 2, **changes):
     base = tiny_config(dataset="digits", stages=[Stage(epochs=epochs, partial_k=1)], batch_size=32, **changes)
     if space != "nb201":
@@ -38,7 +44,7 @@ def _config(method: str, parts: list[str], space: str = "nb201", epochs: int = 2
     config = with_method(base, method)
     if "darts-es" in parts:
         config = dataclasses.replace(config, hessian_every=1)
-    return with_parts(config, parts)
+    return with_parts(config, parts, {p: TEST_SETTINGS[p] for p in parts if p in TEST_SETTINGS})
 
 
 def _fits(method: str, part: str) -> bool:
@@ -469,6 +475,7 @@ def test_derive_select_pt_on_a_finished_run(tmp_path, capsys, space, edges, node
 def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically_across_the_change(tmp_path):
     stages = [Stage(epochs=1, cells=1), Stage(epochs=2, ops_kept=3, cells=2, arch_warmup=1)]
     config = dataclasses.replace(_config("darts", []), stages=stages, eta_init_std=1e-3, lr_restart=True)
+    config = with_parts(config, ["skip-dropout"], {"skip-dropout": {"rates": [0.0, 0.5]}})  # P-DARTS' dropout too
     data = digits(64)
     search = Search(config, tmp_path / "full", data=data, **QUIET)
     cells = sum(1 for m in search.net.modules() if type(m).__name__ == "NB201Cell")
@@ -482,6 +489,10 @@ def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically
     second = json.loads(json.dumps(full.metrics[1]["architecture_parameters"]["eta"]))
     fresh = 1e-3 * torch.randn(search.relax.eta.shape, generator=torch.Generator().manual_seed(0 * 1013 + 1))
     assert torch.allclose(torch.tensor(second), fresh, atol=1e-6)  # new parameters; the arch was warming up
+    # the dropout of each stage: 0 in the first; over the second's warm-up epoch 0.5 * 1/2, then 0.5; set on the
+    # new supernet's skips
+    assert [m["skip_dropout"] for m in full.metrics] == [0.0, 0.25, 0.5]
+    assert {tuple(op.drop.values()) for _, op in search.net.mixed_ops()} == {(0.5,)}
     Search(config, tmp_path / "half", data=data, **QUIET).run(max_epochs=1)
     _same_run(full, Search.resume(tmp_path / "half", data=data, **QUIET).run())
 
@@ -489,7 +500,8 @@ def test_stages_of_growing_depth_start_a_new_supernet_and_resume_bit_identically
 def test_the_p_darts_recipe_is_three_stages_of_growing_depth_over_fewer_ops():
     config = resolve_search_config(apply_method=with_method, apply_parts=with_parts, preset="darts-cifar10-proxy",
                                    method="p-darts")
-    assert config.method == "darts" and config.parts == ["skip-limit"] and config.lr_restart
+    assert config.method == "darts" and config.parts == ["skip-dropout", "skip-limit"] and config.lr_restart
+    assert config.part_settings["skip-dropout"] == {"rates": [0.0, 0.4, 0.7], "decay": 0.2}
     assert [(s.epochs, s.cells, s.ops_kept, s.arch_warmup) for s in config.stages] == \
         [(25, 5, None, 10), (25, 11, 5, 10), (25, 17, 3, 10)]
 
@@ -529,6 +541,87 @@ def test_a_search_with_the_skip_limit_derives_every_epoch_within_it(tmp_path):
     assert "skip_connect" not in str(result.architecture)
     with pytest.raises(ConfigError, match="part skip-limit limits the skip_connect edges"):
         check_method(dataclasses.replace(config, ops=["none", "nor_conv_3x3"]), get_space("nb201", ["none", "nor_conv_3x3"]))
+
+
+# ------------------------------------------------------------------------------------------ P-DARTS' skip dropout
+def test_skip_dropout_drops_the_skip_term_in_training_only_drawn_as_dropout_of_the_weighted_term():
+    from drnas.method.supernet import MixedOp
+    from drnas.spaces.ops import build_op
+
+    torch.manual_seed(0)
+    mixed = MixedOp(["skip_connect", "nor_conv_1x1", "none"], 4, op_factory=build_op)
+    x, w = torch.randn(8, 4, 5, 5), torch.tensor([0.6, 0.3, 0.1])
+    mixed.eval()
+    plain = w[0] * x + w[1] * mixed.ops[1](x)
+    mixed.drop = {0: 0.5}
+    assert torch.equal(mixed(x, w), plain)  # evaluation: nothing dropped
+    mixed.train()
+    torch.manual_seed(3)
+    out = mixed(x, w)
+    torch.manual_seed(3)
+    expected = F.dropout(w[0] * x, 0.5) + w[1] * mixed.ops[1](x)  # the skip term is drawn first
+    assert torch.equal(out, expected)
+    dropped = (out - w[1] * mixed.ops[1](x)).abs() < 1e-7
+    assert 0.4 < dropped.float().mean() < 0.6  # about half the skip elements gone, the rest scaled by 2
+
+
+def test_skip_dropout_rate_follows_p_darts_schedule_in_every_stage_and_only_on_identity_skips():
+    stages = [Stage(epochs=4, partial_k=1, arch_warmup=2), Stage(epochs=5, partial_k=1, arch_warmup=1)]
+    config = with_parts(dataclasses.replace(_config("darts", [], space="darts"), stages=stages), ["skip-dropout"],
+                        {"skip-dropout": {"rates": [0.3, 0.6], "decay": 0.5}})
+    part = PARTS.get("skip-dropout")(PARTS.get("skip-dropout").settings_of(config), config, get_space("darts"))
+    expected = [0.3 * 3 / 4, 0.3 * 2 / 4, 0.3, 0.3 * math.exp(-0.5),               # stage 1: warm-up, then decay
+                0.6 * 4 / 5, 0.6, 0.6 * math.exp(-0.5), 0.6 * math.exp(-1.0), 0.6 * math.exp(-1.5)]
+    net = get_space("darts").build_supernet(SupernetSpec(channels=8, cells=3, num_classes=10))
+    skip = get_space("darts").ops.index("skip_connect")
+    for epoch, rate in enumerate(expected):
+        part.start_epoch(epoch, config.epochs)
+        assert part.rate == pytest.approx(rate) and part.record()["skip_dropout"] == pytest.approx(rate, abs=1e-6)
+        part.prepare_network(net)
+        for _, mixed in net.mixed_ops():  # a reduction edge's skip is a factorized reduction: never dropped
+            assert mixed.drop == ({skip: part.rate} if mixed.stride == 1 else {})
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_skip_dropout_draws_the_same_masks_on_the_fused_and_the_plain_path(space):
+    from drnas.fast import fusion
+
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        sp = get_space(space)
+        net = sp.build_supernet(SupernetSpec(channels=8, cells_per_stage=1, cells=3, partial_k=2, num_classes=3))
+        net = (fusion.install(net) if fused else net).double()
+        for _, mixed in net.mixed_ops():
+            mixed.drop = {sp.ops.index("skip_connect"): 0.5} if mixed.stride == 1 else {}
+        x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+        theta = torch.softmax(torch.randn(sum(1 for _ in net.mixed_ops()), len(sp.ops), dtype=torch.float64), -1)
+        theta.requires_grad_(True)
+        torch.manual_seed(7)
+        logits = net(x, theta)
+        logits.pow(2).sum().backward()
+        results.append([logits.detach(), theta.grad, *(p.grad for p in net.parameters())])
+        net.eval()
+        results[-1].append(net(x, theta).detach())
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_skip_dropout_keeps_the_cells_eager_and_refuses_what_cannot_run_it(capsys, tmp_path):
+    config = _config("darts", ["skip-dropout"])
+    assert Search(config, data=digits(64), **QUIET).runner.compile_mode == "none"
+    with pytest.raises(ConfigError, match="part skip-dropout draws random numbers inside the cells, which compiled "
+                                          "cells cannot follow"):
+        Search(dataclasses.replace(config, compile="cells"), data=digits(64), **QUIET)
+    for argv, words in [([], "drops nothing in this search: its rate is 0 in each of its 1 stage(s)"),
+                        (["--set", "part.skip-dropout.rates=0.3,1.0"], "rates must be one or more numbers in [0, 1)"),
+                        (["--set", "part.skip-dropout.rates=0.3", "--set", "ops=[none,nor_conv_3x3]"],
+                         "drops skip_connect's output, which the ops of space nb201 lack")]:
+        code = main(["search", "--preset", "demo", "--set", 'stages=[{"epochs": 2}]', "--with", "skip-dropout",
+                     "--quiet", "--out", str(tmp_path / "r"), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and words in err[0], err
+        assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------------------ the loop's exactness

@@ -40,6 +40,7 @@ from drnas.engine.job import Job, NonFiniteLossError, lr_at
 from drnas.engine.passes import SupernetPasses, accuracy_counts, clip_weight_gradients
 from drnas.engine.runs import RunError, atomic_write_json
 from drnas.errors import reraise_interrupt
+from drnas.method.parts import drawing_in_cells
 from drnas.method.strategies import Strategy, check_method, get_method
 from drnas.method.strategies.base import Batch
 from drnas.result import SearchResult
@@ -88,7 +89,8 @@ class Search(SupernetPasses, Job):
 
         torch.manual_seed(config.seed)
         self._load_data(config, data)
-        self._start_runner(fast.runner(config, self.device, self.dist, self.log, single_path=self.method.single_path,
+        eager = f"method {config.method} runs one sampled op per edge" if self.method.single_path else None
+        self._start_runner(fast.runner(config, self.device, self.dist, self.log, eager=eager or drawing_in_cells(config),
                                        compile_pays=self.space.compiled_cells_pay_on_cpu,
                                        weight_steps=len(self.weight_loader) * config.epochs,
                                        backend=self.compile_backend))
@@ -156,12 +158,7 @@ class Search(SupernetPasses, Job):
     # ------------------------------------------------------------------------------------------ stages
     def stage_at(self, epoch: int) -> tuple[int, int]:
         """(stage index, epoch within the stage) of a 0-based global epoch."""
-        start = 0
-        for index, stage in enumerate(self.config.stages):
-            if epoch < start + stage.epochs:
-                return index, epoch - start
-            start += stage.epochs
-        raise IndexError(f"epoch {epoch} is past the {self.config.epochs} epochs of this search")
+        return self.config.stage_at(epoch)
 
     def _enter_stage(self, index: int) -> None:
         """Widen (eq. 8-9) then prune by beta, as paper §2.4 orders them; optimizer state carries over. A stage of
@@ -260,6 +257,7 @@ class Search(SupernetPasses, Job):
         for group in self.weight_optimizer.param_groups:
             group["lr"] = lr
         self.strategy.start_epoch(epoch, cfg.epochs)
+        self.strategy.prepare_network(self.net)
         self.net.train()
 
         def step(batches: tuple[Batch, Batch], sums: torch.Tensor) -> None:
@@ -437,11 +435,8 @@ def _schedule_position(config: SearchConfig, epoch: int) -> tuple[int, int]:
     """(epoch, epochs) the weights' learning rate is scheduled by: the run's, or with ``lr_restart`` the stage's."""
     if not config.lr_restart:
         return epoch, config.epochs
-    for stage in config.stages:
-        if epoch < stage.epochs:
-            return epoch, stage.epochs
-        epoch -= stage.epochs
-    raise IndexError(f"epoch past the {config.epochs} epochs of this search")
+    index, within = config.stage_at(epoch)
+    return within, config.stages[index].epochs
 
 
 def _cost_table(config: SearchConfig, space: Any) -> OpCosts | None:

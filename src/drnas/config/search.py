@@ -147,6 +147,14 @@ class SearchConfig(RunSettings):
     def epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
 
+    def stage_at(self, epoch: int) -> tuple[int, int]:
+        """(stage index, epoch within the stage) of a 0-based epoch of the search."""
+        for index, stage in enumerate(self.stages):
+            if epoch < stage.epochs:
+                return index, epoch
+            epoch -= stage.epochs
+        raise IndexError(f"epoch past the {self.epochs} epochs of this search")
+
     def validate(self) -> "SearchConfig":
         if not self.stages:
             raise ConfigError("stages: give at least one stage")

@@ -146,11 +146,12 @@ class Runner(PlainRunner):
         return eager
 
 
-def runner(config: Any, device: torch.device, world: Any, log: Callable[..., None], *, single_path: bool = False,
+def runner(config: Any, device: torch.device, world: Any, log: Callable[..., None], *, eager: str | None = None,
            compile_pays: bool = False, weight_steps: int = 0, backend: Any = "inductor") -> Runner:
     """The runner of a job with ``config`` (a search or training config) on ``device`` in the process group
-    ``world``; makes the process-wide settings. ``single_path``: the method runs one sampled op per edge, which
-    compiled cells and CUDA graphs cannot follow (``auto`` leaves them off, an explicit request is an error).
+    ``world``; makes the process-wide settings. ``eager``: why compiled cells and CUDA graphs cannot follow this
+    run (a method running one sampled op per edge, a part drawing random numbers in the cells), or None; ``auto``
+    then leaves them off and an explicit request is an error.
     ``compile_pays``: compiled cells were measured to pay on a CPU for this space; ``weight_steps``: the run's
     length, for ``compile=auto``."""
     if config.keep_freed_memory and device.type == "cpu":
@@ -163,14 +164,12 @@ def runner(config: Any, device: torch.device, world: Any, log: Callable[..., Non
     graphs = graphs_enabled(config.cuda_graphs, device, world.world_size)
     plain = getattr(config, "fast_paths", "default") == "plain"
     setting = getattr(config, "compile", "none")
-    if single_path and setting == "cells":
-        raise ConfigError(f"method {config.method} runs one sampled op per edge, which compiled cells cannot "
-                          "follow: use --set compile=none (or auto)")
-    if single_path and config.cuda_graphs == "on":
-        raise ConfigError(f"method {config.method} runs one sampled op per edge, which a CUDA graph cannot "
-                          "follow: use --set cuda_graphs=auto (or off)")
-    graphs = graphs and not (plain or single_path)
-    mode, why = resolve_compile("none" if plain else setting, device, compile_pays and not single_path, weight_steps)
+    if eager and setting == "cells":
+        raise ConfigError(f"{eager}, which compiled cells cannot follow: use --set compile=none (or auto)")
+    if eager and config.cuda_graphs == "on":
+        raise ConfigError(f"{eager}, which a CUDA graph cannot follow: use --set cuda_graphs=auto (or off)")
+    graphs = graphs and not (plain or eager)
+    mode, why = resolve_compile("none" if plain else setting, device, compile_pays and not eager, weight_steps)
     if why:
         log(why)
     return Runner(device=device, plain=plain, memory_format=config.memory_format, amp=amp,

@@ -7,6 +7,8 @@
   together, and each node joins its partial channels and shuffles once instead of once per incoming edge.
   What runs a node's ops and joins its channels is the cell's ``paths``: plain here, fused by
   :func:`drnas.fast.fusion.install` (each candidate op once for all the edges, the join in one pass).
+* An op's output may be dropped out while the network trains (``MixedOp.drop``: P-DARTS' dropout on skip
+  connections), on every path alike: :func:`mix_from_source` applies it to the weighted terms the paths return.
 * Pruned ops and the zero op are skipped exactly: the list of ops to run is kept on the host and only
   changes at stage transitions, so no forward pass looks at a device tensor to decide what to run.
 * Widening (eq. 8-9): when ``K`` shrinks, every op is rebuilt with more channels and its parameters and
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: builds one candidate op: ``factory(name, c_in, c_out, stride, affine, track_running_stats)``; the space hands
@@ -111,6 +114,9 @@ class MixedOp(nn.Module):
         self.bypass_pool = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
         self.zero_ops = frozenset(i for i, op in enumerate(self.ops) if getattr(op, "is_zero", False))
         self.active: list[int] = [i for i in range(len(self.op_names)) if i not in self.zero_ops]
+        #: op index -> probability of dropping each element of that op's output in training mode (a part sets it
+        #: before every epoch: P-DARTS' skip dropout); empty: nothing dropped
+        self.drop: dict[int, float] = {}
 
     def _build_ops(self, width: int) -> list[nn.Module]:
         return [self._op_factory(name, width, width, self.stride, self._affine, self._track) for name in self.op_names]
@@ -183,6 +189,9 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
         scales = [weights[p][op_index] for p in positions]
         terms = paths.run_ops(ops, part, scales)
         for p, term in zip(positions, terms):
+            rate = edges[p].drop.get(op_index) if edges[p].training else None
+            if rate:  # dropout(θ·op(x)) = θ·dropout(op(x)); drawn in the same order on every path
+                term = F.dropout(term, rate)
             outputs[p] = term if outputs[p] is None else outputs[p] + term
     done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
     bypass = None if rest is None else first.bypass_pool(rest)

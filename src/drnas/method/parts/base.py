@@ -11,7 +11,8 @@ strategies import the parts) and sees the strategy, the mixing weights and the e
 * :meth:`Part.arch_optimizer` replaces the method's architecture optimizer;
 * :meth:`Part.start_epoch` moves a schedule;
 * :meth:`Part.stop` ends a search early, saying why and which epoch's architecture it keeps.
-* :meth:`Part.derive_weights` changes the weights an architecture is derived from (P-DARTS' skip limit).
+* :meth:`Part.derive_weights` changes the weights an architecture is derived from (P-DARTS' skip limit);
+* :meth:`Part.prepare_network` sets the supernet's op-level state for an epoch (P-DARTS' skip dropout).
 
 A **recipe** (:data:`RECIPES`) is a published combination, a method with parts (``sdarts-adv`` = darts with the
 sdarts-adv part), named where methods are named (``--method sdarts-adv``).
@@ -60,6 +61,9 @@ class Part:
     multi_path_only: ClassVar[bool] = False
     #: the part selects the architecture at the end of the search (DARTS-PT)
     selects: ClassVar[bool] = False
+    #: the part draws random numbers inside the cells' forward (dropout masks), which compiled cells and CUDA
+    #: graphs would draw from other streams: the run keeps its cells eager
+    draws_in_cells: ClassVar[bool] = False
 
     def __init__(self, settings: Any, config: SearchConfig, space: Any) -> None:
         self.settings, self.config = settings, config
@@ -104,6 +108,10 @@ class Part:
         """The ``[edges, ops]`` weights the space derives the architecture from, with this part's change
         (default: none)."""
         return weights
+
+    def prepare_network(self, net: Any) -> None:
+        """Before every epoch, after :meth:`start_epoch`: set op-level state of the supernet that runs the epoch
+        (the stage's; by its ``mixed_ops()``), e.g. the dropout of an op's output (default: nothing)."""
 
     def record(self) -> dict[str, Any]:
         """Fields of the epoch's metrics line (a schedule's value)."""
@@ -177,6 +185,12 @@ def check_parts(method: Any, config: SearchConfig, space: Any) -> None:
             if cls.slot in taken:
                 raise ConfigError(f"parts {taken[cls.slot]} and {name} both {cls.slot}: keep one of them")
             taken[cls.slot] = name
+
+
+def drawing_in_cells(config: SearchConfig) -> str | None:
+    """Why the cells of a search with ``config`` must stay eager (a part drawing random numbers in them), or None."""
+    drawing = [name for name in config.parts if PARTS.get(name).draws_in_cells]
+    return f"part {drawing[0]} draws random numbers inside the cells" if drawing else None
 
 
 def build_parts(config: SearchConfig, space: Any) -> list[Part]:

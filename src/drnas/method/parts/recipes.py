@@ -33,7 +33,7 @@ register_recipe("darts-pt", Recipe("darts", ("darts-pt",), PerturbationSelection
 #: P-DARTS (Chen et al., "Progressive Differentiable Architecture Search", ICCV 2019, §3.2 and §4.1): three stages
 #: of 25 epochs (10 warm-up), 5, 11 and 17 cells, the 8 ops cut to 5 then 3 per edge, for the DARTS space
 P_DARTS_STAGES = [Stage(25, 1, None, 10, 5), Stage(25, 1, 5, 10, 11), Stage(25, 1, 3, 10, 17)]
-register_recipe("p-darts", Recipe("darts", ("skip-limit",), SkipLimit.paper,
+register_recipe("p-darts", Recipe("darts", ("skip-dropout", "skip-limit"), SkipLimit.paper,
                                   {"stages": P_DARTS_STAGES, "lr_restart": True}),
-                doc="DARTS with progressive depth, 5 then 11 then 17 cells, search-space approximation and at most 2 "
-                    "skip connections in the normal cell (P-DARTS; the DARTS space)")
+                doc="DARTS with progressive depth, 5 then 11 then 17 cells, search-space approximation, dropout on "
+                    "skip connections and at most 2 of them in the normal cell (P-DARTS; the DARTS space)")

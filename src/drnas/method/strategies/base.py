@@ -296,6 +296,12 @@ class Strategy(Relaxation):
         for part in self.parts:
             part.start_epoch(epoch, epochs)
 
+    def prepare_network(self, net: Any) -> None:
+        """Before every epoch, after :meth:`start_epoch`: the parts' op-level state of the supernet (P-DARTS' skip
+        dropout)."""
+        for part in self.parts:
+            part.prepare_network(net)
+
     def mix(self, mixing: Mixing, phase: str, engine: Engine | None = None, batch: Batch | None = None) -> Mixing:
         """The mixing weights of ``phase`` (weight, arch or eval) as the search's parts change them, in their
         order (SDARTS' perturbation of the weight step, DARTS-' auxiliary skip...); ``batch``: the step's."""
