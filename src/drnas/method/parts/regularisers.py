@@ -2,8 +2,9 @@
 
 * ``beta-decay`` (Ye et al., "β-DARTS: Beta-Decay Regularization for Differentiable Architecture Search", CVPR
   2022, eq. 10): λ_t · mean over edges of log Σ_o exp(η_{e,o}) over the kept ops, the smooth maximum of each
-  edge's logits, whose gradient softmax(η) keeps the architecture parameters' value and spread small; λ_t grows
-  linearly from 0 at the first epoch to ``weight`` at the last (the paper's linear schedule).
+  edge's logits, whose gradient softmax(η) keeps the architecture parameters' value and spread small; λ_t =
+  ``weight`` · t / E at the 0-based epoch t of E, a linear growth from 0 towards ``weight`` at the end of the search.
+  ``weight`` = 50 is the authors' released NAS-Bench-201 script (``50 * epoch / 100`` over its 100 epochs).
 * ``zero-one`` (Chu et al., "Fair DARTS: Eliminating Unfair Advantages in Differentiable Architecture Search",
   ECCV 2020, eq. 6): -w · mean over the kept entries of (θ - 0.5)² on the validation mixing weights, which pushes
   every weight towards 0 or 1 so that the discretisation loses little; w = 10 as in the paper. With the
@@ -36,7 +37,8 @@ class _Penalty(Part):
 class BetaDecaySettings:
     """β-DARTS' regularisation weight."""
 
-    weight: float = setting(1.0, "lambda at the last epoch; it grows linearly from 0 at the first", ge=0, le=1e4)
+    weight: float = setting(50.0, "lambda at the end of the search: lambda_t = weight * t / epochs (the authors' "
+                                  "NB201 script: 50)", ge=0, le=1e4)
 
 
 @register_part("beta-decay", doc="beta-DARTS: beta-decay regularisation, the smooth maximum of each edge's "
@@ -47,8 +49,8 @@ class BetaDecay(_Penalty):
 
     @property
     def scale(self) -> float:
-        """λ_t: 0 at the first epoch, ``weight`` at the last."""
-        return self.settings.weight * self.epoch / max(1, self.epochs - 1)
+        """λ_t = weight · t / E: 0 at the first epoch, weight · (E - 1) / E at the last."""
+        return self.settings.weight * self.epoch / self.epochs
 
     def penalty(self, strategy: Any) -> torch.Tensor | None:
         if not self.scale:
