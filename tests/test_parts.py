@@ -460,6 +460,23 @@ def test_darts_pt_keeps_the_two_inputs_of_each_darts_node_whose_removal_costs_th
     assert sorted(len(n.without) for n in selection.nodes) == sorted(len(g) for g in space.edge_groups())
 
 
+def test_a_darts_pt_search_selects_what_derive_select_pt_selects_on_the_same_darts_run(tmp_path, capsys):
+    """The recipe's selection at the end of the search and ``drnas derive RUN --select pt`` on the plain DARTS run
+    of the same seed see the same supernet, data and random state: the same cell (how the DARTS-PT rows of the
+    results come from the DARTS runs)."""
+    config, logs = _config("darts", [], train_images=64), []  # data by the config, which derive reopens
+    recipe = Search(with_parts(config, ["darts-pt"], {"darts-pt": {"batches": 1, "tune_steps": 2}}),
+                    progress=False, log=logs.append).run()
+    Search(config, tmp_path / "darts", **QUIET).run()
+    assert main(["derive", str(tmp_path / "darts"), "--select", "pt", "--pt-batches", "1", "--pt-tune-steps", "2",
+                 "--json"]) == 0
+    derived = json.loads(capsys.readouterr().out)
+    assert derived["architecture"] == json.loads(json.dumps(recipe.architecture.to_json()))
+    for choice in derived["choices"]:  # every removal measured the same on the way
+        without = ", ".join(f"{op} {acc:.2f}%" for op, acc in choice["without"].items())
+        assert f"darts-pt: edge {choice['edge']} keeps {choice['op']} (accuracy without each op: {without})" in logs
+
+
 @pytest.mark.parametrize("space, edges, nodes", [("nb201", 6, 0), ("darts", 28, 8)])
 def test_derive_select_pt_on_a_finished_run(tmp_path, capsys, space, edges, nodes):
     run = tmp_path / "run"
