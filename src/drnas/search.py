@@ -90,7 +90,8 @@ class Search(SupernetPasses, Job):
         torch.manual_seed(config.seed)
         self._load_data(config, data)
         eager = f"method {config.method} runs one sampled op per edge" if self.method.single_path else None
-        self._start_runner(fast.runner(config, self.device, self.dist, self.log, eager=eager or drawing_in_cells(config),
+        eager = eager or drawing_in_cells(config)  # compiled cells and CUDA graphs cannot follow either
+        self._start_runner(fast.runner(config, self.device, self.dist, self.log, eager=eager,
                                        compile_pays=self.space.compiled_cells_pay_on_cpu,
                                        weight_steps=len(self.weight_loader) * config.epochs,
                                        backend=self.compile_backend))

@@ -34,7 +34,8 @@ class SkipDropoutSettings:
     """The initial dropout rate of each stage and its decay."""
 
     rates: list[float] = setting([0.0, 0.4, 0.7], "initial dropout rate on skip_connect in each stage (P-DARTS, "
-                                                  "CIFAR-10: 0.0, 0.4, 0.7); later stages repeat the last, each in [0, 1)")
+                                                  "CIFAR-10: 0.0, 0.4, 0.7); later stages repeat the last; each in "
+                                                  "[0, 1)")
     decay: float = setting(0.2, "exponential decay of the rate per epoch after the stage's warm-up (the released "
                                 "script's 0.2)", ge=0, le=100)
 
