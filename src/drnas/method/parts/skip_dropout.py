@@ -25,8 +25,7 @@ from typing import Any
 from drnas.config.options import setting
 from drnas.errors import ConfigError
 from drnas.method.parts.base import Part, register_part
-
-SKIP = "skip_connect"
+from drnas.method.parts.skip_limit import SKIP, SkipLimit
 
 
 @dataclass
@@ -47,8 +46,7 @@ def stage_rate(rates: list[float], index: int) -> float:
 @register_part("skip-dropout", doc="P-DARTS: dropout on every skip connection's output while the supernet trains, "
                                    "its rate decaying within each stage (Chen et al., ICCV 2019)")
 class SkipDropout(Part):
-    paper = ("Chen et al., Progressive Differentiable Architecture Search: Bridging the Depth Gap between Search and "
-             "Evaluation, ICCV 2019")
+    paper = SkipLimit.paper  # both are P-DARTS'
     Settings = SkipDropoutSettings
     slot = "drop an op's output"
     draws_in_cells = True
