@@ -45,6 +45,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from drnas import Search, apply_overrides, preset
+from drnas.config.resolve import split_parts
+from drnas.method.parts import RECIPES, with_parts
 from drnas.search import HESSIAN_BATCHES
 from drnas.method.strategies import get_method, method_names, with_method
 from drnas.data import DatasetInfo, ImageArrays
@@ -57,7 +59,17 @@ CASES = {"nb201": ("nb201", 0), "nb201-prog-s1": ("nb201-progressive", 0), "nb20
 #: ``nb201-METHOD``: the nb201 preset searched by another method (``--method``'s defaults applied); the
 #: benchmark-query methods train no network and have no case
 CASE_METHODS = {f"nb201-{name}": name for name in method_names() if name != "drnas" and get_method(name).uses_supernet}
+CASE_METHODS.update({f"nb201-{name}": name for name in RECIPES})  # a recipe: its method with its parts
 CASES.update({case: ("nb201", 0) for case in CASE_METHODS})
+
+
+def method_case(method: str) -> str:
+    """The ``nb201-...`` case of a method, a recipe or ``METHOD+PART+...`` (a method with parts no recipe names,
+    registered here on first use)."""
+    case = "nb201" if method == "drnas" else f"nb201-{method}"
+    if "+" in method and case not in CASES:
+        CASE_METHODS[case], CASES[case] = method, ("nb201", 0)
+    return case
 #: one curvature measurement (``--set hessian_every=N``: largest eigenvalue and trace) on the nb201 supernet; its
 #: s/iter divided by an epoch's seconds (CIFAR-10: 391 iterations of the ``nb201`` case) is the per-epoch overhead
 CASES["nb201-hessian"] = ("nb201", 0)
@@ -175,15 +187,25 @@ def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
 def _search_case(name: str, steps: int, warmup: int, device: str,
                  overrides: dict[str, str]) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
     preset_name, stage = CASES[name]
-    config = preset(preset_name)
-    if name in CASE_METHODS:
-        config = with_method(config, CASE_METHODS[name])
-    config = apply_overrides(config, {**overrides, "device": device})
+    config, parts = preset(preset_name), []
+    if name in CASE_METHODS:  # a method, a recipe, or METHOD+PART+...
+        method, *parts = CASE_METHODS[name].split("+")
+        config = with_method(config, method)
+    fields, extra, settings = split_parts(overrides, "--set")
+    parts = [*config.parts, *parts, *extra]
+    # a part's --set settings reach the cases that use the part; the other fields reach every case
+    config = with_parts(config, parts, {part: values for part, values in settings.items() if part in parts})
+    config = apply_overrides(config, {**fields, "device": device})
     images = 2 * 64 * (steps + warmup + 1 + (HESSIAN_BATCHES if name == "nb201-hessian" else 0))
     search = Search(config, data=_cifar_like(images), progress=False,
                     log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
     for index in range(1, stage + 1):
         search._enter_stage(index)
+    # the state the loop gives the stage's middle epoch: the parts' schedules (beta-decay's lambda is 0 at the
+    # first epoch, so it would cost nothing there) and their op-level state (skip dropout)
+    middle = sum(s.epochs for s in config.stages[:stage]) + config.stages[stage].epochs // 2
+    search.strategy.start_epoch(middle, config.epochs)
+    search.strategy.prepare_network(search.net)
     batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
 
     def step(i: int) -> Callable[[], None]:

@@ -89,3 +89,19 @@ def test_flop_count_of_a_convolution_forward_and_both_gradients_inside_autograd_
     assert forward == 2 * (2 * 4 * 8 * 8) * (3 * 3 * 3)
     both = bench_run._count_flops(lambda: torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), [x, w]))
     assert both == 3 * forward
+
+
+def test_search_case_composes_parts_and_starts_from_the_middle_epoch() -> None:
+    """``METHOD+PART`` cases get their parts, a part's ``--set`` setting reaches only the cases using the part, and
+    every case starts from the loop's state at its middle epoch (skip dropout on, beta-decay's weight above 0)."""
+    small = {"channels": "4", "cells_per_stage": "1", "part.skip-dropout.rates": "0.4"}
+    dropped, step, _, _ = bench_run._search_case(bench_run.method_case("darts+skip-dropout"), 1, 0, "cpu", small)
+    assert dropped.config.parts == ["skip-dropout"] and dropped.config.part_settings["skip-dropout"]["rates"] == [0.4]
+    assert dropped.strategy.parts[0].epoch == dropped.config.epochs // 2
+    drops = [mixed.drop for _, mixed in dropped.net.mixed_ops() if mixed.drop]
+    assert drops and all(0 < p < 0.4 for drop in drops for p in drop.values())
+    step(0)()  # an arch step and a weight step run with the masks on
+    plain, _, _, _ = bench_run._search_case("nb201-darts", 1, 0, "cpu", small)
+    assert plain.config.parts == [] and not any(mixed.drop for _, mixed in plain.net.mixed_ops())
+    beta, _, _, _ = bench_run._search_case("nb201-beta-darts", 1, 0, "cpu", {"channels": "4", "cells_per_stage": "1"})
+    assert beta.config.parts == ["beta-decay"] and beta.strategy.parts[0].scale > 0
