@@ -21,9 +21,9 @@ import statistics
 from pathlib import Path
 
 import torch
-
 from compare import alternate
 from run import CASE_METHODS, _search_case, machine, method_case, parse_overrides
+
 from drnas.errors import ConfigError
 from drnas.method.strategies import get_method, method_names
 

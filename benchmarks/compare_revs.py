@@ -6,7 +6,8 @@ For refactors that must not cost speed: the package as of ``REV`` (``git archive
 under another name next to the working tree's ``drnas``, both build the same search (same preset, overrides,
 seed and data), and their steps alternate (REV, tree, REV, tree, ...) as in ``compare.py``. Prints the ratio
 of the median seconds per iteration, rev/tree (above 1: the tree is faster), with the range of the per-round
-ratios. Search cases only (those of ``run.py`` that both versions know).
+ratios. Search cases only (those of ``run.py`` that both versions know); each version builds a method case's
+method and parts (``nb201-gdas``, ``nb201-sdarts-adv``, ``nb201-darts+skip-dropout``) itself.
 
 Each version draws from its own copy of the global RNG state, so both run the same steps on the same random
 numbers: after the timed rounds their weights, eta and optimizer states are compared, and the line says whether
@@ -31,9 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-
 from compare import alternate
-from run import CASES, machine, parse_overrides
+from run import CASES, build_search, machine, method_case, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,17 +61,13 @@ def search_steps(pkg: ModuleType, name: str, rounds: int, overrides: dict[str, s
                  ) -> tuple[Any, Callable[[int], None]]:
     """One of run.py's search cases built with ``pkg``; returns the search and ``step(i)``, which runs on the
     search's own RNG stream."""
-    preset_name, stage = CASES[name]
-    config = pkg.apply_overrides(pkg.preset(preset_name), {**overrides, "device": "cpu"})
     data_mod = importlib.import_module(pkg.__name__ + ".data")
     n = 2 * 64 * (2 * rounds + 4)
     rng = np.random.default_rng(0)
     info = data_mod.DatasetInfo("cifar10", 10, 3, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), True, 4)
     data = data_mod.ImageArrays(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n),
                                 None, None, info)
-    search: Any = pkg.Search(config, data=data, progress=False, log=lambda m: None)
-    for index in range(1, stage + 1):
-        search._enter_stage(index)
+    search = build_search(name, overrides, "cpu", data, pkg)
     batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
     stream = [torch.get_rng_state()]
 
@@ -117,6 +113,8 @@ def main() -> None:
         old = import_revision(args.rev, Path(where))
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; s/iter of {old.__name__} / tree")
         for name in args.only.split(","):
+            if name.startswith("nb201-") and "+" in name:  # nb201-METHOD+PART+...
+                method_case(name[len("nb201-"):])
             if name not in CASES or name == "train-cifar":
                 known = ", ".join(c for c in CASES if c != "train-cifar")
                 parser.error(f"unknown search case {name!r}; cases: {known}")

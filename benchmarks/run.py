@@ -28,6 +28,7 @@ stayed compiled). Run by hand; not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -44,13 +46,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from drnas import Search, apply_overrides, preset
-from drnas.config.resolve import split_parts
-from drnas.method.parts import RECIPES, with_parts
-from drnas.search import HESSIAN_BATCHES
-from drnas.method.strategies import get_method, method_names, with_method
+import drnas
+from drnas import apply_overrides
 from drnas.data import DatasetInfo, ImageArrays
 from drnas.fast.compiled import compile_cells
+from drnas.method.parts import RECIPES
+from drnas.method.strategies import get_method, method_names
+from drnas.search import HESSIAN_BATCHES
 from drnas.train import PROTOCOLS, Trainer
 
 #: name -> (preset or protocol, stage index); "train-cifar" times the CIFAR evaluation network instead
@@ -184,21 +186,24 @@ def matmul_rate(device: torch.device, seconds: float = 1.0) -> float:
     return 2 * n ** 3 * count / (time.perf_counter() - start)
 
 
-def _search_case(name: str, steps: int, warmup: int, device: str,
-                 overrides: dict[str, str]) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
+def build_search(name: str, overrides: dict[str, str], device: str, data: Any, pkg: ModuleType = drnas,
+                 log: Callable[[str], None] = lambda m: None) -> Any:
+    """The search of case ``name`` built with the package ``pkg`` (the working tree's ``drnas``, or an earlier
+    revision's for compare_revs.py), at the loop's state for the middle epoch of the case's stage."""
+    def module(sub: str) -> ModuleType:
+        return importlib.import_module(f"{pkg.__name__}.{sub}")
+
     preset_name, stage = CASES[name]
-    config, parts = preset(preset_name), []
+    config, parts = pkg.preset(preset_name), []
     if name in CASE_METHODS:  # a method, a recipe, or METHOD+PART+...
         method, *parts = CASE_METHODS[name].split("+")
-        config = with_method(config, method)
-    fields, extra, settings = split_parts(overrides, "--set")
+        config = module("method.strategies").with_method(config, method)
+    fields, extra, settings = module("config.resolve").split_parts(overrides, "--set")
     parts = [*config.parts, *parts, *extra]
     # a part's --set settings reach the cases that use the part; the other fields reach every case
-    config = with_parts(config, parts, {part: values for part, values in settings.items() if part in parts})
-    config = apply_overrides(config, {**fields, "device": device})
-    images = 2 * 64 * (steps + warmup + 1 + (HESSIAN_BATCHES if name == "nb201-hessian" else 0))
-    search = Search(config, data=_cifar_like(images), progress=False,
-                    log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
+    config = module("method.parts").with_parts(config, parts, {part: values for part, values in settings.items()
+                                                               if part in parts})
+    search = pkg.Search(pkg.apply_overrides(config, {**fields, "device": device}), data=data, progress=False, log=log)
     for index in range(1, stage + 1):
         search._enter_stage(index)
     # the state the loop gives the stage's middle epoch: the parts' schedules (beta-decay's lambda is 0 at the
@@ -206,6 +211,14 @@ def _search_case(name: str, steps: int, warmup: int, device: str,
     middle = sum(s.epochs for s in config.stages[:stage]) + config.stages[stage].epochs // 2
     search.strategy.start_epoch(middle, config.epochs)
     search.strategy.prepare_network(search.net)
+    return search
+
+
+def _search_case(name: str, steps: int, warmup: int, device: str,
+                 overrides: dict[str, str]) -> tuple[Any, Callable[[int], Callable[[], None]], int, int]:
+    images = 2 * 64 * (steps + warmup + 1 + (HESSIAN_BATCHES if name == "nb201-hessian" else 0))
+    search = build_search(name, overrides, device, _cifar_like(images),
+                          log=lambda m: print(f"# {m}", file=sys.stderr, flush=True))  # main() shows these lines
     batches = list(zip(search.weight_loader.epoch(0), search.arch_loader.epoch(0)))
 
     def step(i: int) -> Callable[[], None]:
