@@ -115,8 +115,18 @@ def test_registry_refuses_duplicates_and_lists_known_names():
         registry.register("a", 2)
     with pytest.raises(RegistryError, match=r"unknown thing 'b'; known: a"):
         registry.get("b")
-    with pytest.raises(RegistryError, match="known: .*drnas.*gdas"):
+    with pytest.raises(RegistryError, match="known: .*drnas.*gdas") as refused:
         get_method("nope")
+    assert "did you mean" not in str(refused.value)  # nothing near: no guess
+
+
+def test_an_unknown_name_suggests_the_near_ones_after_the_known_list():
+    from drnas.method.parts import PARTS
+
+    assert PARTS.near("pt") == ["darts-pt"]  # one word of the name
+    assert PARTS.near("SDARTS_ADV")[0] == "sdarts-adv" and METHODS.near("drnsa")[0] == "drnas"
+    with pytest.raises(ConfigError, match=r"^unknown part 'pt'; known: sdarts-rs, .*\(did you mean darts-pt\?\)$"):
+        PARTS.get("pt")
 
 
 # ------------------------------------------------------------------------------------------ the math

@@ -7,6 +7,8 @@ error that lists the known ones.
 """
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
 
 from drnas.errors import DrnasError
@@ -52,7 +54,17 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise self.error(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+            near = self.near(name)
+            hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+            raise self.error(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}{hint}") from None
+
+    def near(self, name: str) -> list[str]:
+        """The known names a mistyped ``name`` may mean: close spellings (``sdarts_adv``, ``drnsa``) and the names
+        it is one word of (``pt`` -> ``darts-pt``)."""
+        text = str(name).strip().lower()
+        close = difflib.get_close_matches(text, list(self._entries), n=3, cutoff=0.75)
+        word = [known for known in self._entries if text in re.split(r"[-_.]", known.lower())]
+        return list(dict.fromkeys([*close, *word]))[:3]
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
