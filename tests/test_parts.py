@@ -578,7 +578,7 @@ def test_skip_dropout_drops_the_skip_term_in_training_only_drawn_as_dropout_of_t
     torch.manual_seed(3)
     out = mixed(x, w)
     torch.manual_seed(3)
-    kept = torch.rand_like(x) >= 0.5  # the skip term's mask is drawn first
+    kept = torch.rand(x.shape) >= 0.5  # the skip term's mask is drawn first
     expected = torch.where(kept, w[0] * x * 2, 0.0) + w[1] * mixed.ops[1](x)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
     assert 0.4 < 1 - kept.float().mean() < 0.6  # about half the skip elements gone, the rest scaled by 2
@@ -597,6 +597,8 @@ def test_dropout_keeps_each_element_with_probability_one_minus_rate_scaled_as_f_
         (grad,) = torch.autograd.grad(out.sum(), x)
         assert torch.equal(grad, kept.double() / (1 - rate))  # the gradient goes through the kept elements only
         assert abs(out.mean().item() / x.mean().item() - 1) < 0.01  # unbiased, as F.dropout
+    half = dropout(torch.ones(100_000, dtype=torch.bfloat16), 0.4)  # AMP: the keep rate is still 0.6
+    assert half.dtype == torch.bfloat16 and abs((half != 0).float().mean().item() - 0.6) < 0.01
 
 
 def test_skip_dropout_rate_follows_p_darts_schedule_in_every_stage_and_only_on_identity_skips():

@@ -167,8 +167,10 @@ class MixedOp(nn.Module):
 def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
     """Inverted dropout, as ``F.dropout`` in training: each element kept with probability 1 - rate and scaled by
     1 / (1 - rate). The mask is drawn from uniform numbers, which a CPU generator draws about 3 times faster than
-    Bernoulli ones (``bernoulli_`` runs serially on AMD CPUs: benchmarks/results/2026-12-07-cpu2-parts-speed.md)."""
-    return x * (torch.rand_like(x) >= rate).to(x.dtype).mul_(1.0 / (1.0 - rate))
+    Bernoulli ones (``bernoulli_`` runs serially on AMD CPUs: benchmarks/results/2026-12-07-cpu2-parts-speed.md).
+    The numbers are float32 whatever ``x``'s dtype: bfloat16 ones would bias the keep rate by up to 1/256."""
+    keep = torch.rand(x.shape, device=x.device) >= rate
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - rate))
 
 
 def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence[torch.Tensor],
