@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: builds one candidate op: ``factory(name, c_in, c_out, stride, affine, track_running_stats)``; the space hands
@@ -164,15 +165,6 @@ class MixedOp(nn.Module):
         return carried
 
 
-def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
-    """Inverted dropout, as ``F.dropout`` in training: each element kept with probability 1 - rate and scaled by
-    1 / (1 - rate). The mask is drawn from uniform numbers, which a CPU generator draws about 3 times faster than
-    Bernoulli ones (``bernoulli_`` runs serially on AMD CPUs: benchmarks/results/2026-12-07-cpu2-parts-speed.md).
-    The numbers are float32 whatever ``x``'s dtype: bfloat16 ones would bias the keep rate by up to 1/256."""
-    keep = torch.rand(x.shape, device=x.device) >= rate
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - rate))
-
-
 def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence[torch.Tensor],
                     paths: CellPaths = PLAIN_CELL) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """The mixed ops of every edge leaving one node, before partial-channel joining.
@@ -199,7 +191,7 @@ def mix_from_source(x: torch.Tensor, edges: Sequence[MixedOp], weights: Sequence
         for p, term in zip(positions, terms):
             rate = edges[p].drop.get(op_index) if edges[p].training else None
             if rate:  # dropout(θ·op(x)) = θ·dropout(op(x)); drawn in the same order on every path
-                term = dropout(term, rate)
+                term = F.dropout(term, rate)
             outputs[p] = term if outputs[p] is None else outputs[p] + term
     done = [out if out is not None else edges[p].zeros(part) for p, out in enumerate(outputs)]
     bypass = None if rest is None else first.bypass_pool(rest)
