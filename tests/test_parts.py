@@ -464,11 +464,13 @@ def test_a_darts_pt_search_selects_what_derive_select_pt_selects_on_the_same_dar
     """The recipe's selection at the end of the search and ``drnas derive RUN --select pt`` on the plain DARTS run
     of the same seed see the same supernet, data and random state: the same cell (how the DARTS-PT rows of the
     results come from the DARTS runs)."""
-    config, logs = _config("darts", [], train_images=64), []  # data by the config, which derive reopens
-    recipe = Search(with_parts(config, ["darts-pt"], {"darts-pt": {"batches": 1, "tune_steps": 2}}),
+    # data by the config, which derive reopens; a weight half of 6 batches, so the order of the fine-tuning pass
+    # (one pass: tune_steps 0) matters
+    config, logs = _config("darts", [], train_images=384), []
+    recipe = Search(with_parts(config, ["darts-pt"], {"darts-pt": {"batches": 6, "tune_steps": 0}}),
                     progress=False, log=logs.append).run()
     Search(config, tmp_path / "darts", **QUIET).run()
-    assert main(["derive", str(tmp_path / "darts"), "--select", "pt", "--pt-batches", "1", "--pt-tune-steps", "2",
+    assert main(["derive", str(tmp_path / "darts"), "--select", "pt", "--pt-batches", "6", "--pt-tune-steps", "0",
                  "--json"]) == 0
     derived = json.loads(capsys.readouterr().out)
     assert derived["architecture"] == json.loads(json.dumps(recipe.architecture.to_json()))

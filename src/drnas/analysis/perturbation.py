@@ -157,11 +157,13 @@ def _accuracy(search: Any, mixing: Any, batches: list[tuple[torch.Tensor, torch.
 
 
 def _tune(search: Any, steps: int) -> None:
-    """``steps`` weight steps of the search (0: one pass over the weight half), the decided edges fixed."""
+    """``steps`` weight steps of the search (0: one pass over the weight half), the decided edges fixed. The
+    batches are those of the data epochs after the search's last (``config.epochs`` on), whether the search calls
+    this at the end of its last epoch or ``drnas derive`` on the finished run: both tune on the same batches."""
     steps = steps or len(search.weight_loader)
     search.net.train()
     done = 0
-    for epoch in itertools.count(search.epoch):
+    for epoch in itertools.count(search.config.epochs):
         for x, y in search.weight_loader.epoch(epoch):
             if done == steps:
                 return
