@@ -72,6 +72,8 @@ def method_case(method: str) -> str:
     if "+" in method and case not in CASES:
         CASE_METHODS[case], CASES[case] = method, ("nb201", 0)
     return case
+
+
 #: one curvature measurement (``--set hessian_every=N``: largest eigenvalue and trace) on the nb201 supernet; its
 #: s/iter divided by an epoch's seconds (CIFAR-10: 391 iterations of the ``nb201`` case) is the per-epoch overhead
 CASES["nb201-hessian"] = ("nb201", 0)

@@ -61,8 +61,8 @@ class Registry(Generic[T]):
     def near(self, name: str) -> list[str]:
         """The known names a mistyped ``name`` may mean: close spellings (``sdarts_adv``, ``drnsa``) and the names
         it is one word of (``pt`` -> ``darts-pt``)."""
-        text = str(name).strip().lower()
-        close = difflib.get_close_matches(text, list(self._entries), n=3, cutoff=0.75)
+        text, lowered = str(name).strip().lower(), {known.lower(): known for known in self._entries}
+        close = [lowered[k] for k in difflib.get_close_matches(text, list(lowered), n=3, cutoff=0.75)]
         word = [known for known in self._entries if text in re.split(r"[-_.]", known.lower())]
         return list(dict.fromkeys([*close, *word]))[:3]
 
